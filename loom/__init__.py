@@ -1,0 +1,17 @@
+"""loom: a transparent agent runtime and pipe-and-operator stream engine.
+
+The library API is small and file-based, so scripts can do what the CLI does::
+
+    import loom
+    loom.send("summarizer", "text to summarise")
+    for msg in loom.read_outbox("summarizer"):
+        print(msg.body)
+"""
+
+from __future__ import annotations
+
+from loom.api import read_outbox, send
+from loom.message import Message, new_message
+
+__all__ = ["Message", "new_message", "read_outbox", "send"]
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""Every error loom raises on purpose, with the exit code the CLI maps it to (SPEC 10)."""
+
+from __future__ import annotations
+
+
+class LoomError(Exception):
+    """A failure worth one clear sentence to the user; exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(LoomError):
+    """The user asked for something malformed; exit code 2."""
+
+    exit_code = 2
+
+
+class InvalidName(UsageError):
+    """A name that must not become a path (SPEC 3)."""
+
+
+class NotFound(LoomError):
+    """An agent, pipe or message that does not exist."""
+
+
+class UnreadableMessage(LoomError):
+    """A .msg file that is not a valid message (SPEC 2); it gets quarantined."""
+
+
+class UnsupportedVersion(LoomError):
+    """A message written by a newer loom; the consumer stops (SPEC 2)."""
+
+
+class ConfigError(UsageError):
+    """A definition (pipe, weave, route) that does not validate."""
+
+
+class MissingApiKey(UsageError):
+    """A provider needs a key from the environment that is not set."""
+
+    def __init__(self, variable: str, model: str) -> None:
+        super().__init__(
+            f"{variable} is not set; model '{model}' needs it. "
+            f"Export {variable} and start the agent again."
+        )
+        self.variable = variable
+
+
+class ProviderError(LoomError):
+    """A failed call to a model provider.
+
+    `error_type` is the stable label written to `.error.json` and logs; `transient`
+    decides whether the runner retries (SPEC 5).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str,
+        transient: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.transient = transient
+        self.status = status
+        self.retry_after = retry_after

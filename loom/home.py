@@ -1,0 +1,161 @@
+"""Where things live under `$LOOM_HOME` (SPEC 3), and the small status files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loom import atomic
+from loom.errors import NotFound
+from loom.names import validate_name, validate_process_name
+
+STATUSES = ("pending", "running", "idle", "stopped", "restarting", "dead", "error")
+KINDS = ("agents", "pipes")
+
+
+def home(path: str | os.PathLike[str] | None = None) -> Path:
+    """`$LOOM_HOME` (default `~/.loom`), created private to the user."""
+    raw = os.fspath(path) if path is not None else os.environ.get("LOOM_HOME") or "~/.loom"
+    root = Path(raw).expanduser()
+    if not root.is_dir():
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return root
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+class ProcessDir:
+    """The folder of one agent or pipe instance; agents and pipes share this layout."""
+
+    def __init__(self, root: Path, kind: str, name: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(kind)
+        self.name = validate_process_name(name)
+        self.kind = kind
+        self.path = root / kind / name
+        self.inbox = self.path / "inbox"
+        self.outbox = self.path / "outbox"
+        self.logs = self.path / "logs"
+        self.crashes = self.path / "crashes"
+        self.conversations = self.path / "conversations"
+        self.memory = self.path / "memory"
+        self.state = self.path / "state"
+        self.steps = self.path / "steps"
+
+    def __repr__(self) -> str:
+        return f"ProcessDir({self.kind}/{self.name})"
+
+    def create(self) -> ProcessDir:
+        """Create the folders a process needs (idempotent)."""
+        atomic.make_private_dir(self.path.parent)
+        for d in (
+            self.inbox / ".in-progress",
+            self.inbox / ".processed",
+            self.inbox / ".failed",
+            self.inbox / ".unreadable",
+            self.outbox,
+            self.logs,
+            self.crashes,
+        ):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    # Single-line files (status, pid, model, restart, started_at, stopped_at, ...).
+    def read(self, field: str) -> str | None:
+        """The stripped content of a single-line file, or None when absent."""
+        try:
+            return (self.path / field).read_text("utf-8").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def write(self, field: str, value: str) -> None:
+        atomic.write_text(self.path / field, value + "\n" if value else "")
+
+    @property
+    def status(self) -> str | None:
+        return self.read("status")
+
+    def set_status(self, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(status)
+        self.write("status", status)
+
+    @property
+    def pid(self) -> int | None:
+        raw = self.read("pid")
+        if not raw:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            return None
+
+    def alive_pid(self) -> int | None:
+        """The pid from the pid file if that process is alive and is a loom process."""
+        pid = self.pid
+        return pid if pid is not None and pid_is_loom(pid) else None
+
+
+def pid_is_loom(pid: int) -> bool:
+    """Whether `pid` is alive and runs loom (guards against pid reuse by other programs)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    if not cmdline:
+        return False  # a zombie has an empty command line
+    return b"loom" in cmdline
+
+
+def agent(name: str, root: Path | None = None) -> ProcessDir:
+    """The folder of agent `name` (not created)."""
+    return ProcessDir(root or home(), "agents", validate_name(name, "agent name"))
+
+
+def pipe_instance(name: str, root: Path | None = None) -> ProcessDir:
+    """The folder of pipe instance `name` (not created)."""
+    return ProcessDir(root or home(), "pipes", name)
+
+
+def find(name: str, root: Path | None = None) -> ProcessDir:
+    """The agent or pipe instance called `name`; raise NotFound when neither exists."""
+    validate_process_name(name)
+    base = root or home()
+    for kind in KINDS:
+        candidate = ProcessDir(base, kind, name)
+        if (candidate.path / "status").exists() or (kind == "agents" and candidate.exists()):
+            return candidate
+    raise NotFound(f"no agent or pipe named '{name}' under {base}; see 'loom agent ps --all'")
+
+
+def all_processes(root: Path | None = None) -> list[ProcessDir]:
+    """Every agent and pipe instance that has a status file, sorted by name."""
+    base = root or home()
+    found: list[ProcessDir] = []
+    for kind in KINDS:
+        with contextlib.suppress(FileNotFoundError):
+            for entry in sorted(os.listdir(base / kind)):
+                if (base / kind / entry / "status").exists():
+                    with contextlib.suppress(Exception):
+                        found.append(ProcessDir(base, kind, entry))
+    return found

@@ -1,0 +1,53 @@
+"""Structured NDJSON logs, one file per UTC day (SPEC 3): `logs/<date>.ndjson`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from loom import atomic
+from loom.home import now_iso, today
+
+LEVELS = ("debug", "info", "warning", "error")
+
+
+class Log:
+    """Appends one JSON object per event; warnings and errors can also go to a stream."""
+
+    def __init__(self, logs_dir: Path, process: str, echo: TextIO | None = None) -> None:
+        self.dir = logs_dir
+        self.process = process
+        self.echo = echo
+
+    def event(self, event: str, level: str = "info", **fields: Any) -> None:
+        """Log `event` with `fields`; `msg` names the message file involved, if any."""
+        record: dict[str, Any] = {"ts": now_iso(), "level": level, "event": event}
+        record["process"] = self.process
+        record.update({k: v for k, v in fields.items() if v is not None})
+        line = json.dumps(record, ensure_ascii=False, default=str)
+        try:
+            atomic.append_line(self.dir / f"{today()}.ndjson", line)
+        except FileNotFoundError:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic.append_line(self.dir / f"{today()}.ndjson", line)
+        if self.echo is not None and level in ("warning", "error"):
+            detail = fields.get("error") or fields.get("detail") or ""
+            about = f" {fields['msg']}" if fields.get("msg") else ""
+            text = f"loom: {self.process}: {event}{about}" + (f": {detail}" if detail else "")
+            print(text, file=self.echo, flush=True)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.event(event, "info", **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.event(event, "warning", **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self.event(event, "error", **fields)
+
+
+def stderr_log(logs_dir: Path, process: str, foreground: bool) -> Log:
+    """The log of a process; in the foreground warnings also reach stderr."""
+    return Log(logs_dir, process, echo=sys.stderr if foreground else None)

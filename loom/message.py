@@ -1,0 +1,150 @@
+"""The message: one JSON object in a file named `{ts_ms}-{id}.msg` (SPEC 2)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from loom.errors import UnreadableMessage, UnsupportedVersion
+from loom.ids import new_id
+
+SCHEMA_VERSION = 1
+# Ids are letters and digits: ULIDs, and the original loom's 16 hex chars (SPEC 2).
+ID_RE = re.compile(r"[A-Za-z0-9]{1,64}")
+FILENAME_RE = re.compile(r"(\d{1,16})-([A-Za-z0-9]{1,64})\.msg")
+_KNOWN = ("v", "id", "from", "ts", "body", "origin", "error", "to")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A loom message. `sender` is the JSON field `from`."""
+
+    id: str
+    sender: str
+    ts: int
+    body: str
+    origin: str | None = None
+    error: bool = False
+    to: tuple[str, ...] | None = None
+    v: int = SCHEMA_VERSION
+    # Fields written by other tools are kept, so a message survives a round trip.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def filename(self) -> str:
+        """The canonical file name, `{ts}-{id}.msg`."""
+        return f"{self.ts}-{self.id}.msg"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"v": self.v, "id": self.id, "from": self.sender, "ts": self.ts}
+        d["body"] = self.body
+        if self.origin:
+            d["origin"] = self.origin
+        if self.error:
+            d["error"] = True
+        if self.to is not None:
+            d["to"] = list(self.to)
+        for key, value in self.extra.items():
+            d.setdefault(key, value)
+        return d
+
+    def to_json(self) -> str:
+        """One line of JSON, UTF-8 safe (non-ASCII kept as is)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    def to_bytes(self) -> bytes:
+        return self.to_json().encode("utf-8")
+
+    def reply(
+        self,
+        sender: str,
+        body: str,
+        *,
+        parent_filename: str | None = None,
+        error: bool = False,
+        to: tuple[str, ...] | None = None,
+    ) -> Message:
+        """A new message produced from this one, its origin extended by this file's name."""
+        return new_message(
+            sender,
+            body,
+            origin=child_origin(self.origin, parent_filename or self.filename),
+            error=error,
+            to=to,
+        )
+
+    def with_to(self, to: tuple[str, ...] | None) -> Message:
+        return replace(self, to=to)
+
+
+def child_origin(parent_origin: str | None, parent_filename: str) -> str:
+    """The origin of a message produced from a parent (SPEC 2, origin propagation)."""
+    return f"{parent_origin}/{parent_filename}" if parent_origin else parent_filename
+
+
+def new_message(
+    sender: str,
+    body: str,
+    *,
+    origin: str | None = None,
+    error: bool = False,
+    to: tuple[str, ...] | None = None,
+) -> Message:
+    """A fresh message with a new monotonic ULID and the current time."""
+    ts, mid = new_id()
+    return Message(id=mid, sender=sender, ts=ts, body=body, origin=origin or None, error=error, to=to)
+
+
+def from_dict(d: Any) -> Message:
+    """Validate a decoded JSON value as a message; raise UnreadableMessage or UnsupportedVersion."""
+    if not isinstance(d, dict):
+        raise UnreadableMessage("not a JSON object")
+    v = d.get("v")
+    if type(v) is not int:
+        raise UnreadableMessage("field 'v' must be an integer")
+    if v > SCHEMA_VERSION:
+        raise UnsupportedVersion(
+            f"message schema v{v} is newer than this loom supports (v{SCHEMA_VERSION}); "
+            "upgrade loom to read it"
+        )
+    mid, sender, ts, body = d.get("id"), d.get("from"), d.get("ts"), d.get("body")
+    if not isinstance(mid, str) or not ID_RE.fullmatch(mid):
+        raise UnreadableMessage("field 'id' must be letters and digits")
+    if not isinstance(sender, str):
+        raise UnreadableMessage("field 'from' must be a string")
+    if type(ts) is not int:
+        raise UnreadableMessage("field 'ts' must be an integer")
+    if not isinstance(body, str):
+        raise UnreadableMessage("field 'body' must be a string")
+    origin = d.get("origin")
+    if origin is not None and not isinstance(origin, str):
+        raise UnreadableMessage("field 'origin' must be a string")
+    error = d.get("error", False)
+    if not isinstance(error, bool):
+        raise UnreadableMessage("field 'error' must be true or false")
+    to = d.get("to")
+    if to is not None:
+        if not isinstance(to, list) or not all(isinstance(t, str) for t in to):
+            raise UnreadableMessage("field 'to' must be a list of strings")
+        to = tuple(to)
+    extra = {k: val for k, val in d.items() if k not in _KNOWN}
+    return Message(
+        id=mid, sender=sender, ts=ts, body=body, origin=origin or None, error=error, to=to, v=v,
+        extra=extra,
+    )
+
+
+def parse(data: bytes | str) -> Message:
+    """Decode one message from its file contents."""
+    try:
+        decoded = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UnreadableMessage(f"not valid JSON ({exc})") from None
+    return from_dict(decoded)
+
+
+def looks_like_envelope(d: Any) -> bool:
+    """Whether a decoded JSON value has the shape of a message (for stdin framing, SPEC 6)."""
+    return isinstance(d, dict) and all(k in d for k in ("v", "id", "from", "ts", "body"))

@@ -1,0 +1,39 @@
+"""Validation of names before they become paths (SPEC 3)."""
+
+from __future__ import annotations
+
+import re
+
+from loom.errors import InvalidName
+
+NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
+MAX_NAME = 64
+# A pipe instance wired between two agents: <pipe>~<source>→<dest> (SPEC 3).
+INSTANCE_RE = re.compile(r"([a-z][a-z0-9-]*)~([a-z][a-z0-9-]*)→([a-z][a-z0-9-]*)")
+
+
+def validate_name(name: str, what: str = "name") -> str:
+    """Return `name` if it is a valid agent or pipe name, else raise InvalidName."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or len(name) > MAX_NAME:
+        shown = repr(name)[:80]
+        raise InvalidName(
+            f"invalid {what} {shown}: use lowercase letters, digits and '-', "
+            f"starting with a letter, at most {MAX_NAME} characters"
+        )
+    return name
+
+
+def validate_process_name(name: str) -> str:
+    """Accept an agent/pipe name or a pipe instance name `<pipe>~<src>→<dst>`."""
+    if isinstance(name, str) and "~" in name:
+        m = INSTANCE_RE.fullmatch(name)
+        if m and all(len(part) <= MAX_NAME for part in m.groups()):
+            return name
+        shown = repr(name)[:80]
+        raise InvalidName(f"invalid pipe instance name {shown}: expected <pipe>~<source>→<dest>")
+    return validate_name(name)
+
+
+def instance_name(pipe: str, source: str, dest: str) -> str:
+    """The name of the pipe instance that carries `source`'s output to `dest`."""
+    return f"{validate_name(pipe)}~{validate_name(source)}→{validate_name(dest)}"
