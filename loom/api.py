@@ -32,7 +32,9 @@ def send(
     return Queue(target.inbox, target.outbox).send(new_message(sender, body))
 
 
-def read_outbox(name: str, *, home: Path | None = None, after: str | None = None) -> Iterator[Message]:
+def read_outbox(
+    name: str, *, home: Path | None = None, after: str | None = None
+) -> Iterator[Message]:
     """Yield the messages in `name`'s outbox, oldest first, after filename `after` if given.
 
     Unreadable files are skipped.

@@ -67,3 +67,5 @@ class ProviderError(LoomError):
         self.transient = transient
         self.status = status
         self.retry_after = retry_after
+        # How many calls were made before giving up; the runner fills it in.
+        self.attempts = 1

@@ -1,0 +1,227 @@
+"""Starting agents: their folder, their provider, and the foreground modes (SPEC 5)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from loom import home as homes
+from loom.errors import UsageError
+from loom.home import ProcessDir
+from loom.logs import Log
+from loom.message import Message, from_dict, looks_like_envelope, new_message
+from loom.providers import resolve
+from loom.providers.base import Provider
+from loom.queue import Queue
+from loom.retry import RetryPolicy
+from loom.runner import AgentRunner, Outcome
+from loom.worker import Stopping, Worker
+
+RESTART_POLICIES = ("always", "on-failure", "never")
+# Environment entries that look like credentials are given to the runner but never
+# written into the agent's folder (SPEC 5: keys never reach state files).
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass
+class AgentSpec:
+    """What `loom agent start` (or a weave) says about one agent."""
+
+    name: str
+    model: str
+    system: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    restart: str = "always"
+
+    def __post_init__(self) -> None:
+        homes.agent(self.name)  # validates the name
+        if not self.model.strip():
+            raise UsageError("--model is empty; give a model such as 'echo' or 'ollama/qwen3:8b'")
+        if self.restart not in RESTART_POLICIES:
+            raise UsageError(
+                f"unknown restart policy '{self.restart}'; use one of {', '.join(RESTART_POLICIES)}"
+            )
+        for key in self.env:
+            if not ENV_KEY.fullmatch(key):
+                raise UsageError(f"invalid environment variable name {key!r} in --env")
+
+
+def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
+    """Turn `KEY=VALUE` strings into a dict; a pair without '=' is a usage error."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env takes KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def prepare(spec: AgentSpec) -> ProcessDir:
+    """Create or update the agent's folder and its config files."""
+    proc = homes.agent(spec.name).create()
+    proc.write("model", spec.model)
+    proc.write("restart", spec.restart)
+    if spec.system is not None:
+        from loom import atomic
+
+        atomic.write_text(proc.path / "prompt.md", spec.system)
+    lines = [f"{k}={v}" for k, v in spec.env.items() if not SECRET_NAME.search(k)]
+    proc.write("env", "\n".join(lines))
+    return proc
+
+
+def read_env_file(proc: ProcessDir) -> dict[str, str]:
+    """The agent's `env` file as a dict (KEY=VALUE lines; blank lines and # comments skipped)."""
+    raw = proc.read("env") or ""
+    env: dict[str, str] = {}
+    for line in raw.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and not key.lstrip().startswith("#"):
+            env[key.strip()] = value
+    return env
+
+
+def provider_for(model: str, env: Mapping[str, str]) -> tuple[Provider, str]:
+    """Resolve the provider and check its settings before any message is claimed."""
+    provider, model_id = resolve(model, env)
+    provider.check()
+    return provider, model_id
+
+
+@dataclass
+class Session:
+    """A runner wired to its worker, ready to serve or to answer given messages."""
+
+    proc: ProcessDir
+    runner: AgentRunner
+    worker: Worker
+
+    @property
+    def queue(self) -> Queue:
+        return self.runner.queue
+
+
+def open_session(
+    spec: AgentSpec,
+    *,
+    sink: Callable[[str], None] | None,
+    foreground: bool,
+    interactive: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> Session:
+    """Prepare the folder, resolve the provider (a missing key fails here), build the runner."""
+    proc = prepare(spec)
+    env = dict(os.environ if environ is None else environ)
+    env.update(spec.env)
+    provider, model_id = provider_for(spec.model, env)
+    log = Log(proc.logs, spec.name, echo=sys.stderr if foreground else None)
+    runner = AgentRunner(
+        proc=proc,
+        provider=provider,
+        model=spec.model,
+        model_id=model_id,
+        log=log,
+        retry=RetryPolicy.from_env(env),
+        sink=sink,
+        context=[] if interactive else None,
+    )
+    worker = Worker(proc, runner.queue, runner, log)
+    runner.worker = worker
+    return Session(proc, runner, worker)
+
+
+def stdin_messages(data: bytes, prompt: str | None) -> list[Message]:
+    """Frame stdin for `--stdin`: one message of all of it, or the envelopes it carries.
+
+    Stdin that consists only of loom envelopes (one JSON object per line, e.g. from
+    `loom pipe run --envelope`) is taken as those messages, keeping ids and origins.
+    """
+    import json
+
+    # Like $(...) in the shell: trailing newlines are framing, not content.
+    text = data.decode("utf-8", errors="replace").rstrip("\n")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if prompt is None and lines and all(ln.lstrip().startswith("{") for ln in lines):
+        try:
+            decoded = [json.loads(ln) for ln in lines]
+        except ValueError:
+            decoded = []
+        if decoded and all(looks_like_envelope(d) for d in decoded):
+            return [from_dict(d) for d in decoded]
+    body = text if prompt is None else (f"{prompt}\n\n{text}" if text.strip() else prompt)
+    if not body.strip():
+        raise UsageError("stdin is empty: nothing to send (pipe some text in, or use --prompt)")
+    return [new_message("stdin", body)]
+
+
+def answer(session: Session, messages: list[Message]) -> list[Outcome]:
+    """Deliver `messages` to the inbox and answer exactly those (no recovery, SPEC 5 `--stdin`)."""
+    session.worker.install_signals()
+    session.worker.mark_started()
+    status = "stopped"
+    try:
+        for msg in messages:
+            name = msg.filename
+            session.queue.send(msg, name)
+            if session.queue.claim(name) is None:
+                continue  # a detached runner on the same agent took it: it will answer
+            session.proc.set_status("running")
+            session.runner.handle(name)
+            if session.worker.stopping:
+                break
+    except Stopping:
+        pass
+    finally:
+        session.worker.mark_stopped(status)
+    return session.runner.outcomes
+
+
+def serve(session: Session, initial: list[Message]) -> None:
+    """Serve the inbox in the foreground until SIGTERM or Ctrl-C (recovery first)."""
+    session.worker.install_signals()
+    session.worker.mark_started()
+    for msg in initial:
+        session.queue.send(msg)
+    try:
+        session.worker.serve()
+    except Stopping:
+        pass
+    finally:
+        session.worker.mark_stopped()
+
+
+def converse(session: Session, lines: TextIO, initial: list[Message], prompt: TextIO) -> None:
+    """An interactive session: each line typed is a message; the context is kept.
+
+    Replies stream through the session's sink; end of input or Ctrl-C ends it.
+    """
+    session.worker.install_signals()
+    session.worker.mark_started()
+    try:
+        session.runner.recover()
+        pending = list(initial)
+        while not session.worker.stopping:
+            if not pending:
+                print("> ", end="", file=prompt, flush=True)
+                line = lines.readline()
+                if not line:
+                    break
+                if line.strip():
+                    pending.append(new_message("user", line.rstrip("\n")))
+                continue
+            msg = pending.pop(0)
+            session.queue.send(msg)
+            if session.queue.claim(msg.filename) is not None:
+                session.proc.set_status("running")
+                session.runner.handle(msg.filename)
+                session.proc.set_status("idle")
+    except (Stopping, KeyboardInterrupt):
+        pass
+    finally:
+        session.worker.mark_stopped()

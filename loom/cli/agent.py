@@ -1,0 +1,172 @@
+"""`loom agent ...`: start, list, stop and read the logs of agents (and pipe instances)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loom.cli._common import die, handle_errors
+
+app = typer.Typer(help="Start, list, stop and inspect agents.", no_args_is_help=True)
+
+
+@app.command()
+@handle_errors
+def start(
+    name: Annotated[str, typer.Argument(help="Agent name: lowercase letters, digits, '-'.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="echo, ollama/M, openai/M, anthropic/M, ...")
+    ],
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="Answer all of stdin as one message, then exit.")
+    ] = False,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", "-p", help="An initial message (before stdin).")
+    ] = None,
+    system: Annotated[str | None, typer.Option("--system", help="The system prompt.")] = None,
+    system_file: Annotated[
+        Path | None, typer.Option("--system-file", help="Read the system prompt from a file.")
+    ] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", help="KEY=VALUE for the runner (repeatable).")
+    ] = None,
+    restart: Annotated[
+        str, typer.Option("--restart", help="always, on-failure or never (detached).")
+    ] = "always",
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Run under the supervisor in the background.")
+    ] = False,
+    envelope: Annotated[
+        bool, typer.Option("--envelope", help="Print replies as JSON message envelopes.")
+    ] = False,
+) -> None:
+    """Start agent NAME in the foreground as a Unix filter, or serve its inbox.
+
+    With --stdin, all of stdin is one message: the reply streams to stdout and the
+    command exits (non-zero when the model call failed). Without it, the agent serves
+    its inbox until Ctrl-C, printing each reply; on a terminal, each line typed is a
+    message.
+
+    Example: echo "summarise this" | loom agent start s --model echo --stdin
+    """
+    from loom import agents
+
+    if system is not None and system_file is not None:
+        raise die("give --system or --system-file, not both", 2)
+    if system_file is not None:
+        try:
+            system = system_file.read_text("utf-8")
+        except OSError as exc:
+            raise die(f"cannot read --system-file {system_file}: {exc.strerror}", 2) from None
+    if detach:
+        raise die("--detach needs the supervisor, which this version does not have yet", 2)
+    spec = agents.AgentSpec(
+        name, model, system=system, env=agents.parse_env_pairs(env or []), restart=restart
+    )
+    out = sys.stdout
+
+    def stream(text: str) -> None:
+        out.write(text)
+        out.flush()
+
+    def done(outcome: agents.Outcome) -> None:
+        if envelope:
+            if outcome.reply is not None:
+                out.write(outcome.reply.to_json() + "\n")
+        elif outcome.reply is not None and not outcome.failed:
+            out.write("\n" if not outcome.reply.body.endswith("\n") else "")
+        out.flush()
+
+    if stdin:
+        messages = agents.stdin_messages(sys.stdin.buffer.read(), prompt)
+        session = agents.open_session(spec, sink=None if envelope else stream, foreground=True)
+        session.runner.on_done = done
+        outcomes = agents.answer(session, messages)
+        failed = [o for o in outcomes if o.failed]
+        if failed or len(outcomes) < len(messages):
+            for o in failed:
+                print(f"loom: agent {name}: {o.error}", file=sys.stderr)
+            raise typer.Exit(1)
+        return
+    initial = [agents.new_message("cli", prompt)] if prompt else []
+    interactive = sys.stdin.isatty()
+    session = agents.open_session(
+        spec, sink=None if envelope else stream, foreground=True, interactive=interactive
+    )
+    session.runner.on_done = done
+    if interactive:
+        agents.converse(session, sys.stdin, initial, prompt=sys.stderr)
+    else:
+        agents.serve(session, initial)
+
+
+@app.command()
+@handle_errors
+def ps(
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include stopped and dead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array for scripts.")] = False,
+) -> None:
+    """List agents and pipe instances: NAME STATUS MODEL RESTARTS UPTIME.
+
+    A process that died without saying so (its pid is gone) shows as `error`.
+
+    Example: loom agent ps --all
+    """
+    from loom import processes
+
+    found = processes.rows(include_all=all_)
+    if as_json:
+        print(json.dumps([r.to_json() for r in found], indent=None))
+        return
+    table = [("NAME", "STATUS", "MODEL", "RESTARTS", "UPTIME")]
+    for r in found:
+        uptime = processes.format_uptime(r.uptime_s)
+        table.append((r.name, r.status, r.model, str(r.restarts), uptime))
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command()
+@handle_errors
+def stop(name: Annotated[str, typer.Argument(help="Agent or pipe instance name.")]) -> None:
+    """Stop an agent or pipe instance: it finishes or puts back its current message.
+
+    Example: loom agent stop summarizer
+    """
+    from loom import processes
+
+    result = processes.stop(name)
+    if not result.was_running:
+        print(f"{name} was not running; marked stopped", file=sys.stderr)
+    elif not result.exited:
+        raise die(f"{name} did not exit within 10 s of SIGTERM; it is still finishing", 1)
+
+
+@app.command()
+@handle_errors
+def logs(
+    name: Annotated[str, typer.Argument(help="Agent or pipe instance name.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many recent lines.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Raw NDJSON log records.")] = False,
+) -> None:
+    """Print the recent log of an agent or pipe instance, optionally following it.
+
+    Example: loom agent logs summarizer -n 50
+    """
+    from loom import processes
+
+    render = (lambda line: line) if as_json else processes.render_log_line
+    for line in processes.tail_lines(name, lines):
+        print(render(line))
+    if follow:
+        sys.stdout.flush()
+        for line in processes.follow(name):
+            print(render(line), flush=True)
