@@ -164,7 +164,7 @@ def answer(session: Session, messages: list[Message]) -> list[Outcome]:
     """Deliver `messages` to the inbox and answer exactly those (no recovery, SPEC 5 `--stdin`)."""
     session.worker.install_signals()
     session.worker.mark_started()
-    status = "stopped"
+    status = "error"
     try:
         for msg in messages:
             name = msg.filename
@@ -175,8 +175,9 @@ def answer(session: Session, messages: list[Message]) -> list[Outcome]:
             session.runner.handle(name)
             if session.worker.stopping:
                 break
+        status = "stopped"
     except Stopping:
-        pass
+        status = "stopped"
     finally:
         session.worker.mark_stopped(status)
     return session.runner.outcomes
@@ -188,12 +189,14 @@ def serve(session: Session, initial: list[Message]) -> None:
     session.worker.mark_started()
     for msg in initial:
         session.queue.send(msg)
+    status = "error"
     try:
         session.worker.serve()
+        status = "stopped"
     except Stopping:
-        pass
+        status = "stopped"
     finally:
-        session.worker.mark_stopped()
+        session.worker.mark_stopped(status)
 
 
 def converse(session: Session, lines: TextIO, initial: list[Message], prompt: TextIO) -> None:

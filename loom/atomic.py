@@ -20,7 +20,12 @@ def fsync_enabled() -> bool:
     """Whether writes are fsynced; read once from `LOOM_FSYNC` (default on)."""
     global _fsync
     if _fsync is None:
-        _fsync = os.environ.get("LOOM_FSYNC", "1").strip().lower() not in ("0", "false", "no", "off")
+        _fsync = os.environ.get("LOOM_FSYNC", "1").strip().lower() not in (
+            "0",
+            "false",
+            "no",
+            "off",
+        )
     return _fsync
 
 

@@ -94,7 +94,9 @@ def new_message(
 ) -> Message:
     """A fresh message with a new monotonic ULID and the current time."""
     ts, mid = new_id()
-    return Message(id=mid, sender=sender, ts=ts, body=body, origin=origin or None, error=error, to=to)
+    return Message(
+        id=mid, sender=sender, ts=ts, body=body, origin=origin or None, error=error, to=to
+    )
 
 
 def from_dict(d: Any) -> Message:
@@ -131,7 +133,14 @@ def from_dict(d: Any) -> Message:
         to = tuple(to)
     extra = {k: val for k, val in d.items() if k not in _KNOWN}
     return Message(
-        id=mid, sender=sender, ts=ts, body=body, origin=origin or None, error=error, to=to, v=v,
+        id=mid,
+        sender=sender,
+        ts=ts,
+        body=body,
+        origin=origin or None,
+        error=error,
+        to=to,
+        v=v,
         extra=extra,
     )
 

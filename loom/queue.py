@@ -27,6 +27,7 @@ UNREADABLE = ".unreadable"
 # A file that does not parse and was modified this recently may still be being
 # written by a tool that does not use temp-file-and-rename; it gets another look.
 HALF_WRITTEN_GRACE_S = 2.0
+HALF_WRITTEN_RECHECK_S = 0.1
 # Replies are written after the claim; allow this much clock skew when looking
 # for them during recovery.
 RECOVERY_SKEW_MS = 60_000
@@ -80,6 +81,8 @@ class Queue:
         self.processed = inbox / PROCESSED
         self.failed = inbox / FAILED
         self.unreadable = inbox / UNREADABLE
+        # Half-written files put back, and when to look at them again (monotonic time).
+        self.deferred: dict[str, float] = {}
 
     def ensure(self) -> Queue:
         for d in (self.in_progress, self.processed, self.failed, self.unreadable, self.outbox):
@@ -92,8 +95,19 @@ class Queue:
         return write_message(self.inbox, msg, filename)
 
     def pending(self) -> list[str]:
-        """Inbox file names waiting to be claimed, oldest first."""
-        return list_messages(self.inbox)
+        """Inbox file names waiting to be claimed, oldest first (deferred ones left out)."""
+        names = list_messages(self.inbox)
+        if self.deferred:
+            now = time.monotonic()
+            for name, until in list(self.deferred.items()):
+                if until <= now:
+                    del self.deferred[name]
+            names = [n for n in names if n not in self.deferred]
+        return names
+
+    def next_retry(self) -> float | None:
+        """Monotonic time when a deferred half-written file should be looked at again."""
+        return min(self.deferred.values()) if self.deferred else None
 
     # -- claim ---------------------------------------------------------------------
     def claim(self, name: str) -> Path | None:
@@ -111,7 +125,8 @@ class Queue:
     def half_written(self, name: str) -> bool:
         """Whether an unparseable claimed file is young enough to be still in writing.
 
-        If so it is put back in the inbox to be looked at again later.
+        If so it is put back in the inbox and deferred for a moment, so the consumer
+        does not spin on it while its writer finishes.
         """
         path = self.in_progress / name
         try:
@@ -122,6 +137,7 @@ class Queue:
             return False
         with contextlib.suppress(FileNotFoundError):
             os.rename(path, self.inbox / name)
+        self.deferred[name] = time.monotonic() + HALF_WRITTEN_RECHECK_S
         return True
 
     # -- produce -------------------------------------------------------------------
@@ -149,10 +165,14 @@ class Queue:
         self._record_failure(name, error_type=error_type, last_error=last_error, attempts=attempts)
         atomic.rename(self.in_progress / name, self.failed / name)
 
-    def _record_failure(self, name: str, *, error_type: str, last_error: str, attempts: int) -> None:
+    def _record_failure(
+        self, name: str, *, error_type: str, last_error: str, attempts: int
+    ) -> None:
         record = {"ts": now_iso(), "attempts": attempts, "last_error": last_error}
         record["error_type"] = error_type
-        atomic.write_text(self.failed / f"{name}.error.json", json.dumps(record, ensure_ascii=False))
+        atomic.write_text(
+            self.failed / f"{name}.error.json", json.dumps(record, ensure_ascii=False)
+        )
 
     def quarantine(self, name: str, reason: str, *, claimed: bool = True) -> Path:
         """Move an unreadable file to `.unreadable/` (never deleted) with a note of why."""
@@ -160,7 +180,9 @@ class Queue:
         dst = self.unreadable / name
         atomic.rename(src, dst)
         note = {"ts": now_iso(), "reason": reason}
-        atomic.write_text(self.unreadable / f"{name}.error.json", json.dumps(note, ensure_ascii=False))
+        atomic.write_text(
+            self.unreadable / f"{name}.error.json", json.dumps(note, ensure_ascii=False)
+        )
         return dst
 
     def put_back(self, name: str) -> None:
@@ -202,9 +224,7 @@ class Queue:
         wanted = set(stranded)
         # A reply is written after its claim, and a rename sets ctime: outbox files
         # older than the oldest claim cannot be replies to these messages.
-        oldest_claim_ms = min(
-            int((self.in_progress / n).stat().st_ctime * 1000) for n in stranded
-        )
+        oldest_claim_ms = min(int((self.in_progress / n).stat().st_ctime * 1000) for n in stranded)
         floor = oldest_claim_ms - RECOVERY_SKEW_MS
         found: dict[str, Message] = {}
         for out in list_messages(self.outbox):

@@ -118,6 +118,7 @@ class AgentRunner:
             raise
         except (UnreadableMessage, UnicodeDecodeError) as exc:
             if self.queue.half_written(name):
+                self.log.info("half-written", msg=name, detail="looking again shortly")
                 return
             self.queue.quarantine(name, str(exc))
             self.log.error("unreadable", msg=name, error=str(exc))

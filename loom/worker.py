@@ -150,9 +150,9 @@ class Worker:
 
     def _wait(self, watch: object) -> None:
         timeout = RESCAN_S
-        deadline = self.handler.next_deadline()
-        if deadline is not None:
-            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        for deadline in (self.handler.next_deadline(), self.queue.next_retry()):
+            if deadline is not None:
+                timeout = max(0.0, min(timeout, deadline - time.monotonic()))
         try:
             watch.wait(timeout)  # type: ignore[attr-defined]
         except InterruptedError:

@@ -1,0 +1,103 @@
+"""Shared fixtures: every test gets its own LOOM_HOME and a cleaned environment (STYLE 12)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Variables that would make a test depend on the machine it runs on.
+_DROP_PREFIXES = ("LOOM_", "OPENAI_", "ANTHROPIC_", "OPENROUTER_", "OLLAMA_")
+
+
+@pytest.fixture(autouse=True)
+def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private LOOM_HOME under tmp_path, fsync off for speed, no provider settings."""
+    for key in list(os.environ):
+        if key.startswith(_DROP_PREFIXES):
+            monkeypatch.delenv(key, raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("LOOM_HOME", str(home))
+    monkeypatch.setenv("LOOM_FSYNC", "0")
+    monkeypatch.setenv("LOOM_RETRY_BASE", "0.01")
+    from loom import atomic
+
+    atomic.set_fsync(None)
+    return home
+
+
+def loom_cmd(*args: str) -> list[str]:
+    """The real CLI, as a user runs it."""
+    return [sys.executable, "-m", "loom", *args]
+
+
+def run_loom(
+    *args: str,
+    input: bytes | str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `loom ARGS` to completion; stdout/stderr as text."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    data = input.encode() if isinstance(input, str) else input
+    proc = subprocess.run(
+        loom_cmd(*args),
+        input=data if data is not None else b"",
+        capture_output=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=cwd,
+    )
+    return subprocess.CompletedProcess(
+        proc.args,
+        proc.returncode,
+        proc.stdout.decode("utf-8", errors="replace"),
+        proc.stderr.decode("utf-8", errors="replace"),
+    )
+
+
+def spawn_loom(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[bytes]:
+    """Start `loom ARGS` in the background (stdin closed unless given)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(loom_cmd(*args), env=full_env, **kw)
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
+) -> Any:
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def reap() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test started; killed at the end whatever happened."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+        for stream in (p.stdout, p.stderr, p.stdin):
+            if stream is not None:
+                stream.close()

@@ -1,0 +1,89 @@
+"""Messages (SPEC 2): ids, validation, compatibility, origin propagation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loom.errors import UnreadableMessage, UnsupportedVersion
+from loom.ids import new_id
+from loom.message import child_origin, new_message, parse
+
+
+def test_ids_made_in_one_millisecond_sort_in_creation_order() -> None:
+    made = [new_id(now_ms=1_700_000_000_000) for _ in range(5000)]
+    names = [f"{ts}-{mid}.msg" for ts, mid in made]
+    assert names == sorted(names)
+    assert len(set(names)) == len(names)
+
+
+def test_ids_stay_ordered_when_the_clock_steps_back() -> None:
+    first = new_id(now_ms=1_800_000_000_000)
+    second = new_id(now_ms=1_700_000_000_000)
+    assert f"{second[0]}-{second[1]}" > f"{first[0]}-{first[1]}"
+
+
+def test_new_ids_are_26_char_crockford_ulids() -> None:
+    msg = new_message("cli", "hi")
+    assert len(msg.id) == 26
+    assert set(msg.id) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+    assert msg.filename == f"{msg.ts}-{msg.id}.msg"
+
+
+def test_original_loom_hex_ids_are_readable() -> None:
+    raw = b'{"v":1,"id":"a1b2c3d4e5f60718","from":"monitor","ts":1742860000000,"body":"x"}'
+    msg = parse(raw)
+    assert msg.id == "a1b2c3d4e5f60718"
+    assert msg.filename == "1742860000000-a1b2c3d4e5f60718.msg"
+
+
+def test_round_trip_keeps_every_field_including_unknown_ones() -> None:
+    raw = {
+        "v": 1, "id": "01J", "from": "a", "ts": 5, "body": "b", "origin": "x.msg",
+        "error": True, "to": ["b", "c"], "priority": 3,
+    }
+    assert json.loads(parse(json.dumps(raw)).to_json()) == raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff\xfe garbage",
+        b"[1, 2]",
+        b'{"v": 1, "id": "x", "from": "a", "ts": 1}',
+        b'{"v": "1", "id": "x", "from": "a", "ts": 1, "body": ""}',
+        b'{"v": 1.0, "id": "x", "from": "a", "ts": 1, "body": ""}',
+        b'{"v": 1, "id": "../x", "from": "a", "ts": 1, "body": ""}',
+        b'{"v": 1, "id": "x", "from": "a", "ts": "1", "body": ""}',
+        b'{"v": 1, "id": "x", "from": "a", "ts": 1, "body": {"k": 1}}',
+        b'{"v": 1, "id": "x", "from": "a", "ts": 1, "body": "", "to": "b"}',
+        b'{"v": 1, "id": "x", "from": "a", "ts": 1, "body": "",',
+    ],
+)
+def test_invalid_messages_are_unreadable(raw: bytes) -> None:
+    with pytest.raises(UnreadableMessage):
+        parse(raw)
+
+
+def test_a_newer_schema_version_asks_to_upgrade() -> None:
+    with pytest.raises(UnsupportedVersion, match="upgrade loom"):
+        parse(b'{"v": 2, "id": "x", "from": "a", "ts": 1, "body": ""}')
+
+
+def test_origin_grows_by_one_filename_per_hop() -> None:
+    root = new_message("cli", "question")
+    first = root.reply("a", "answer")
+    assert first.origin == root.filename
+    second = first.reply("b", "again")
+    assert second.origin == f"{root.filename}/{first.filename}"
+    assert child_origin(None, "x.msg") == "x.msg"
+
+
+def test_failure_replies_carry_error_and_origin() -> None:
+    root = new_message("cli", "q")
+    reply = root.reply("a", "could not answer", error=True)
+    data = json.loads(reply.to_json())
+    assert data["error"] is True
+    assert data["origin"] == root.filename
