@@ -10,8 +10,24 @@ The library API is small and file-based, so scripts can do what the CLI does::
 
 from __future__ import annotations
 
-from loom.api import read_outbox, send
-from loom.message import Message, new_message
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loom.api import read_outbox, send
+    from loom.message import Message, new_message
 
 __all__ = ["Message", "new_message", "read_outbox", "send"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use, so `loom --help` does not pay for the library's imports.
+    if name in ("send", "read_outbox"):
+        from loom import api
+
+        return getattr(api, name)
+    if name in ("Message", "new_message"):
+        from loom import message
+
+        return getattr(message, name)
+    raise AttributeError(name)

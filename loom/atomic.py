@@ -10,7 +10,6 @@ never loses data either way, only a crash of the machine can).
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 _fsync: bool | None = None
@@ -45,7 +44,7 @@ def fsync_dir(directory: Path) -> None:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically (temp file in the same directory, then rename)."""
-    tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(4)}"
+    tmp = path.parent / f".tmp-{path.name}-{os.urandom(4).hex()}"
     sync = fsync_enabled()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -210,9 +210,11 @@ class AgentRunner:
         self.proc.conversations.mkdir(mode=0o700, exist_ok=True)
         path = self.proc.conversations / f"{today()}.ndjson"
         ts = int(time.time() * 1000)
-        for role, content in (("user", msg.body), ("assistant", answer)):
-            line = {"role": role, "content": content, "ts": ts, "msg": name}
-            atomic.append_line(path, json.dumps(line, ensure_ascii=False))
+        turns = [
+            json.dumps({"role": role, "content": text, "ts": ts, "msg": name}, ensure_ascii=False)
+            for role, text in (("user", msg.body), ("assistant", answer))
+        ]
+        atomic.append_line(path, "\n".join(turns))
 
 
 def _discard(text: str) -> None:

@@ -127,19 +127,22 @@ class Worker:
     def drain(self) -> bool:
         """Claim and handle every pending message; True if any was handled."""
         worked = False
-        for name in self.queue.pending():
-            if self._stop.is_set():
-                break
-            self._run_due()
-            if self.queue.claim(name) is None:
-                continue
-            worked = True
-            self.proc.set_status("running")
-            try:
+        try:
+            for name in self.queue.pending():
+                if self._stop.is_set():
+                    break
+                self._run_due()
+                if self.queue.claim(name) is None:
+                    continue
+                if not worked:
+                    # Written once per burst, not per message: status says what the
+                    # process does, and a backlog is one long stretch of work.
+                    self.proc.set_status("running")
+                    worked = True
                 self.handler.handle(name)
-            finally:
-                if not self._stop.is_set():
-                    self.proc.set_status("idle")
+        finally:
+            if worked and not self._stop.is_set():
+                self.proc.set_status("idle")
         self._run_due()
         return worked
 

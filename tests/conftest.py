@@ -75,9 +75,7 @@ def spawn_loom(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subp
     return subprocess.Popen(loom_cmd(*args), env=full_env, **kw)
 
 
-def wait_for(
-    condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
-) -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
     """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:

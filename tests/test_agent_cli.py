@@ -56,7 +56,13 @@ def test_envelope_output_is_one_message_line_with_origin(loom_home: Path) -> Non
 def test_an_envelope_on_stdin_keeps_its_id_and_extends_its_origin(loom_home: Path) -> None:
     upstream = new_message("x", "hello", origin="1-root.msg")
     r = run_loom(
-        "agent", "start", "b", "--model", "echo", "--stdin", "--envelope",
+        "agent",
+        "start",
+        "b",
+        "--model",
+        "echo",
+        "--stdin",
+        "--envelope",
         input=upstream.to_json() + "\n",
     )
     assert r.returncode == 0, r.stderr
@@ -67,7 +73,14 @@ def test_an_envelope_on_stdin_keeps_its_id_and_extends_its_origin(loom_home: Pat
 
 def test_prompt_comes_before_stdin(loom_home: Path) -> None:
     r = run_loom(
-        "agent", "start", "a", "--model", "echo", "--stdin", "--prompt", "Summarise:",
+        "agent",
+        "start",
+        "a",
+        "--model",
+        "echo",
+        "--stdin",
+        "--prompt",
+        "Summarise:",
         input="the text",
     )
     assert r.stdout == "Summarise:\n\nthe text\n"
@@ -104,8 +117,19 @@ def test_binary_garbage_and_a_20mb_body_are_answered(loom_home: Path) -> None:
 
 def test_system_prompt_and_env_are_written_but_secrets_are_not(loom_home: Path) -> None:
     r = run_loom(
-        "agent", "start", "a", "--model", "echo", "--stdin", "--system", "Be brief.",
-        "--env", "REGION=eu", "--env", "SERVICE_TOKEN=tok-123", input="x",
+        "agent",
+        "start",
+        "a",
+        "--model",
+        "echo",
+        "--stdin",
+        "--system",
+        "Be brief.",
+        "--env",
+        "REGION=eu",
+        "--env",
+        "SERVICE_TOKEN=tok-123",
+        input="x",
     )
     assert r.returncode == 0, r.stderr
     a = agent_dir(loom_home)
@@ -188,9 +212,7 @@ def test_a_newer_schema_version_stops_the_runner_and_keeps_the_file(
     assert (a / "status").read_text().strip() in ("error", "stopped")
 
 
-def test_stop_ends_a_foreground_runner_and_ps_tells_the_truth(
-    loom_home: Path, reap: list
-) -> None:
+def test_stop_ends_a_foreground_runner_and_ps_tells_the_truth(loom_home: Path, reap: list) -> None:
     p = spawn_loom("agent", "start", "a", "--model", "echo")
     reap.append(p)
     a = agent_dir(loom_home)

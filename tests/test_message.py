@@ -40,8 +40,15 @@ def test_original_loom_hex_ids_are_readable() -> None:
 
 def test_round_trip_keeps_every_field_including_unknown_ones() -> None:
     raw = {
-        "v": 1, "id": "01J", "from": "a", "ts": 5, "body": "b", "origin": "x.msg",
-        "error": True, "to": ["b", "c"], "priority": 3,
+        "v": 1,
+        "id": "01J",
+        "from": "a",
+        "ts": 5,
+        "body": "b",
+        "origin": "x.msg",
+        "error": True,
+        "to": ["b", "c"],
+        "priority": 3,
     }
     assert json.loads(parse(json.dumps(raw)).to_json()) == raw
 

@@ -40,7 +40,9 @@ def test_wakes_when_a_file_is_renamed_in(
     w.close()
 
 
-def test_times_out_when_nothing_happens(tmp_path: Path, make: Callable[[list[Path]], Watcher]) -> None:
+def test_times_out_when_nothing_happens(
+    tmp_path: Path, make: Callable[[list[Path]], Watcher]
+) -> None:
     w = make([tmp_path])
     assert w.wait(0.05) is False
     w.close()

@@ -1,0 +1,63 @@
+"""Helpers shared by the benchmark scripts: timing commands, temporary homes, tables."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOM = [sys.executable, "-m", "loom"]
+if (Path(sys.executable).parent / "loom").exists():
+    LOOM = [str(Path(sys.executable).parent / "loom")]
+
+
+def temp_home(where: str) -> Path:
+    """A fresh LOOM_HOME on tmpfs (`tmpfs`) or on the disk (`disk`)."""
+    base = "/dev/shm" if where == "tmpfs" and os.path.isdir("/dev/shm") else None
+    return Path(tempfile.mkdtemp(prefix="loom-bench-", dir=base))
+
+
+def cleanup(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def env_for(home: Path, fsync: bool = False) -> dict[str, str]:
+    env = dict(os.environ)
+    env["LOOM_HOME"] = str(home)
+    env["LOOM_FSYNC"] = "1" if fsync else "0"
+    return env
+
+
+def time_command(
+    cmd: Sequence[str], runs: int, env: dict[str, str], stdin: bytes | None = None
+) -> list[float]:
+    """Wall time of `runs` runs of `cmd`, in seconds."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(cmd, input=stdin or b"", stdout=subprocess.DEVNULL, env=env, check=True)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def median_ms(times: Sequence[float]) -> float:
+    return statistics.median(times) * 1000
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
