@@ -62,9 +62,14 @@ def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-def prepare(spec: AgentSpec) -> ProcessDir:
-    """Create or update the agent's folder and its config files."""
+def prepare(spec: AgentSpec, mode: str = "foreground") -> ProcessDir:
+    """Create or update the agent's folder and its config files.
+
+    `mode` says who runs it: `detached` agents are the supervisor's, `foreground`
+    ones belong to the shell that started them and are never restarted.
+    """
     proc = homes.agent(spec.name).create()
+    proc.write("mode", mode)
     proc.write("model", spec.model)
     proc.write("restart", spec.restart)
     if spec.system is not None:
@@ -116,11 +121,24 @@ def open_session(
     environ: Mapping[str, str] | None = None,
 ) -> Session:
     """Prepare the folder, resolve the provider (a missing key fails here), build the runner."""
-    proc = prepare(spec)
     env = dict(os.environ if environ is None else environ)
     env.update(spec.env)
     provider, model_id = provider_for(spec.model, env)
-    log = Log(proc.logs, spec.name, echo=sys.stderr if foreground else None)
+    proc = prepare(spec, mode="foreground" if foreground else "detached")
+    return _session(proc, spec, provider, model_id, env, sink=sink, interactive=interactive)
+
+
+def _session(
+    proc: ProcessDir,
+    spec: AgentSpec,
+    provider: Provider,
+    model_id: str,
+    env: Mapping[str, str],
+    *,
+    sink: Callable[[str], None] | None,
+    interactive: bool,
+) -> Session:
+    log = Log(proc.logs, spec.name, echo=sys.stderr)
     runner = AgentRunner(
         proc=proc,
         provider=provider,
@@ -134,6 +152,24 @@ def open_session(
     worker = Worker(proc, runner.queue, runner, log)
     runner.worker = worker
     return Session(proc, runner, worker)
+
+
+def detached_session(name: str) -> Session:
+    """The session of a detached agent, built from the files in its folder.
+
+    Run by the supervisor as `loom agent serve NAME`; warnings go to stderr, which the
+    supervisor keeps in the agent's `stderr.log`.
+    """
+    proc = homes.agent(name)
+    model = proc.read("model")
+    if not proc.exists() or not model:
+        raise UsageError(f"agent '{name}' has no model file; start it with 'loom agent start'")
+    spec = AgentSpec(name, model, env=read_env_file(proc), restart=proc.read("restart") or "always")
+    env = dict(os.environ)
+    env.update(spec.env)
+    provider, model_id = provider_for(model, env)
+    proc.create()
+    return _session(proc, spec, provider, model_id, env, sink=None, interactive=False)
 
 
 def stdin_messages(data: bytes, prompt: str | None) -> list[Message]:

@@ -80,6 +80,9 @@ class InotifyWatcher:
                 os.close(self._fd)
                 raise OSError(err, f"inotify_add_watch failed for {p}")
 
+    def fileno(self) -> int:
+        return self._fd
+
     def wait(self, timeout: float) -> bool:
         ready, _, _ = select.select([self._fd], [], [], max(timeout, 0))
         if not ready:

@@ -62,11 +62,17 @@ def start(
             system = system_file.read_text("utf-8")
         except OSError as exc:
             raise die(f"cannot read --system-file {system_file}: {exc.strerror}", 2) from None
-    if detach:
-        raise die("--detach needs the supervisor, which this version does not have yet", 2)
     spec = agents.AgentSpec(
         name, model, system=system, env=agents.parse_env_pairs(env or []), restart=restart
     )
+    if detach:
+        if stdin or envelope or prompt:
+            raise die("--detach runs in the background: use 'loom send' instead of --stdin", 2)
+        from loom.supervisor import control
+
+        status, pid = control.start_detached(spec)
+        print(f"{name} {status} (pid {pid})" if pid else f"{name} {status}")
+        return
     out = sys.stdout
 
     def stream(text: str) -> None:
@@ -102,6 +108,18 @@ def start(
         agents.converse(session, sys.stdin, initial, prompt=sys.stderr)
     else:
         agents.serve(session, initial)
+
+
+@app.command(hidden=True)
+@handle_errors
+def serve(name: Annotated[str, typer.Argument(help="Agent name.")]) -> None:
+    """Serve a detached agent's inbox (what the supervisor runs).
+
+    Example: loom agent serve summarizer
+    """
+    from loom import agents
+
+    agents.serve(agents.detached_session(name), [])
 
 
 @app.command()

@@ -1,0 +1,288 @@
+"""The supervisor loop: watch children, restart them by policy, route messages (SPEC 7-8)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from loom import home as homes
+from loom.home import ProcessDir
+from loom.logs import Log
+from loom.supervisor import children, lock
+from loom.supervisor.children import Child
+from loom.supervisor.policy import DEAD_AFTER, Backoff, recent_failures, wants_restart
+
+RESCAN_S = 2.0  # periodic rescan: signals are a nudge, not a requirement (SPEC 8)
+ADOPTED_POLL_S = 0.5  # adopted children are not ours to wait() for: poll their pid
+STATS_EVERY_S = 1.0
+# How long a supervisor started on demand lingers with nothing to do before exiting,
+# so that `loom agent start -d a; loom agent start -d b` does not start two in a row.
+LINGER_S = 2.0
+
+
+class Supervisor:
+    """Manages every detached agent and pipe instance under one `$LOOM_HOME`."""
+
+    def __init__(self, home: Path, *, service: bool, log: Log, router: Any = None) -> None:
+        self.home = home
+        self.service = service
+        self.log = log
+        self.router = router
+        self.backoff = Backoff.from_env(os.environ)
+        self.children: dict[str, Child] = {}
+        self.restart_at: dict[str, float] = {}  # key -> monotonic time of the restart
+        self._rescan = True
+        self._stop = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._idle_since: float | None = None
+
+    # -- signals -------------------------------------------------------------------
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self._rescan = True
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        self._stop = True
+
+    def _install(self) -> None:
+        self._wake_w.setblocking(False)
+        self._wake_r.setblocking(False)
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        signal.signal(signal.SIGCHLD, lambda s, f: None)  # only to wake the select
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self) -> None:
+        """Serve until SIGTERM (service) or until nothing is left to supervise (on demand).
+
+        Children keep running when the supervisor exits; the next one adopts them.
+        """
+        self._install()
+        self.log.info("supervisor started", pid=os.getpid(), service=self.service)
+        watch = _OutboxWatch()
+        last_scan = 0.0
+        last_stats = 0.0
+        try:
+            while not self._stop:
+                now = time.monotonic()
+                if self._rescan or now - last_scan >= RESCAN_S:
+                    self._rescan = False
+                    last_scan = now
+                    self.scan()
+                    if self.router is not None:
+                        self.router.reload()
+                        watch.update(self.router.watched())
+                self.reap()
+                self.start_due()
+                if self.router is not None:
+                    self.router.pump()
+                    if now - last_stats >= STATS_EVERY_S:
+                        last_stats = now
+                        self.router.write_stats()
+                if not self.service and self._nothing_left(now):
+                    self.log.info("nothing left to supervise; exiting")
+                    break
+                self._wait(watch, last_scan)
+        finally:
+            watch.close()
+            signal.set_wakeup_fd(-1)
+            self.log.info("supervisor stopped", pid=os.getpid())
+
+    def _nothing_left(self, now: float) -> bool:
+        if self.children or self.restart_at:
+            self._idle_since = None
+            return False
+        if self._idle_since is None:
+            self._idle_since = now
+        return now - self._idle_since >= LINGER_S
+
+    def _wait(self, watch: _OutboxWatch, last_scan: float) -> None:
+        now = time.monotonic()
+        timeout = last_scan + RESCAN_S - now
+        if self.restart_at:
+            timeout = min(timeout, min(self.restart_at.values()) - now)
+        if any(c.popen is None for c in self.children.values()):
+            timeout = min(timeout, ADOPTED_POLL_S)
+        if not self.service and not self.children and not self.restart_at:
+            timeout = min(timeout, LINGER_S / 4)
+        fds = [self._wake_r.fileno(), *watch.fds()]
+        with contextlib.suppress(InterruptedError):
+            ready, _, _ = select.select(fds, [], [], max(0.0, timeout))
+            if self._wake_r.fileno() in ready:
+                with contextlib.suppress(BlockingIOError):
+                    self._wake_r.recv(4096)
+            watch.drain(ready)
+
+    # -- scanning ------------------------------------------------------------------
+    def scan(self) -> None:
+        """Look at every managed process's files and act on what they say."""
+        for proc in homes.all_processes(self.home):
+            if proc.read("mode") != "detached":
+                continue  # a foreground runner belongs to the shell that started it
+            key = _key(proc)
+            if key in self.children or key in self.restart_at:
+                continue
+            status = proc.status
+            if status == "pending":
+                self._start(proc)
+            elif status in ("running", "idle", "error"):
+                pid = proc.alive_pid()
+                if pid is not None:
+                    self.children[key] = children.adopt(proc, pid)
+                    self.log.info("adopted", child=key, pid=pid)
+                else:
+                    # It died while no supervisor was watching.
+                    self._crashed(proc, None, None)
+            elif status == "restarting":
+                self._schedule(proc, recent_failures(proc.crashes))
+
+    def _start(self, proc: ProcessDir) -> None:
+        key = _key(proc)
+        try:
+            child = children.spawn(proc, self.home)
+        except OSError as exc:
+            self.log.error("spawn failed", child=key, error=str(exc))
+            self._crashed(proc, None, None)
+            return
+        self.children[key] = child
+        self.log.info("started", child=key, pid=child.pid)
+
+    # -- exits and restarts ----------------------------------------------------------
+    def reap(self) -> None:
+        """Handle every child that has exited since the last look."""
+        for key, child in list(self.children.items()):
+            ended = child.exit_status()
+            if ended is None:
+                continue
+            del self.children[key]
+            code, signum = ended
+            proc = child.proc
+            stopped = proc.status == "stopped"
+            policy = proc.read("restart") or "always"
+            self.log.info("exited", child=key, exit_code=code, signal=signum)
+            if stopped:
+                proc.write("pid", "")
+                continue
+            clean = code == 0 and signum is None
+            if clean and not wants_restart(policy, code, stopped=False):
+                continue
+            self._crashed(proc, code, signum)
+
+    def _crashed(self, proc: ProcessDir, code: int | None, signum: int | None) -> None:
+        """Record a crash, then schedule a restart or declare the process dead."""
+        key = _key(proc)
+        policy = proc.read("restart") or "always"
+        failures = recent_failures(proc.crashes) + 1
+        restarts = (
+            int(proc.read("restarts") or 0) if (proc.read("restarts") or "0").isdigit() else 0
+        )
+        will_restart = wants_restart(policy, code, stopped=False) and failures < DEAD_AFTER
+        delay = self.backoff.delay(failures - 1) if will_restart else None
+        children.record_crash(
+            proc,
+            exit_code=code,
+            signum=signum,
+            restart_count=restarts,
+            next_restart_at=time.time() + delay if delay is not None else None,
+        )
+        proc.write("pid", "")
+        if delay is None:
+            reason = (
+                f"it failed {failures} times within an hour"
+                if failures >= DEAD_AFTER
+                else f"it exited (code {code}, signal {signum}) and its restart policy is {policy}"
+            )
+            proc.set_status("dead")
+            orphans = children.fail_orphans(proc, reason)
+            self.log.error("dead", child=key, reason=reason, failed_messages=len(orphans))
+            return
+        proc.set_status("restarting")
+        self.restart_at[key] = time.monotonic() + delay
+        self.log.warning("crashed", child=key, exit_code=code, signal=signum, restart_in_s=delay)
+
+    def _schedule(self, proc: ProcessDir, failures: int) -> None:
+        self.restart_at[_key(proc)] = time.monotonic() + self.backoff.delay(max(failures - 1, 0))
+
+    def start_due(self) -> None:
+        """Restart every process whose backoff has elapsed (unless stopped meanwhile)."""
+        now = time.monotonic()
+        for key, when in list(self.restart_at.items()):
+            if when > now:
+                continue
+            del self.restart_at[key]
+            kind, name = key.split("/", 1)
+            proc = ProcessDir(self.home, kind, name)
+            if proc.status != "restarting":
+                continue  # stopped (or taken over) while waiting
+            restarts = proc.read("restarts") or "0"
+            proc.write("restarts", str(int(restarts) + 1 if restarts.isdigit() else 1))
+            self._start(proc)
+
+
+def _key(proc: ProcessDir) -> str:
+    return f"{proc.kind}/{proc.name}"
+
+
+class _OutboxWatch:
+    """inotify on the outboxes the router reads, so a reply is routed at once."""
+
+    def __init__(self) -> None:
+        self._paths: list[Path] = []
+        self._watcher: Any = None
+
+    def update(self, paths: list[Path]) -> None:
+        existing = sorted(p for p in paths if p.is_dir())
+        if existing == self._paths:
+            return
+        self.close()
+        self._paths = existing
+        if existing:
+            from loom.watch import InotifyWatcher
+
+            try:
+                self._watcher = InotifyWatcher(existing)
+            except OSError:
+                self._watcher = None  # the periodic rescan and short timeouts cover it
+
+    def fds(self) -> list[int]:
+        return [self._watcher.fileno()] if self._watcher is not None else []
+
+    def drain(self, ready: list[int]) -> None:
+        if self._watcher is not None and self._watcher.fileno() in ready:
+            self._watcher.wait(0)
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+        self._paths = []
+
+
+def run(home: Path, *, service: bool, foreground_log: bool) -> int:
+    """Take the lock and supervise; 0 when done, 1 when another supervisor already runs."""
+    handle = lock.acquire(home)
+    if handle is None:
+        return 1
+    log_dir = home / "supervisor" / "logs"
+    log = Log(log_dir, "supervisor", echo=sys.stderr if foreground_log else None)
+    router = None
+    try:
+        from loom.routing import Router
+
+        router = Router(home, log)
+    except ImportError:
+        router = None
+    try:
+        Supervisor(home, service=service, log=log, router=router).run()
+    finally:
+        lock.release(home, handle)
+    return 0

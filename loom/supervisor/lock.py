@@ -1,0 +1,95 @@
+"""One supervisor per `$LOOM_HOME`: an flock on `supervisor.lock`, its pid in `supervisor.pid`.
+
+The lock, not the pid file, decides who runs: the kernel drops it when the process
+dies, so a stale pid file (or a pid reused by another program) can never block a
+new supervisor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+from loom import atomic
+from loom.home import pid_is_loom
+
+
+def lock_path(home: Path) -> Path:
+    return home / "supervisor.lock"
+
+
+def acquire(home: Path) -> IO[bytes] | None:
+    """Take the supervisor lock and write `supervisor.pid`; None if another supervisor holds it."""
+    handle = open(lock_path(home), "ab")  # noqa: SIM115 - held for the process's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    atomic.write_text(home / "supervisor.pid", f"{os.getpid()}\n")
+    return handle
+
+
+def release(home: Path, handle: IO[bytes]) -> None:
+    """Remove `supervisor.pid` (absent when none runs, SPEC 3) and drop the lock."""
+    with contextlib.suppress(FileNotFoundError):
+        pid = (home / "supervisor.pid").read_text().strip()
+        if pid == str(os.getpid()):
+            (home / "supervisor.pid").unlink()
+    handle.close()
+
+
+def is_running(home: Path) -> bool:
+    """Whether some process holds the supervisor lock right now."""
+    try:
+        handle = open(lock_path(home), "ab")  # noqa: SIM115
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def running_pid(home: Path) -> int | None:
+    """The supervisor's pid when one runs."""
+    try:
+        pid = int((home / "supervisor.pid").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid_is_loom(pid) and is_running(home) else None
+
+
+def nudge(home: Path) -> bool:
+    """Ask a running supervisor to rescan now (SIGHUP); False when none runs."""
+    pid = running_pid(home)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGHUP)
+        return True
+    return False
+
+
+def start_on_demand(home: Path) -> None:
+    """Start a supervisor in the background that exits when nothing is left to supervise."""
+    log = open(home / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
+    with log:
+        subprocess.Popen(
+            [sys.executable, "-m", "loom", "supervisor", "run", "--on-demand"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, "LOOM_HOME": str(home)},
+        )
