@@ -1,1 +1,1 @@
-"""The supervisor: spawns agents and pipe instances, restarts them, routes their messages (SPEC 7-8)."""
+"""The supervisor: spawns agents and pipe instances, restarts them, routes messages (SPEC 7-8)."""

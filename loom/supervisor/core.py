@@ -223,9 +223,12 @@ class Supervisor:
             proc = ProcessDir(self.home, kind, name)
             if proc.status != "restarting":
                 continue  # stopped (or taken over) while waiting
-            restarts = proc.read("restarts") or "0"
-            proc.write("restarts", str(int(restarts) + 1 if restarts.isdigit() else 1))
+            proc.write("restarts", str(_int(proc.read("restarts")) + 1))
             self._start(proc)
+
+
+def _int(raw: str | None) -> int:
+    return int(raw) if raw and raw.isdigit() else 0
 
 
 def _key(proc: ProcessDir) -> str:

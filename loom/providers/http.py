@@ -1,0 +1,302 @@
+"""What every remote provider shares: the httpx client, the streaming POST, and the rules
+that turn a failure into a ProviderError labelled transient or permanent (SPEC 5).
+
+Each error text names the HTTP status and a short excerpt of the server's own message,
+and passes through `redact` so the API key never reaches logs or error files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+
+import httpx
+
+from loom.errors import MissingApiKey, ProviderError, UsageError
+from loom.providers.base import Completion, Provider, Request, TextSink
+
+TIMEOUT_VARIABLE = "LOOM_HTTP_TIMEOUT"
+DEFAULT_READ_TIMEOUT = 600.0
+CONNECT_TIMEOUT = 10.0
+EXCERPT_LENGTH = 300
+REDACTED = "[redacted]"
+
+_PERMANENT = {400: "bad_request", 401: "auth", 403: "forbidden", 404: "not_found"}
+
+
+def timeout_from(env: Mapping[str, str]) -> httpx.Timeout:
+    """Read LOOM_HTTP_TIMEOUT (seconds between bytes of a reply); connecting gets 10 s."""
+    raw = env.get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return httpx.Timeout(DEFAULT_READ_TIMEOUT, connect=CONNECT_TIMEOUT)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise UsageError(f"{TIMEOUT_VARIABLE} must be a positive number of seconds, not '{raw}'.")
+    return httpx.Timeout(seconds, connect=CONNECT_TIMEOUT)
+
+
+def make_client(env: Mapping[str, str]) -> httpx.Client:
+    """A client with loom's timeouts; proxy and CA settings come from the process, as httpx does."""
+    return httpx.Client(timeout=timeout_from(env))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each non-empty secret in `text`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date), or None."""
+    if value is None or not value.strip():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def classify_status(status: int) -> tuple[str, bool]:
+    """The `(error_type, transient)` label for an HTTP error status."""
+    if status == 429:
+        return "rate_limited", True
+    if status >= 500:
+        return "server_error", True
+    if status == 408:
+        # A server that gave up waiting for the request: nothing wrong with the request.
+        return "timeout", True
+    return _PERMANENT.get(status, "bad_request"), False
+
+
+def error_message(body: str) -> str:
+    """A short, one-line excerpt of the error message inside an API's error body."""
+    try:
+        return message_of(json.loads(body))
+    except ValueError:
+        return excerpt(body)
+
+
+def message_of(value: Any) -> str:
+    """The human part of a parsed error payload, as a short excerpt."""
+    # Shapes seen: {"error": {"message": ...}} (OpenAI, Anthropic), {"error": "..."}
+    # (Ollama), {"message": ...} and {"detail": ...} (proxies and gateways).
+    for key in ("error", "message", "detail"):
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+    return excerpt(value if isinstance(value, str) else json.dumps(value))
+
+
+def excerpt(text: str) -> str:
+    """`text` on one line, cut to EXCERPT_LENGTH characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXCERPT_LENGTH else flat[: EXCERPT_LENGTH - 1] + "…"
+
+
+def decode_object(data: str, source: str) -> dict[str, Any]:
+    """Parse one event's JSON payload; anything but a JSON object is a malformed response."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ProviderError(
+            f"{source} sent a malformed stream event: {excerpt(data)!r}",
+            error_type="malformed_response",
+            transient=False,
+        )
+    return value
+
+
+def token_count(value: Any) -> int | None:
+    """A token count from a usage payload, or None when absent or not an integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def stream_interrupted(source: str) -> ProviderError:
+    """The error for a stream that ended before its final event."""
+    return ProviderError(
+        f"{source} ended the reply stream before it was complete.",
+        error_type="stream_interrupted",
+        transient=True,
+    )
+
+
+class HttpProvider(ABC):
+    """Base of the providers that talk to an HTTP API with a streaming POST.
+
+    Subclasses set the class attributes and implement the request and the stream reader;
+    this class owns the client, the key check and every error classification.
+    """
+
+    name: ClassVar[str]  # for messages, e.g. "OpenAI"
+    prefix: ClassVar[str]  # the model-string prefix, e.g. "openai"
+    model_form: ClassVar[str] = "<prefix>/<model>"
+    key_variable: ClassVar[str | None] = None
+    base_url_variable: ClassVar[str]
+    default_base_url: ClassVar[str]
+    path: ClassVar[str]  # appended to the base URL
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        model: str | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        """`model` is the user's model string, used in messages; `client` replaces the
+        default client (its timeouts then apply) and is left open by `close`."""
+        self.model = model or self.prefix
+        self.base_url = self._base_url(env.get(self.base_url_variable, "").strip())
+        self._api_key = env.get(self.key_variable, "").strip() if self.key_variable else ""
+        self._client = client or make_client(env)
+        self._owns_client = client is None
+
+    @classmethod
+    def create(cls, name: str, env: Mapping[str, str]) -> tuple[Provider, str]:
+        """The registry factory: `name` is the model string after `prefix/`."""
+        if not cls.accepts(name):
+            raise UsageError(
+                f"Model '{cls.prefix}/{name}' is incomplete: write it as {cls.model_form}."
+            )
+        return cls(env, model=f"{cls.prefix}/{name}"), name
+
+    @classmethod
+    def accepts(cls, name: str) -> bool:
+        """Whether `name` is a well-formed model id for this provider."""
+        return bool(name) and not name.startswith("/") and not name.endswith("/")
+
+    def _base_url(self, configured: str) -> str:
+        url = (configured or self.default_base_url).rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(
+                f"{self.base_url_variable} must start with http:// or https://, not '{url}'."
+            )
+        return url
+
+    def check(self) -> None:
+        """Raise MissingApiKey when the provider needs a key and `env` has none."""
+        if self.key_variable and not self._api_key:
+            raise MissingApiKey(self.key_variable, self.model)
+
+    def close(self) -> None:
+        """Close the client this provider made (an injected one stays open)."""
+        if self._owns_client:
+            self._client.close()
+
+    def complete(self, request: Request, on_text: TextSink) -> Completion:
+        """Stream one completion; see `loom.providers.base.Provider`."""
+        self.check()
+        with self._stream(request) as lines:
+            return self._read(lines, on_text)
+
+    @abstractmethod
+    def _headers(self) -> dict[str, str]:
+        """Headers for the POST, credentials included."""
+
+    @abstractmethod
+    def _body(self, request: Request) -> dict[str, Any]:
+        """The JSON body for the POST, asking for a streamed reply."""
+
+    @abstractmethod
+    def _read(self, lines: Iterator[str], on_text: TextSink) -> Completion:
+        """Consume the response lines, sending text deltas to `on_text`.
+
+        Raise `stream_interrupted` when the lines end before the terminal event.
+        """
+
+    def _status_error(self, request: Request, status: int, message: str) -> ProviderError:
+        """The error for an HTTP error response; subclasses refine special cases."""
+        error_type, transient = classify_status(status)
+        text = f"{self.name} returned HTTP {status}"
+        return ProviderError(
+            f"{text}: {message}" if message else f"{text}.",
+            error_type=error_type,
+            transient=transient,
+            status=status,
+        )
+
+    def _connection_hint(self) -> str:
+        """A sentence appended to connection errors, e.g. how to start a local server."""
+        return ""
+
+    @contextmanager
+    def _stream(self, request: Request) -> Iterator[Iterator[str]]:
+        """POST the request and yield the reply's lines; every failure, including those the
+        caller raises while reading, leaves as a redacted ProviderError."""
+        url = self.base_url + self.path
+        started = False
+        try:
+            with self._client.stream(
+                "POST", url, json=self._body(request), headers=self._headers()
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    error = self._status_error(
+                        request, response.status_code, error_message(response.text)
+                    )
+                    error.retry_after = parse_retry_after(response.headers.get("retry-after"))
+                    raise error
+                started = True
+                yield response.iter_lines()
+        except ProviderError as exc:
+            exc.args = (self._redact(str(exc)),)
+            raise
+        except httpx.TimeoutException as exc:
+            raise self._timeout_error(exc) from exc
+        except httpx.TransportError as exc:
+            if started:
+                raise self._error(
+                    f"The connection to {self.name} dropped before the reply was complete ({exc}).",
+                    "stream_interrupted",
+                ) from exc
+            raise self._error(
+                f"Could not connect to {self.name} at {self.base_url} ({exc}).",
+                "connection",
+                hint=self._connection_hint(),
+            ) from exc
+        except httpx.DecodingError as exc:
+            raise self._error(
+                f"{self.name} sent a reply that could not be decoded ({exc}).",
+                "malformed_response",
+                transient=False,
+            ) from exc
+
+    def _timeout_error(self, exc: httpx.TimeoutException) -> ProviderError:
+        if isinstance(exc, httpx.ConnectTimeout):
+            return self._error(
+                f"Timed out connecting to {self.name} at {self.base_url}.",
+                "timeout",
+                hint=self._connection_hint(),
+            )
+        seconds = self._client.timeout.read
+        limit = f" for {seconds:g} s ({TIMEOUT_VARIABLE})" if seconds is not None else ""
+        return self._error(f"{self.name} sent nothing{limit}; gave up waiting.", "timeout")
+
+    def _error(
+        self, message: str, error_type: str, *, transient: bool = True, hint: str = ""
+    ) -> ProviderError:
+        text = f"{message} {hint}" if hint else message
+        return ProviderError(self._redact(text), error_type=error_type, transient=transient)
+
+    def _redact(self, text: str) -> str:
+        return redact(text, [self._api_key])

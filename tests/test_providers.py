@@ -1,0 +1,543 @@
+"""Providers (SPEC 5): one contract suite run against every HTTP provider through a real
+socket server speaking each API's wire format, plus the registry and the echo model."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from llm_server import (
+    Drop,
+    EchoAuth,
+    Hang,
+    LLMServer,
+    Malformed,
+    ModelNotFound,
+    Reply,
+    Status,
+    StreamError,
+    chunks_of,
+)
+
+from loom.errors import LoomError, MissingApiKey, ProviderError, UsageError
+from loom.providers import register, resolve
+from loom.providers.base import Completion, Request, Turn, Usage
+from loom.providers.openai import OpenAIProvider
+from loom.providers.sse import parse_sse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+KEYS = {
+    "OPENAI_API_KEY": "sk-test-openai-3f9c1a",
+    "OPENROUTER_API_KEY": "sk-or-test-77b2e0",
+    "ANTHROPIC_API_KEY": "sk-ant-test-c4d81e",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One provider under the contract: its model string and what goes over the wire."""
+
+    model: str
+    model_id: str
+    key_variable: str | None
+    base_url_variable: str
+    wire: str
+    path: str
+
+    def __str__(self) -> str:
+        return self.model.split("/")[0]
+
+
+CASES = [
+    Case(
+        model="openai/gpt-4o-mini",
+        model_id="gpt-4o-mini",
+        key_variable="OPENAI_API_KEY",
+        base_url_variable="OPENAI_BASE_URL",
+        wire="openai",
+        path="/v1/chat/completions",
+    ),
+    Case(
+        model="openrouter/meta-llama/llama-3.1-8b-instruct",
+        model_id="meta-llama/llama-3.1-8b-instruct",
+        key_variable="OPENROUTER_API_KEY",
+        base_url_variable="OPENROUTER_BASE_URL",
+        wire="openai",
+        path="/api/v1/chat/completions",
+    ),
+    Case(
+        model="anthropic/claude-sonnet-4-5",
+        model_id="claude-sonnet-4-5",
+        key_variable="ANTHROPIC_API_KEY",
+        base_url_variable="ANTHROPIC_BASE_URL",
+        wire="anthropic",
+        path="/v1/messages",
+    ),
+    Case(
+        model="ollama/qwen2.5:3b",
+        model_id="qwen2.5:3b",
+        key_variable=None,
+        base_url_variable="OLLAMA_BASE_URL",
+        wire="ollama",
+        path="/api/chat",
+    ),
+]
+OPENAI, OPENROUTER, ANTHROPIC, OLLAMA = CASES
+KEYED = [case for case in CASES if case.key_variable]
+
+TURNS = (
+    Turn("user", "first question"),
+    Turn("assistant", "first answer"),
+    Turn("user", "hello there"),
+)
+
+
+@pytest.fixture
+def server() -> Iterator[LLMServer]:
+    with LLMServer() as fake:
+        yield fake
+
+
+@pytest.fixture(params=CASES, ids=str)
+def case(request: pytest.FixtureRequest) -> Case:
+    param: Case = request.param
+    return param
+
+
+@pytest.fixture(params=KEYED, ids=str)
+def keyed(request: pytest.FixtureRequest) -> Case:
+    param: Case = request.param
+    return param
+
+
+@pytest.fixture
+def env(server: LLMServer) -> dict[str, str]:
+    return {**server.env(), **KEYS, "LOOM_HTTP_TIMEOUT": "5"}
+
+
+def call(
+    case: Case, env: dict[str, str], system: str | None = None
+) -> tuple[Completion, list[str]]:
+    """Run one completion of TURNS; return it and the deltas seen on the way."""
+    provider, model_id = resolve(case.model, env)
+    deltas: list[str] = []
+    try:
+        return provider.complete(Request(model_id, TURNS, system=system), deltas.append), deltas
+    finally:
+        provider.close()
+
+
+def failure(case: Case, env: dict[str, str]) -> ProviderError:
+    with pytest.raises(ProviderError) as info:
+        call(case, env)
+    return info.value
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+# ---------------------------------------------------------------- replies
+
+
+def test_deltas_arrive_in_order_and_join_to_the_reply(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    text = "The quick brown fox jumps over the lazy dog."
+    server.script(Reply(text, chunk_size=4))
+    completion, deltas = call(case, env)
+    assert deltas == chunks_of(text, 4)
+    assert completion.text == text
+
+
+def test_reply_answers_the_last_user_turn(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    completion, deltas = call(case, env)
+    assert completion.text == "echo: hello there"
+    assert "".join(deltas) == completion.text
+
+
+def test_usage_is_reported(case: Case, server: LLMServer, env: dict[str, str]) -> None:
+    server.script(Reply("fine", input_tokens=12, output_tokens=5))
+    completion, _ = call(case, env)
+    assert completion.usage == Usage(input_tokens=12, output_tokens=5)
+
+
+def test_request_carries_system_prompt_turns_and_credentials(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    call(case, env, system="Be brief.")
+    sent = server.last
+    turns = [{"role": t.role, "content": t.content} for t in TURNS]
+    assert sent.path == case.path
+    assert sent.body["model"] == case.model_id
+    assert sent.body["stream"] is True
+    if case.wire == "anthropic":
+        assert sent.body["system"] == "Be brief."
+        assert sent.body["messages"] == turns
+        assert sent.body["max_tokens"] == 4096
+        assert sent.headers["x-api-key"] == KEYS["ANTHROPIC_API_KEY"]
+        assert sent.headers["anthropic-version"] == "2023-06-01"
+    else:
+        assert sent.body["messages"] == [{"role": "system", "content": "Be brief."}, *turns]
+    if case.wire == "openai":
+        assert sent.body["stream_options"] == {"include_usage": True}
+        assert sent.headers["authorization"] == f"Bearer {KEYS[str(case.key_variable)]}"
+    if case.key_variable is None:
+        assert "authorization" not in sent.headers
+
+
+def test_no_system_prompt_sends_only_the_turns(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    call(case, env)
+    body = server.last.body
+    assert "system" not in body
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+
+
+def test_openai_asks_for_max_completion_tokens_and_openrouter_for_max_tokens(
+    server: LLMServer, env: dict[str, str]
+) -> None:
+    call(OPENAI, env)
+    assert server.last.body["max_completion_tokens"] == 4096
+    call(OPENROUTER, env)
+    assert server.last.body["max_tokens"] == 4096
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_rate_limit_is_transient_with_retry_after(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    server.script(Status(429, "Slow down, please.", retry_after=7))
+    error = failure(case, env)
+    assert (error.error_type, error.transient, error.status) == ("rate_limited", True, 429)
+    assert error.retry_after == 7.0
+    assert "429" in str(error) and "Slow down, please." in str(error)
+
+
+def test_retry_after_may_be_an_http_date(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    when = datetime.now(UTC) + timedelta(seconds=120)
+    server.script(Status(429, retry_after=format_datetime(when, usegmt=True)))
+    error = failure(case, env)
+    assert error.retry_after is not None and 100 < error.retry_after <= 120
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_errors_are_transient(
+    case: Case, server: LLMServer, env: dict[str, str], status: int
+) -> None:
+    server.script(Status(status, "upstream exploded"))
+    error = failure(case, env)
+    assert (error.error_type, error.transient, error.status) == ("server_error", True, status)
+    assert str(status) in str(error) and "upstream exploded" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (400, "bad_request"),
+        (401, "auth"),
+        (403, "forbidden"),
+        (404, "not_found"),
+        (422, "bad_request"),
+    ],
+)
+def test_client_errors_are_permanent(
+    case: Case, server: LLMServer, env: dict[str, str], status: int, error_type: str
+) -> None:
+    server.script(Status(status, "you did something wrong"))
+    error = failure(case, env)
+    assert (error.error_type, error.transient, error.status) == (error_type, False, status)
+    assert f"HTTP {status}" in str(error) and "you did something wrong" in str(error)
+
+
+def test_silence_past_the_timeout_is_transient(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    server.script(Hang())
+    error = failure(case, {**env, "LOOM_HTTP_TIMEOUT": "0.5"})
+    assert (error.error_type, error.transient) == ("timeout", True)
+    assert "LOOM_HTTP_TIMEOUT" in str(error)
+
+
+def test_connection_dropped_mid_stream_is_transient(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    server.script(Drop(after=2, text="one two three four"))
+    deltas: list[str] = []
+    provider, model_id = resolve(case.model, env)
+    with pytest.raises(ProviderError) as info:
+        provider.complete(Request(model_id, TURNS), deltas.append)
+    provider.close()
+    assert (info.value.error_type, info.value.transient) == ("stream_interrupted", True)
+    assert deltas == ["one ", "two "]
+
+
+def test_stream_ending_without_its_final_event_is_transient(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    server.script(Drop(after=1, graceful=True))
+    error = failure(case, env)
+    assert (error.error_type, error.transient) == ("stream_interrupted", True)
+
+
+def test_malformed_event_is_permanent(case: Case, server: LLMServer, env: dict[str, str]) -> None:
+    server.script(Malformed(after=1))
+    error = failure(case, env)
+    assert (error.error_type, error.transient) == ("malformed_response", False)
+
+
+def test_error_event_mid_stream_fails_the_call(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    server.script(StreamError("overloaded_error", "Overloaded", after=1))
+    error = failure(case, env)
+    assert error.transient
+    assert "Overloaded" in str(error)
+
+
+def test_anthropic_overloaded_event_is_labelled(server: LLMServer, env: dict[str, str]) -> None:
+    server.script(StreamError("overloaded_error", "Overloaded"))
+    assert failure(ANTHROPIC, env).error_type == "overloaded"
+
+
+def test_connection_refused_is_transient_and_says_where(case: Case, env: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    error = failure(case, {**env, case.base_url_variable: url})
+    assert (error.error_type, error.transient) == ("connection", True)
+    assert url in str(error)
+
+
+def test_missing_key_is_reported_by_name_before_any_request(
+    keyed: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    variable = str(keyed.key_variable)
+    for missing in ({}, {variable: ""}):
+        without = {k: v for k, v in env.items() if k != variable} | missing
+        provider, model_id = resolve(keyed.model, without)
+        with pytest.raises(MissingApiKey, match=variable) as info:
+            provider.check()
+        assert info.value.variable == variable
+        assert keyed.model in str(info.value)
+        with pytest.raises(MissingApiKey):
+            provider.complete(Request(model_id, TURNS), print)
+        provider.close()
+    assert server.requests == []
+
+
+def test_api_key_never_appears_in_error_text(
+    keyed: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    key = KEYS[str(keyed.key_variable)]
+    server.script(EchoAuth(401))
+    error = failure(keyed, env)
+    assert key in str(server.last.headers)
+    assert key not in str(error) and key not in repr(error.args)
+    assert "[redacted]" in str(error)
+    assert error.error_type == "auth"
+
+
+# ---------------------------------------------------------------- Ollama specifics
+
+
+def test_ollama_missing_model_says_how_to_pull_it(server: LLMServer, env: dict[str, str]) -> None:
+    server.script(ModelNotFound())
+    error = failure(OLLAMA, env)
+    assert (
+        str(error) == "Model 'qwen2.5:3b' is not available in Ollama. Run: ollama pull qwen2.5:3b"
+    )
+    assert (error.error_type, error.transient, error.status) == ("model_not_found", False, 404)
+
+
+def test_ollama_not_running_suggests_ollama_serve(env: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    error = failure(OLLAMA, {**env, "OLLAMA_BASE_URL": url})
+    assert url in str(error)
+    assert "ollama serve" in str(error) and "OLLAMA_BASE_URL" in str(error)
+
+
+def test_ollama_base_url_may_omit_the_scheme(server: LLMServer, env: dict[str, str]) -> None:
+    address = server.url.removeprefix("http://")
+    completion, _ = call(OLLAMA, {**env, "OLLAMA_BASE_URL": address})
+    assert completion.text == "echo: hello there"
+
+
+def test_ollama_needs_no_key(server: LLMServer) -> None:
+    provider, model_id = resolve("qwen2.5:3b", server.env())
+    provider.check()
+    assert provider.complete(Request(model_id, TURNS), print).text == "echo: hello there"
+    provider.close()
+
+
+# ---------------------------------------------------------------- echo
+
+
+def test_echo_replies_with_the_last_user_turn_verbatim() -> None:
+    provider, model_id = resolve("echo", {})
+    provider.check()
+    deltas: list[str] = []
+    completion = provider.complete(Request(model_id, TURNS, system="ignored"), deltas.append)
+    assert completion == Completion("hello there", Usage(None, None))
+    assert "".join(deltas) == "hello there"
+
+
+# ---------------------------------------------------------------- registry
+
+
+@pytest.mark.parametrize(
+    ("model", "provider_class", "model_id"),
+    [
+        ("anthropic/claude-sonnet-4-5", "AnthropicProvider", "claude-sonnet-4-5"),
+        ("openai/gpt-4o-mini", "OpenAIProvider", "gpt-4o-mini"),
+        ("openrouter/meta-llama/llama-3.1-8b", "OpenRouterProvider", "meta-llama/llama-3.1-8b"),
+        ("ollama/qwen3:8b", "OllamaProvider", "qwen3:8b"),
+        ("qwen3:8b", "OllamaProvider", "qwen3:8b"),
+        ("llama3", "OllamaProvider", "llama3"),
+        ("hf.co/someone/model:Q4_K_M", "OllamaProvider", "hf.co/someone/model:Q4_K_M"),
+        ("echo", "EchoProvider", "echo"),
+        ("echo/anything/at-all", "EchoProvider", "anything/at-all"),
+    ],
+)
+def test_model_strings_route_to_their_provider(
+    model: str, provider_class: str, model_id: str
+) -> None:
+    provider, resolved_id = resolve(model, {})
+    assert type(provider).__name__ == provider_class
+    assert resolved_id == model_id
+    provider.close()
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "",
+        "   ",
+        "openai/",
+        "anthropic",
+        "openrouter/gpt-4o",
+        "openrouter/vendor/",
+        "ollama/",
+        "gpt 4",
+    ],
+)
+def test_malformed_model_strings_are_usage_errors(model: str) -> None:
+    with pytest.raises(UsageError) as info:
+        resolve(model, {})
+    assert str(info.value).endswith(".")
+
+
+def test_a_third_party_provider_registers_like_the_built_ins() -> None:
+    register("test-thirdparty", "loom.providers.echo:create")
+    provider, model_id = resolve("test-thirdparty/parrot", {})
+    assert model_id == "parrot"
+    assert provider.complete(Request(model_id, TURNS), print).text == "hello there"
+
+
+def test_an_unloadable_provider_is_reported_clearly() -> None:
+    register("test-broken", "no_such_module_for_loom:create")
+    with pytest.raises(LoomError, match="test-broken.*no_such_module_for_loom"):
+        resolve("test-broken/x", {})
+
+
+def test_importing_the_registry_does_not_import_httpx() -> None:
+    code = "import sys, loom.providers; print('httpx' in sys.modules)"
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan"])
+def test_bad_timeout_setting_is_a_usage_error(value: str) -> None:
+    with pytest.raises(UsageError, match="LOOM_HTTP_TIMEOUT"):
+        resolve("openai/gpt-4o-mini", {"LOOM_HTTP_TIMEOUT": value})
+
+
+def test_bad_base_url_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="OPENAI_BASE_URL"):
+        resolve("openai/gpt-4o-mini", {"OPENAI_BASE_URL": "api.example.com/v1"})
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+def test_an_injected_client_is_used_and_left_open() -> None:
+    stream = (
+        'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+        'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}\n\n'
+        "data: [DONE]\n\n"
+    )
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, text=stream, headers={"content-type": "text/event-stream"})
+
+    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
+        provider = OpenAIProvider({"OPENAI_API_KEY": "k"}, client=client)
+        completion = provider.complete(Request("gpt-4o-mini", TURNS), print)
+        provider.close()
+        assert not client.is_closed
+    assert completion == Completion("hi", Usage(3, 1))
+    assert str(seen[0].url) == "https://api.openai.com/v1/chat/completions"
+
+
+def test_sse_parser_follows_the_event_stream_rules() -> None:
+    lines = [
+        ": a comment",
+        "event: greeting",
+        "data: line one",
+        "data:line two",
+        "",
+        "",
+        "data: {}\r",
+        "",
+        "data: cut off before its blank line",
+    ]
+    assert list(parse_sse(lines)) == [("greeting", "line one\nline two"), ("message", "{}")]
+
+
+def test_fake_server_runs_standalone_and_takes_a_script() -> None:
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "llm_server.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[-1]
+        script = [{"kind": "reply", "text": "from a script"}]
+        httpx.post(f"{url}/_script", json=script).raise_for_status()
+        completion, _ = call(OLLAMA, {"OLLAMA_BASE_URL": url})
+        assert completion.text == "from a script"
+        recorded = httpx.get(f"{url}/_requests").json()
+        assert recorded[-1]["body"]["model"] == "qwen2.5:3b"
+    finally:
+        process.terminate()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
