@@ -8,7 +8,7 @@ from pathlib import Path
 
 from loom import agents
 from loom import home as homes
-from loom.errors import LoomError
+from loom.errors import LoomError, UsageError
 from loom.home import ProcessDir
 from loom.supervisor import lock
 
@@ -49,6 +49,13 @@ def start_detached(spec: agents.AgentSpec) -> tuple[str, int | None]:
     The provider's settings are checked here first, so a missing key is reported to
     the user at once rather than in a crash record.
     """
+    secrets = sorted(k for k in spec.env if agents.SECRET_NAME.search(k))
+    if secrets:
+        raise UsageError(
+            f"--env {secrets[0]}=... is a credential and is never written to disk, so a "
+            f"detached agent cannot get it that way; export {secrets[0]} in the environment "
+            "that starts the supervisor instead"
+        )
     env = dict(os.environ)
     env.update(spec.env)
     agents.provider_for(spec.model, env)
