@@ -26,7 +26,8 @@ from loom.home import pid_is_loom
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 FENCE = re.compile(r"^```console\n(.*?)^```", re.S | re.M)
-HEREDOC = re.compile(r"<<-?\s*'?\"?(\w+)'?\"?")
+MARK = "\x1e"
+HEREDOC = re.compile(r"(?<!<)<<(?!<)-?\s*'?\"?(\w+)'?\"?")
 
 
 @dataclass
@@ -51,7 +52,7 @@ def parse_block(text: str, first_line: int) -> list[Step]:
         command = [line[2:]]
         while command[-1].endswith("\\") and i + 1 < len(lines):
             i += 1
-            command.append(lines[i])
+            command.append(lines[i][2:] if lines[i].startswith("> ") else lines[i])
         heredoc = HEREDOC.search(command[-1]) if "<<" in command[-1] else None
         if heredoc:
             end = heredoc.group(1)
@@ -96,6 +97,29 @@ def blocks(path: Path) -> list[list[Step]]:
 DOC_FILES = [p for p in DOCS if blocks(p)]
 
 
+def run_block(block: list[Step], cwd: Path, env: dict[str, str]) -> list[tuple[str, int]]:
+    """Run a block's commands in one shell (variables carry over); output and exit code each."""
+    script = []
+    for index, step in enumerate(block):
+        script.append(f"{step.command}\nprintf '\\n{MARK}%d %d{MARK}\\n' {index} $?")
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", "\n".join(script)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    results: list[tuple[str, int]] = []
+    rest = proc.stdout
+    for index, step in enumerate(block):
+        m = re.search(f"\n{MARK}{index} (\\d+){MARK}\n", rest)
+        assert m, f"{step.line}: $ {step.command}\ndid not finish\nstderr:\n{proc.stderr}"
+        results.append((rest[: m.start()], int(m.group(1))))
+        rest = rest[m.end() :]
+    return results
+
+
 @pytest.mark.parametrize("path", DOC_FILES, ids=[str(p.relative_to(ROOT)) for p in DOC_FILES])
 def test_console_examples_run_as_documented(path: Path, tmp_path: Path) -> None:
     work = tmp_path / "work"
@@ -106,16 +130,8 @@ def test_console_examples_run_as_documented(path: Path, tmp_path: Path) -> None:
     env["COLUMNS"] = "100"
     try:
         for block in blocks(path):
-            for step in block:
-                proc = subprocess.run(
-                    ["bash", "-o", "pipefail", "-c", step.command],
-                    cwd=work,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                )
-                actual = proc.stdout.splitlines()
+            for step, (stdout, returncode) in zip(block, run_block(block, work, env), strict=True):
+                actual = stdout.splitlines()
                 expected = list(step.expected)
                 while expected and not expected[-1].strip():
                     expected.pop()
@@ -123,17 +139,10 @@ def test_console_examples_run_as_documented(path: Path, tmp_path: Path) -> None:
                 if expected and (m := re.fullmatch(r"\[exit (\d+)\]", expected[-1].strip())):
                     code = int(m.group(1))
                     expected.pop()
-                assert proc.returncode == code, (
-                    f"{path.name}:{step.line}: $ {step.command}\n"
-                    f"exited {proc.returncode}, expected {code}\nstderr:\n{proc.stderr}"
-                )
+                where = f"{path.name}:{step.line}: $ {step.command}\n"
+                assert returncode == code, f"{where}exited {returncode}, expected {code}"
                 assert matches(expected, actual), (
-                    f"{path.name}:{step.line}: $ {step.command}\n"
-                    f"expected:\n"
-                    + "\n".join(expected)
-                    + "\nactual:\n"
-                    + proc.stdout
-                    + ("\nstderr:\n" + proc.stderr if proc.stderr else "")
+                    f"{where}expected:\n" + "\n".join(expected) + "\nactual:\n" + stdout
                 )
     finally:
         _stop_everything(env["LOOM_HOME"])
