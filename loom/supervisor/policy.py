@@ -33,7 +33,7 @@ class Backoff:
     def delay(self, restarts: int) -> float:
         """Seconds to wait before the restart that follows `restarts` recent failures."""
         exponent = min(max(restarts, 0), 30)
-        return min(self.base * 2**exponent, MAX_DELAY_S) + random.uniform(0, self.jitter)
+        return min(self.base * float(2**exponent), MAX_DELAY_S) + random.uniform(0, self.jitter)
 
 
 def wants_restart(policy: str, exit_code: int | None, stopped: bool) -> bool:

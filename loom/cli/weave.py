@@ -1,0 +1,151 @@
+"""`loom up`, `loom down`, `loom validate`, `loom graph`: weaves from loom.yml (SPEC 9)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from loom.cli._common import die, handle_errors
+
+if TYPE_CHECKING:
+    from loom.weave.model import Weave
+
+
+def _load(config: Path | None) -> Weave:
+    """Load the weave; on problems print each as FILE:LINE:COL: message and exit 1."""
+    from loom.weave import config as weave_config
+    from loom.weave.parse import WeaveInvalid
+
+    try:
+        return weave_config.load(config)
+    except WeaveInvalid as exc:
+        for problem in exc.problems:
+            print(problem.render(exc.source), file=sys.stderr)
+        count = len(exc.problems)
+        raise die(
+            f"{count} problem{'s' if count != 1 else ''} in {exc.source}; nothing started", 1
+        ) from None
+
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="The weave file (default: ./loom.yml).")
+]
+
+
+@handle_errors
+def validate(config: ConfigOption = None) -> None:
+    """Check loom.yml and print every problem as FILE:LINE:COL: message.
+
+    Nothing is started. Exit 1 when there is any problem.
+
+    Example: loom validate --config examples/triage/loom.yml
+    """
+    weave = _load(config)
+    print(f"{weave.path}: ok ({len(weave.agents)} agents, {len(weave.pipes)} pipes)")
+
+
+@handle_errors
+def up(
+    config: ConfigOption = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Start and return; do not show the live view.")
+    ] = False,
+) -> None:
+    """Start the weave: unchanged agents and pipes are left running, changed ones restarted,
+    removed ones stopped, new ones started.
+
+    Without --detach a live view shows each process's status and queue until Ctrl-C,
+    which stops the weave (state stays on disk).
+
+    Example: loom up -d --config examples/triage/loom.yml
+    """
+    from loom import home as homes
+    from loom.weave import apply
+
+    weave = _load(config)
+    home = homes.home()
+    plan = apply.up(weave, home)
+    for label, names in (
+        ("started", plan.started),
+        ("restarted", plan.restarted),
+        ("unchanged", plan.unchanged),
+        ("stopped", plan.stopped),
+    ):
+        for name in names:
+            print(f"{label:<9} {name}", file=sys.stderr if not detach else sys.stdout)
+    if detach:
+        return
+    try:
+        _live_view(weave, home)
+    except KeyboardInterrupt:
+        pass
+    stopped = apply.down(weave, home)
+    print(f"stopped {len(stopped)} processes; state kept in {home}", file=sys.stderr)
+
+
+def _live_view(weave: Weave, home: Path) -> None:
+    from loom.weave import apply
+
+    tty = sys.stdout.isatty()
+    last = ""
+    while True:
+        rows = apply.snapshot(weave, home)
+        lines = [f"{'NAME':<32} {'STATUS':<10} {'WAITING':>7} {'DONE':>7} {'FAILED':>7}"]
+        lines += [
+            f"{r.name:<32} {r.status:<10} {r.waiting:>7} {r.processed:>7} {r.failed:>7}"
+            for r in rows
+        ]
+        text = "\n".join(lines)
+        if text != last:
+            if tty:
+                sys.stdout.write("\x1b[H\x1b[J" + text + "\n\n(Ctrl-C stops the weave)\n")
+            else:
+                sys.stdout.write(text + "\n\n")
+            sys.stdout.flush()
+            last = text
+        time.sleep(0.5)
+
+
+@handle_errors
+def down(config: ConfigOption = None) -> None:
+    """Stop every agent and pipe the weave defines; all state stays on disk.
+
+    Example: loom down --config examples/triage/loom.yml
+    """
+    from loom import home as homes
+    from loom.weave import apply
+
+    weave = _load(config)
+    for name in apply.down(weave, homes.home()):
+        print(f"stopped {name}")
+
+
+@handle_errors
+def graph(
+    config: ConfigOption = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, dot or mermaid.")] = "text",
+    live: Annotated[
+        bool, typer.Option("--live", help="Add queue counts of the running weave.")
+    ] = False,
+) -> None:
+    """Draw the weave: agents, pipes, and edges labelled with pipes and conditions.
+
+    Example: loom graph --format dot | dot -Tpng > weave.png
+    """
+    from loom.weave import graph as weave_graph
+
+    if fmt not in weave_graph.FORMATS:
+        raise die(f"unknown format '{fmt}'; use text, dot or mermaid", 2)
+    weave = _load(config)
+    counts: dict[str, str] = {}
+    if live:
+        from loom import home as homes
+        from loom.weave import apply
+
+        for row in apply.snapshot(weave, homes.home()):
+            counts[row.name] = f"{row.status}, {row.waiting} waiting, {row.processed} done"
+    print(weave_graph.render(weave, fmt, counts))

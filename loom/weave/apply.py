@@ -1,0 +1,196 @@
+"""`loom up` and `loom down`: bring a weave to life idempotently, or stop it (SPEC 9)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loom import agents, atomic
+from loom import home as homes
+from loom.home import ProcessDir
+from loom.pipeline import save_definition
+from loom.processes import effective_status, stop
+from loom.routing.edge import Edge, edge_from_json
+from loom.routing.endpoints import instances
+from loom.routing.table import load_routes, save_routes
+from loom.supervisor import control
+from loom.weave.edges import weave_edges
+from loom.weave.model import AgentDef, Weave
+
+OWNER_FILE = "weave"  # in each process folder: the loom.yml that started it
+HASH_FILE = "config.hash"
+ACTIVE = ("pending", "running", "idle", "restarting")
+
+
+@dataclass
+class Plan:
+    """What `up` did to each process of the weave."""
+
+    started: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+
+
+def owner(weave: Weave) -> str:
+    return str(weave.path.resolve())
+
+
+def _ledger(home: Path, weave: Weave) -> Path:
+    digest = hashlib.sha256(owner(weave).encode()).hexdigest()[:16]
+    return home / "weaves" / f"{digest}.json"
+
+
+def _owned_edges(home: Path, weave: Weave) -> list[Edge]:
+    try:
+        data = json.loads(_ledger(home, weave).read_text("utf-8"))
+    except (FileNotFoundError, ValueError):
+        return []
+    return [edge_from_json(e) for e in data.get("edges", [])]
+
+
+def _owned_processes(home: Path, weave: Weave) -> list[ProcessDir]:
+    me = owner(weave)
+    return [p for p in homes.all_processes(home) if p.read(OWNER_FILE) == me]
+
+
+def check_credentials(weave: Weave) -> None:
+    """Every agent's provider settings, checked before anything starts."""
+    for agent in weave.agents.values():
+        env = dict(os.environ)
+        env.update(agent.env)
+        agents.provider_for(agent.model, env)
+
+
+def up(weave: Weave, home: Path) -> Plan:
+    """Make `home` run exactly what `weave` declares; unchanged processes are left alone."""
+    check_credentials(weave)
+    plan = Plan()
+    me = owner(weave)
+    for pipe in weave.pipes.values():
+        save_definition(pipe, home)
+    wanted: set[str] = set()
+    for agent in weave.agents.values():
+        wanted.add(f"agents/{agent.name}")
+        _apply_agent(agent, me, plan)
+    edges = weave_edges(weave)
+    for instance, pipe_name in instances(edges):
+        wanted.add(f"pipes/{instance}")
+        _apply_instance(home, instance, weave.pipes[pipe_name].to_json_data(), me, plan)
+    for proc in _owned_processes(home, weave):
+        if f"{proc.kind}/{proc.name}" not in wanted and proc.status in ACTIVE:
+            stop(proc.name)
+            plan.stopped.append(proc.name)
+    previous = {e.identity for e in _owned_edges(home, weave)}
+    table = [e for e in load_routes(home) if e.identity not in previous]
+    mine = {e.identity for e in edges}
+    table = [e for e in table if e.identity not in mine] + edges
+    save_routes(home, table)
+    atomic.make_private_dir(_ledger(home, weave).parent)
+    atomic.write_text(
+        _ledger(home, weave),
+        json.dumps({"config": me, "edges": [e.to_json() for e in edges]}, ensure_ascii=False),
+    )
+    control.ensure_supervisor(home)
+    for name in [*plan.started, *plan.restarted]:
+        proc = homes.find(name, home)
+        control.wait_started(proc, home)
+    return plan
+
+
+def _apply_agent(agent: AgentDef, me: str, plan: Plan) -> None:
+    proc = homes.agent(agent.name)
+    digest = agent.config_hash()
+    status = proc.status
+    if proc.read(HASH_FILE) == digest and status in ACTIVE and proc.read(OWNER_FILE) == me:
+        plan.unchanged.append(agent.name)
+        return
+    running = proc.alive_pid() is not None
+    if running:
+        stop(agent.name)
+    spec = agents.AgentSpec(
+        agent.name, agent.model, system=agent.system, env=agent.env, restart=agent.restart
+    )
+    proc = agents.prepare(spec, mode="detached")
+    for filename, text in agent.memory.items():
+        seed = proc.memory / filename
+        if not seed.exists():  # a seed: what the agent learned since is kept
+            atomic.make_private_dir(proc.memory)
+            atomic.write_text(seed, text)
+    proc.write(HASH_FILE, digest)
+    proc.write(OWNER_FILE, me)
+    proc.set_status("pending")
+    (plan.restarted if running or status in ACTIVE else plan.started).append(agent.name)
+
+
+def _apply_instance(
+    home: Path, instance: str, definition: dict[str, object], me: str, plan: Plan
+) -> None:
+    proc = ProcessDir(home, "pipes", instance).create()
+    text = json.dumps(
+        {**definition, "name": instance.split("~", 1)[0]}, ensure_ascii=False, indent=2
+    )
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    status = proc.status
+    if proc.read(HASH_FILE) == digest and status in ACTIVE and proc.read(OWNER_FILE) == me:
+        plan.unchanged.append(instance)
+        return
+    running = proc.alive_pid() is not None
+    if running:
+        stop(instance)
+    if "~" in instance:  # a node-form pipe's folder holds its definition already
+        atomic.write_text(proc.path / "config.json", text + "\n")
+    proc.write("restart", "always")
+    proc.write("mode", "detached")
+    proc.write(HASH_FILE, digest)
+    proc.write(OWNER_FILE, me)
+    proc.set_status("pending")
+    (plan.restarted if running or status in ACTIVE else plan.started).append(instance)
+
+
+def down(weave: Weave, home: Path) -> list[str]:
+    """Stop every process the weave started; all state stays on disk."""
+    stopped = []
+    for proc in _owned_processes(home, weave):
+        if proc.status in ACTIVE or proc.alive_pid() is not None:
+            stop(proc.name)
+            stopped.append(proc.name)
+    return stopped
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the live view: a process of the weave and its queue."""
+
+    name: str
+    status: str
+    waiting: int
+    processed: int
+    failed: int
+
+
+def _count(directory: Path) -> int:
+    try:
+        return sum(1 for n in os.listdir(directory) if n.endswith(".msg"))
+    except FileNotFoundError:
+        return 0
+
+
+def snapshot(weave: Weave, home: Path) -> list[Row]:
+    """Status and queue counts of every process of the weave."""
+    rows = []
+    for proc in sorted(_owned_processes(home, weave), key=lambda p: (p.kind, p.name)):
+        status, _ = effective_status(proc)
+        rows.append(
+            Row(
+                proc.name,
+                status,
+                _count(proc.inbox) + _count(proc.inbox / ".in-progress"),
+                _count(proc.inbox / ".processed"),
+                _count(proc.inbox / ".failed"),
+            )
+        )
+    return rows

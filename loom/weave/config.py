@@ -1,0 +1,33 @@
+"""Finding and loading `loom.yml`: --config, ./loom.yml, ./loom.yaml, $LOOM_HOME/loom.yml."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from loom.errors import UsageError
+from loom.weave.model import Weave
+from loom.weave.parse import read
+
+
+def find_config(explicit: Path | None) -> Path:
+    """The config file to use; UsageError listing where it looked."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise UsageError(f"{explicit} does not exist")
+        return explicit
+    home = Path(os.environ.get("LOOM_HOME") or "~/.loom").expanduser()
+    candidates = [Path("loom.yml"), Path("loom.yaml"), home / "loom.yml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates)
+    raise UsageError(f"no loom.yml found (looked at {looked}); pass --config FILE")
+
+
+def load(explicit: Path | None) -> Weave:
+    """Read and validate the weave; its `home:` applies when LOOM_HOME is not set."""
+    weave = read(find_config(explicit), os.environ)
+    if weave.home and not os.environ.get("LOOM_HOME"):
+        os.environ["LOOM_HOME"] = str(Path(weave.home).expanduser())
+    return weave

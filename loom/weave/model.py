@@ -1,0 +1,88 @@
+"""The parsed, validated form of a `loom.yml`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loom.pipeline import PipeDef
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation error, printed as `FILE:LINE:COL: message`."""
+
+    line: int
+    column: int
+    message: str
+
+    def render(self, source: str) -> str:
+        return f"{source}:{self.line}:{self.column}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One `from:` entry of an agent: messages of `source`, optionally through `pipe`, if `when`."""
+
+    source: str
+    pipe: str | None = None
+    when: str | None = None
+    line: int = 0
+    column: int = 0
+
+
+@dataclass(frozen=True)
+class AgentDef:
+    """One agent of the weave, with its settings after `${VAR}` expansion."""
+
+    name: str
+    model: str
+    system: str | None = None
+    restart: str = "always"
+    env: dict[str, str] = field(default_factory=dict)
+    inbound: tuple[Inbound, ...] = ()
+    memory: dict[str, str] = field(default_factory=dict)
+    tools: tuple[str, ...] | None = None
+    line: int = 0
+
+    def config_hash(self) -> str:
+        """Hash of the agent's settings after expansion (SPEC 9 `config.hash`).
+
+        Where the agent's inputs come from is the router's business, so `from:` changes
+        re-route without restarting the agent.
+        """
+        settings = {
+            "model": self.model,
+            "system": self.system,
+            "restart": self.restart,
+            "env": self.env,
+            "memory": self.memory,
+            "tools": self.tools,
+        }
+        canonical = json.dumps(settings, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Weave:
+    """A whole `loom.yml`: its pipes (list and node form), agents and settings."""
+
+    path: Path
+    pipes: dict[str, PipeDef]
+    agents: dict[str, AgentDef]
+    home: str | None = None
+    retention: dict[str, str] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)  # name -> line of its definition
+    # Names whose definition had problems: references to them are not reported again.
+    broken: frozenset[str] = frozenset()
+
+    @property
+    def node_pipes(self) -> dict[str, PipeDef]:
+        """Pipes with their own inputs (`from:`): one instance each, a routing node."""
+        return {n: p for n, p in self.pipes.items() if p.inputs}
+
+    @property
+    def source(self) -> str:
+        return self.path.name

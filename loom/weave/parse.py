@@ -1,0 +1,381 @@
+"""Reading `loom.yml` into a Weave, collecting every problem with its line and column."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from loom.errors import ConfigError, InvalidName
+from loom.names import validate_name
+from loom.pipeline import PipeDef, parse_definition
+from loom.pipeline.yaml_lines import LineDict, LineList, read_yaml
+from loom.supervisor.policy import POLICIES
+from loom.weave.expand import expand
+from loom.weave.model import AgentDef, Inbound, Problem, Weave
+from loom.weave.validate import validate
+
+TOP_KEYS = ("version", "home", "pipes", "agents", "gc")
+AGENT_KEYS = ("name", "model", "system", "system_file", "restart", "env", "from", "memory", "tools")
+FROM_KEYS = ("agent", "pipe", "when")
+GC_KEYS = ("retention",)
+YAML_BOOLEANS = "YAML reads on/off/yes/no/true/false as booleans: quote it"
+
+
+class WeaveInvalid(ConfigError):
+    """A loom.yml with problems; `problems` holds every one, in file order."""
+
+    exit_code = 1
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = sorted(problems, key=lambda p: (p.line, p.column))
+        super().__init__("\n".join(p.render(source) for p in self.problems))
+
+
+class _Reader:
+    """Walks the YAML tree, expanding variables and noting problems instead of stopping."""
+
+    def __init__(self, source: str, environ: Mapping[str, str], base: Path) -> None:
+        self.source = source
+        self.environ = environ
+        self.base = base  # relative paths in the file are relative to its folder
+        self.problems: list[Problem] = []
+
+    def problem(self, where: tuple[int, int], message: str) -> None:
+        self.problems.append(Problem(where[0], where[1], message))
+
+    # -- positions -------------------------------------------------------------------
+    @staticmethod
+    def key_at(mapping: Any, key: str) -> tuple[int, int]:
+        marks = getattr(mapping, "key_marks", {})
+        return marks.get(key) or (getattr(mapping, "line", None) or 1, 1)
+
+    @staticmethod
+    def value_at(mapping: Any, key: str) -> tuple[int, int]:
+        marks = getattr(mapping, "value_marks", {})
+        return marks.get(key) or _Reader.key_at(mapping, key)
+
+    @staticmethod
+    def at(node: Any) -> tuple[int, int]:
+        return (getattr(node, "line", None) or 1, getattr(node, "column", None) or 1)
+
+    # -- checks ----------------------------------------------------------------------
+    def keys(self, mapping: Mapping[Any, Any], allowed: tuple[str, ...], what: str) -> None:
+        for key in mapping:
+            where = self.key_at(mapping, str(key))
+            if not isinstance(key, str):
+                self.problem(where, f"{what} has a key read as {key!r}; {YAML_BOOLEANS}")
+            elif key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
+                self.problem(where, f"unknown key '{key}' in {what}{suggestion}")
+
+    def string(self, mapping: Any, key: str, what: str, *, expand_vars: bool = True) -> str | None:
+        """A string value (variables expanded), or None with a problem noted."""
+        value = mapping.get(key)
+        where = self.value_at(mapping, key)
+        if isinstance(value, bool):
+            self.problem(
+                where, f"{what} must be a string, got {str(value).lower()}; {YAML_BOOLEANS}"
+            )
+            return None
+        if isinstance(value, int | float):
+            self.problem(where, f"{what} must be a string, got the number {value}; quote it")
+            return None
+        if not isinstance(value, str):
+            self.problem(where, f"{what} must be a string")
+            return None
+        if not expand_vars:
+            return value
+        text, missing = expand(value, self.environ)
+        for name in missing:
+            self.problem(
+                where, f"${{{name}}} is not set (write ${{{name}:-default}} for a default)"
+            )
+        return text
+
+    def name(self, value: Any, where: tuple[int, int], what: str) -> str | None:
+        try:
+            return validate_name(value, what)
+        except InvalidName as exc:
+            self.problem(where, str(exc))
+            return None
+
+
+def read(path: Path, environ: Mapping[str, str]) -> Weave:
+    """Parse and validate `path`; raise WeaveInvalid listing every problem."""
+    source = path.name
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if "\t" in text and _tab_indented(text):
+        line = next(i for i, ln in enumerate(text.splitlines(), 1) if ln.startswith("\t"))
+        raise WeaveInvalid(source, [Problem(line, 1, "indented with a tab; YAML needs spaces")])
+    try:
+        raw = read_yaml(text, source)
+    except ConfigError as exc:
+        at, message = _split_location(str(exc), source)
+        raise WeaveInvalid(source, [Problem(at or 1, 1, message)]) from None
+    if raw is None:
+        raise WeaveInvalid(
+            source, [Problem(1, 1, "the file is empty: add `version: 1` and agents")]
+        )
+    reader = _Reader(source, environ, path.resolve().parent)
+    weave = _read_top(reader, path, raw)
+    problems = reader.problems + validate(weave)
+    if problems:
+        raise WeaveInvalid(source, problems)
+    return weave
+
+
+def _tab_indented(text: str) -> bool:
+    return any(line.startswith("\t") for line in text.splitlines())
+
+
+def _read_top(r: _Reader, path: Path, raw: Any) -> Weave:
+    if not isinstance(raw, LineDict):
+        r.problem(r.at(raw), "the top level must be a mapping with `version`, `agents`, `pipes`")
+        return Weave(path, {}, {})
+    r.keys(raw, TOP_KEYS, "loom.yml")
+    version = raw.get("version")
+    if version is None:
+        r.problem((1, 1), "`version: 1` is missing")
+    elif version != 1 or isinstance(version, bool):
+        r.problem(r.value_at(raw, "version"), f"unsupported version {version!r}; this loom reads 1")
+    home = r.string(raw, "home", "home") if "home" in raw else None
+    lines: dict[str, int] = {}
+    pipes = _read_pipes(r, raw, lines)
+    agents = _read_agents(r, raw, lines, pipes)
+    retention = _read_gc(r, raw)
+    broken = frozenset(n for n in lines if n not in pipes and n not in agents)
+    return Weave(path, pipes, agents, home=home, retention=retention, lines=lines, broken=broken)
+
+
+def _read_pipes(r: _Reader, raw: LineDict, lines: dict[str, int]) -> dict[str, PipeDef]:
+    section = raw.get("pipes")
+    if section is None:
+        return {}
+    if not isinstance(section, LineDict):
+        r.problem(r.value_at(raw, "pipes"), "`pipes` must be a mapping of name: definition")
+        return {}
+    pipes: dict[str, PipeDef] = {}
+    for key, body in section.items():
+        where = r.key_at(section, str(key))
+        name = r.name(key, where, "pipe name") if isinstance(key, str) else None
+        if name is None:
+            if not isinstance(key, str):
+                r.problem(where, f"pipe name read as {key!r}; {YAML_BOOLEANS}")
+            continue
+        lines[name] = where[0]
+        try:
+            pipes[name] = parse_definition(body, name=name, source=r.source)
+        except ConfigError as exc:
+            line, message = _split_location(str(exc), r.source)
+            r.problem((line, 1) if line else where, message)
+    return pipes
+
+
+def _split_location(message: str, source: str) -> tuple[int | None, str]:
+    """Pipe errors start with `source:LINE:`; return the line and the rest."""
+    if not message.startswith(f"{source}:"):
+        return None, message
+    rest = message[len(source) + 1 :]
+    line, sep, tail = rest.partition(":")
+    if sep and line.strip().isdigit():
+        return int(line), tail.strip()
+    return None, rest.strip()
+
+
+def _read_agents(
+    r: _Reader, raw: LineDict, lines: dict[str, int], pipes: dict[str, PipeDef]
+) -> dict[str, AgentDef]:
+    section = raw.get("agents")
+    if section is None:
+        return {}
+    if not isinstance(section, LineList):
+        r.problem(r.value_at(raw, "agents"), "`agents` must be a list of agents")
+        return {}
+    agents: dict[str, AgentDef] = {}
+    for index, block in enumerate(section):
+        where = section.item_marks[index] if index < len(section.item_marks) else r.at(section)
+        if not isinstance(block, LineDict):
+            r.problem(where, "each agent must be a mapping with at least `name` and `model`")
+            continue
+        agent = _read_agent(r, block, where)
+        if agent is None:
+            raw_name = block.get("name")
+            if isinstance(raw_name, str):
+                lines.setdefault(raw_name, where[0])
+            continue
+        if agent.name in agents or agent.name in pipes:
+            first = lines.get(agent.name, 0)
+            kind = "an agent" if agent.name in agents else "a pipe"
+            r.problem(
+                r.value_at(block, "name"),
+                f"'{agent.name}' is already {kind} (line {first}); names are shared by agents "
+                "and pipes",
+            )
+            continue
+        agents[agent.name] = agent
+        lines[agent.name] = where[0]
+    return agents
+
+
+def _read_agent(r: _Reader, block: LineDict, where: tuple[int, int]) -> AgentDef | None:
+    r.keys(block, AGENT_KEYS, "an agent")
+    if "name" not in block:
+        r.problem(where, "an agent needs a `name`")
+        return None
+    raw_name = block.get("name")
+    name = (
+        r.name(raw_name, r.value_at(block, "name"), "agent name")
+        if isinstance(raw_name, str)
+        else None
+    )
+    if name is None:
+        if not isinstance(raw_name, str):
+            r.string(block, "name", "`name`")
+        return None
+    model = r.string(block, "model", f"model of '{name}'") if "model" in block else None
+    if "model" not in block:
+        r.problem(where, f"agent '{name}' needs a `model` (for example `echo`)")
+    system = r.string(block, "system", "`system`") if "system" in block else None
+    if "system_file" in block:
+        if system is not None:
+            r.problem(r.key_at(block, "system_file"), "give `system` or `system_file`, not both")
+        path_text = r.string(block, "system_file", "`system_file`")
+        if path_text is not None:
+            system = _read_system_file(r, block, path_text)
+    restart = "always"
+    if "restart" in block:
+        value = r.string(block, "restart", "`restart`")
+        if value is not None and value not in POLICIES:
+            r.problem(r.value_at(block, "restart"), f"restart must be one of {', '.join(POLICIES)}")
+        restart = value or restart
+    env = _read_env(r, block)
+    inbound = _read_inbound(r, block, name)
+    memory = _read_memory(r, block)
+    tools = _read_tools(r, block)
+    return AgentDef(
+        name=name,
+        model=model or "",
+        system=system,
+        restart=restart,
+        env=env,
+        inbound=inbound,
+        memory=memory,
+        tools=tools,
+        line=where[0],
+    )
+
+
+def _read_system_file(r: _Reader, block: LineDict, text: str) -> str | None:
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = r.base / path
+    try:
+        return path.read_text("utf-8")
+    except OSError as exc:
+        r.problem(r.value_at(block, "system_file"), f"cannot read {text}: {exc.strerror}")
+        return None
+
+
+def _read_env(r: _Reader, block: LineDict) -> dict[str, str]:
+    if "env" not in block:
+        return {}
+    env = block["env"]
+    if not isinstance(env, LineDict):
+        r.problem(r.value_at(block, "env"), "`env` must be a mapping of NAME: value")
+        return {}
+    out: dict[str, str] = {}
+    for key in env:
+        if not isinstance(key, str):
+            r.problem(r.key_at(env, str(key)), f"env key read as {key!r}; {YAML_BOOLEANS}")
+            continue
+        value = r.string(env, key, f"env {key}")
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _read_inbound(r: _Reader, block: LineDict, agent: str) -> tuple[Inbound, ...]:
+    if "from" not in block:
+        return ()
+    raw = block["from"]
+    entries = raw if isinstance(raw, list) else [raw]
+    marks = raw.item_marks if isinstance(raw, LineList) else [r.value_at(block, "from")]
+    found: list[Inbound] = []
+    for index, entry in enumerate(entries):
+        where = marks[index] if index < len(marks) else r.value_at(block, "from")
+        if isinstance(entry, str):
+            found.append(Inbound(entry, line=where[0], column=where[1]))
+            continue
+        if not isinstance(entry, LineDict):
+            r.problem(where, "a `from` entry is an agent name or {agent, pipe, when}")
+            continue
+        r.keys(entry, FROM_KEYS, "a `from` entry")
+        if "agent" not in entry:
+            r.problem(where, "a `from` entry needs `agent` (the source)")
+            continue
+        source = r.string(entry, "agent", "`agent`", expand_vars=False)
+        pipe = r.string(entry, "pipe", "`pipe`", expand_vars=False) if "pipe" in entry else None
+        when = r.string(entry, "when", "`when`") if "when" in entry else None
+        if source is not None:
+            found.append(Inbound(source, pipe, when, line=where[0], column=where[1]))
+    return tuple(found)
+
+
+def _read_memory(r: _Reader, block: LineDict) -> dict[str, str]:
+    if "memory" not in block:
+        return {}
+    memory = block["memory"]
+    if not isinstance(memory, LineDict):
+        r.problem(r.value_at(block, "memory"), "`memory` must map file names to their text")
+        return {}
+    out: dict[str, str] = {}
+    for key in memory:
+        where = r.key_at(memory, str(key))
+        if not isinstance(key, str) or "/" in key or key.startswith(".") or "\0" in key:
+            r.problem(where, f"memory file name {key!r} must be a plain file name")
+            continue
+        value = r.string(memory, key, f"memory {key}")
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _read_tools(r: _Reader, block: LineDict) -> tuple[str, ...] | None:
+    if "tools" not in block:
+        return None
+    tools = block["tools"]
+    if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+        r.problem(r.value_at(block, "tools"), "`tools` must be a list of tool names")
+        return None
+    return tuple(tools)
+
+
+def _read_gc(r: _Reader, raw: LineDict) -> dict[str, str]:
+    gc = raw.get("gc")
+    if gc is None:
+        return {}
+    if not isinstance(gc, LineDict):
+        r.problem(r.value_at(raw, "gc"), "`gc` must be a mapping with `retention`")
+        return {}
+    r.keys(gc, GC_KEYS, "gc")
+    retention = gc.get("retention")
+    if retention is None:
+        return {}
+    if not isinstance(retention, LineDict):
+        r.problem(r.value_at(gc, "retention"), "`gc.retention` must be a mapping")
+        return {}
+    out: dict[str, str] = {}
+    for key in retention:
+        value = r.string(retention, str(key), f"gc.retention.{key}")
+        if value is not None:
+            out[str(key)] = value
+    return out

@@ -1,0 +1,96 @@
+"""Cross-checks of a parsed weave: references, expressions, cycles (SPEC 9)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from loom.pipeline import PipeDef
+from loom.pipeline.errors import ArgError
+from loom.pipeline.expressions import compile_expression
+from loom.routing.graph import find_cycle
+from loom.weave.model import Problem, Weave
+
+
+def destinations(pipe: PipeDef) -> Iterator[str]:
+    """Every agent a pipe's `route`/`fanout` operators or its `to:` may send to."""
+    yield from pipe.to
+    for spec in pipe.operators:
+        if spec.kind == "fanout":
+            yield from _names(spec.args.get("to"))
+        elif spec.kind == "route":
+            for case in spec.args.get("cases") or []:
+                if isinstance(case, dict):
+                    yield from _names(case.get("to"))
+
+
+def _names(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def hops(weave: Weave) -> list[tuple[str, str, int]]:
+    """The graph of the weave as (from, to, line) hops; a piped edge a→(p)→b is a → b."""
+    found: list[tuple[str, str, int]] = []
+    for agent in weave.agents.values():
+        for entry in agent.inbound:
+            found.append((entry.source, agent.name, entry.line))
+    for name, pipe in weave.node_pipes.items():
+        line = weave.lines.get(name, 0)
+        for source in pipe.inputs:
+            found.append((source, name, line))
+        for dest in destinations(pipe):
+            found.append((name, dest, line))
+    return found
+
+
+def validate(weave: Weave) -> list[Problem]:
+    """Every reference, expression and route problem of a weave that parsed."""
+    problems: list[Problem] = []
+    agents, pipes = weave.agents, weave.pipes
+    nodes = weave.node_pipes
+    broken = weave.broken
+    for agent in agents.values():
+        for entry in agent.inbound:
+            where = (entry.line, entry.column)
+            if entry.source == agent.name and entry.pipe is None:
+                problems.append(Problem(*where, f"'{agent.name}' cannot take messages from itself"))
+            elif entry.source not in agents and entry.source not in nodes.keys() | broken:
+                hint = " (it is a pipe: use `pipe:`)" if entry.source in pipes else ""
+                problems.append(Problem(*where, f"unknown agent '{entry.source}' in from{hint}"))
+            if entry.pipe is not None:
+                if entry.pipe in broken:
+                    pass
+                elif entry.pipe not in pipes:
+                    problems.append(Problem(*where, f"unknown pipe '{entry.pipe}' in from"))
+                elif entry.pipe in nodes:
+                    problems.append(
+                        Problem(
+                            *where,
+                            f"pipe '{entry.pipe}' has its own `from:`; take its output with "
+                            f"`agent: {entry.pipe}` instead",
+                        )
+                    )
+            if entry.when is not None:
+                try:
+                    compile_expression(entry.when, key="when")
+                except ArgError as exc:
+                    problems.append(Problem(*where, f"bad `when`: {exc}"))
+    for name, pipe in nodes.items():
+        line = weave.lines.get(name, 0)
+        for source in pipe.inputs:
+            if source not in agents and source not in nodes.keys() | broken:
+                problems.append(
+                    Problem(line, 1, f"pipe '{name}': unknown agent '{source}' in from")
+                )
+        for dest in destinations(pipe):
+            if dest not in agents and dest not in nodes.keys() | broken:
+                problems.append(Problem(line, 1, f"pipe '{name}' sends to unknown agent '{dest}'"))
+    edges = hops(weave)
+    cycle = find_cycle((a, b) for a, b, _ in edges)
+    if cycle is not None:
+        line = next((ln for a, b, ln in edges if (a, b) == (cycle[-2], cycle[-1])), 1)
+        problems.append(Problem(line, 1, "circular route detected: " + " → ".join(cycle)))
+    return problems
