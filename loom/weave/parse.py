@@ -106,7 +106,7 @@ class _Reader:
 
 def read(path: Path, environ: Mapping[str, str]) -> Weave:
     """Parse and validate `path`; raise WeaveInvalid listing every problem."""
-    source = path.name
+    source = str(path)
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:
