@@ -31,18 +31,18 @@ def _names(value: object) -> list[str]:
     return []
 
 
-def hops(weave: Weave) -> list[tuple[str, str, int]]:
-    """The graph of the weave as (from, to, line) hops; a piped edge a→(p)→b is a → b."""
-    found: list[tuple[str, str, int]] = []
+def hops(weave: Weave) -> list[tuple[str, str, tuple[int, int]]]:
+    """The graph of the weave as (from, to, where) hops; a piped edge a→(p)→b is a → b."""
+    found: list[tuple[str, str, tuple[int, int]]] = []
     for agent in weave.agents.values():
         for entry in agent.inbound:
-            found.append((entry.source, agent.name, entry.line))
+            found.append((entry.source, agent.name, (entry.line, entry.column)))
     for name, pipe in weave.node_pipes.items():
-        line = weave.lines.get(name, 0)
+        where = (weave.lines.get(name, 1), 1)
         for source in pipe.inputs:
-            found.append((source, name, line))
+            found.append((source, name, where))
         for dest in destinations(pipe):
-            found.append((name, dest, line))
+            found.append((name, dest, where))
     return found
 
 
@@ -91,6 +91,6 @@ def validate(weave: Weave) -> list[Problem]:
     edges = hops(weave)
     cycle = find_cycle((a, b) for a, b, _ in edges)
     if cycle is not None:
-        line = next((ln for a, b, ln in edges if (a, b) == (cycle[-2], cycle[-1])), 1)
-        problems.append(Problem(line, 1, "circular route detected: " + " → ".join(cycle)))
+        at = next((w for a, b, w in edges if (a, b) == (cycle[-2], cycle[-1])), (1, 1))
+        problems.append(Problem(*at, "circular route detected: " + " → ".join(cycle)))
     return problems
