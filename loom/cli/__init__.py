@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import typer
 
-from loom.cli import agent, pipe, send
+from loom.cli import agent, pipe, pipes_cmd, send, supervisor, test_cmd
+from loom.cli import route as route_cmd
+from loom.cli import weave as weave_cmd
 
 app = typer.Typer(
     name="loom",
@@ -18,7 +20,19 @@ app = typer.Typer(
 )
 app.add_typer(agent.app, name="agent")
 app.add_typer(pipe.app, name="pipe")
+app.add_typer(supervisor.app, name="supervisor")
 app.command("send")(send.send)
+app.command("test")(test_cmd.test)
+app.command("route")(route_cmd.route)
+app.command("unroute")(route_cmd.unroute)
+app.command("routes")(route_cmd.routes)
+
+app.command("pipes")(pipes_cmd.pipes)
+pipe.app.command("create")(pipes_cmd.create)
+app.command("up")(weave_cmd.up)
+app.command("down")(weave_cmd.down)
+app.command("validate")(weave_cmd.validate)
+app.command("graph")(weave_cmd.graph)
 
 
 def main() -> None:

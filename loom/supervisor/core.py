@@ -11,14 +11,16 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from loom import home as homes
+from loom import routing
+from loom.errors import LoomError
 from loom.home import ProcessDir
 from loom.logs import Log
 from loom.supervisor import children, lock
 from loom.supervisor.children import Child
 from loom.supervisor.policy import DEAD_AFTER, Backoff, recent_failures, wants_restart
+from loom.watch import InotifyWatcher
 
 RESCAN_S = 2.0  # periodic rescan: signals are a nudge, not a requirement (SPEC 8)
 ADOPTED_POLL_S = 0.5  # adopted children are not ours to wait() for: poll their pid
@@ -31,7 +33,9 @@ LINGER_S = 2.0
 class Supervisor:
     """Manages every detached agent and pipe instance under one `$LOOM_HOME`."""
 
-    def __init__(self, home: Path, *, service: bool, log: Log, router: Any = None) -> None:
+    def __init__(
+        self, home: Path, *, service: bool, log: Log, router: routing.Router | None = None
+    ) -> None:
         self.home = home
         self.service = service
         self.log = log
@@ -77,14 +81,16 @@ class Supervisor:
                 if self._rescan or now - last_scan >= RESCAN_S:
                     self._rescan = False
                     last_scan = now
-                    self.scan()
                     if self.router is not None:
                         self.router.reload()
-                        watch.update(self.router.watched())
+                        self._ensure_instances()
+                    self.scan()
                 self.reap()
                 self.start_due()
                 if self.router is not None:
                     self.router.pump()
+                    # A held edge watches its destination's queue, so the list changes.
+                    watch.update(self.router.watched())
                     if now - last_stats >= STATS_EVERY_S:
                         last_stats = now
                         self.router.write_stats()
@@ -96,6 +102,16 @@ class Supervisor:
             watch.close()
             signal.set_wakeup_fd(-1)
             self.log.info("supervisor stopped", pid=os.getpid())
+
+    def _ensure_instances(self) -> None:
+        """Create the folders of the pipe instances the routes need (spawned by scan)."""
+        if self.router is None:
+            return
+        for instance, pipe in routing.instances(self.router.edges):
+            try:
+                routing.ensure_instance(self.home, instance, pipe)
+            except LoomError as exc:
+                self.log.error("pipe instance", child=instance, error=str(exc))
 
     def _nothing_left(self, now: float) -> bool:
         if self.children or self.restart_at:
@@ -240,7 +256,7 @@ class _OutboxWatch:
 
     def __init__(self) -> None:
         self._paths: list[Path] = []
-        self._watcher: Any = None
+        self._watcher: InotifyWatcher | None = None
 
     def update(self, paths: list[Path]) -> None:
         existing = sorted(p for p in paths if p.is_dir())
@@ -249,8 +265,6 @@ class _OutboxWatch:
         self.close()
         self._paths = existing
         if existing:
-            from loom.watch import InotifyWatcher
-
             try:
                 self._watcher = InotifyWatcher(existing)
             except OSError:
@@ -277,13 +291,7 @@ def run(home: Path, *, service: bool, foreground_log: bool) -> int:
         return 1
     log_dir = home / "supervisor" / "logs"
     log = Log(log_dir, "supervisor", echo=sys.stderr if foreground_log else None)
-    router = None
-    try:
-        from loom.routing import Router
-
-        router = Router(home, log)
-    except ImportError:
-        router = None
+    router = routing.Router(home, log)
     try:
         Supervisor(home, service=service, log=log, router=router).run()
     finally:

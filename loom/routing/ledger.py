@@ -1,0 +1,185 @@
+"""What the router has done, kept on disk so it survives the router's own crash (SPEC 7).
+
+- `router/delivered/<source>→<dest>.log`: every filename copied from `source`'s outbox
+  into `dest`'s inbox, one per line, append-only. Keyed by the pair of folders rather
+  than by edge, because the rule it enforces is "never the same message twice into the
+  same inbox", whichever edges lead there.
+- `router/since.json`: for each leg, when it came into existence, as
+  `[filesystem-clock ns, wall-clock ms]`. A leg delivers only messages that appeared in
+  its source's outbox from then on, so a new edge never replays an outbox's history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loom import atomic
+from loom.message import FILENAME_RE
+
+# Longest wait for the filesystem clock to tick (see filesystem_now_ns).
+FS_TICK_WAIT_S = 0.05
+
+
+def router_dir(home: Path) -> Path:
+    """`$LOOM_HOME/router/`: the router's logs, delivery logs and stats."""
+    return home / "router"
+
+
+def stats_path(home: Path) -> Path:
+    """`router/stats.json`: the router's per-route counters, rewritten now and then."""
+    return router_dir(home) / "stats.json"
+
+
+class DeliveryLog:
+    """The filenames delivered from one outbox into one inbox, loaded once and appended to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._names: set[str] | None = None
+
+    def _loaded(self) -> set[str]:
+        if self._names is None:
+            try:
+                text = self.path.read_text("utf-8", errors="replace")
+            except FileNotFoundError:
+                text = ""
+            # A line torn by a power cut matches no filename, so it is harmless.
+            self._names = {line for line in text.splitlines() if line}
+        return self._names
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaded()
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+    def record(self, name: str) -> None:
+        """Append `name`; a single O_APPEND write, so a crash leaves the line whole or absent."""
+        try:
+            atomic.append_line(self.path, name)
+        except FileNotFoundError:
+            atomic.make_private_dir(self.path.parent)
+            atomic.append_line(self.path, name)
+        self._loaded().add(name)
+
+    def last_activity(self) -> float | None:
+        """When a filename was last recorded (Unix seconds), or None if never."""
+        try:
+            return self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+
+def delivery_log(home: Path, source: str, dest: str) -> DeliveryLog:
+    return DeliveryLog(router_dir(home) / "delivered" / f"{source}→{dest}.log")
+
+
+def delivery_counters(logs: list[DeliveryLog]) -> tuple[int, str | None]:
+    """(forwarded, last activity as ISO 8601) of a route whose fixed legs have `logs`, in order.
+
+    Forwarded counts what reached the last fixed leg's inbox: the destination, or the
+    routing node for a route that ends in one.
+    """
+    times = [t for t in (log.last_activity() for log in logs) if t is not None]
+    last = None
+    if times:
+        moment = datetime.fromtimestamp(max(times), UTC)
+        last = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (len(logs[-1]) if logs else 0), last
+
+
+@dataclass(frozen=True)
+class Start:
+    """When a leg came into existence: `fs_ns` on the filesystem's clock, `ms` on the wall clock.
+
+    `fs_ns` is a tick of the clock the kernel stamps files with, taken after the tick in
+    which the leg was created, so every file that appeared before has an older ctime and
+    every file that appears after has one at least as new.
+    """
+
+    fs_ns: int
+    ms: int
+
+    def precedes(self, name: str, outbox_fd: int) -> bool:
+        """Whether outbox file `name` appeared before this start (it is then history).
+
+        `outbox_fd` is an open descriptor of the outbox: with 100,000 files to look at
+        after a restart, stat relative to it is several times faster than through paths.
+        """
+        m = FILENAME_RE.fullmatch(name)
+        if m and int(m.group(1)) > self.ms:
+            return False  # created after the start, so it cannot have arrived before it
+        try:
+            # A rename into the outbox sets ctime: the moment the file appeared there.
+            return os.stat(name, dir_fd=outbox_fd).st_ctime_ns < self.fs_ns
+        except FileNotFoundError:
+            return True
+
+
+def since_path(home: Path) -> Path:
+    return router_dir(home) / "since.json"
+
+
+def read_since(home: Path) -> dict[str, Start]:
+    """Leg key → Start; an unreadable file counts as empty (its legs start again from now)."""
+    try:
+        data = json.loads(since_path(home).read_text("utf-8"))
+    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    found = {}
+    for key, value in data.items():
+        if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
+            found[str(key)] = Start(value[0], value[1])
+    return found
+
+
+def filesystem_now_ns(directory: Path) -> int:
+    """The next tick of the clock the filesystem stamps files with.
+
+    That clock is coarse (a few milliseconds per tick) and may lag time.time(). Waiting
+    for its next tick means a file renamed into an outbox once we return is stamped at
+    or after the value returned, and a file renamed before we were called strictly
+    before it. A filesystem with very coarse times gives up after FS_TICK_WAIT_S.
+    """
+    atomic.make_private_dir(directory)
+    clock = directory / ".clock"
+    with open(clock, "ab"):
+        pass
+    os.utime(clock)
+    first = clock.stat().st_mtime_ns
+    deadline = time.monotonic() + FS_TICK_WAIT_S
+    while True:
+        os.utime(clock)
+        now = clock.stat().st_mtime_ns
+        if now > first or time.monotonic() > deadline:
+            return now
+        time.sleep(0.0005)
+
+
+def reconcile_since(home: Path, keys: Iterable[str]) -> dict[str, Start]:
+    """Give legs that have no start "now", forget legs that are gone; return the map.
+
+    The caller holds the routes lock, so a leg removed and added again by two
+    `loom route` calls gets a fresh start and does not replay the gap between them.
+    """
+    wanted = set(keys)
+    current = read_since(home)
+    missing = wanted - current.keys()
+    stale = current.keys() - wanted
+    if not missing and not stale:
+        return current
+    fs_ns = filesystem_now_ns(router_dir(home))
+    now = Start(fs_ns, time.time_ns() // 1_000_000)
+    updated = {k: v for k, v in current.items() if k in wanted}
+    updated.update({k: now for k in missing})
+    data = {k: [v.fs_ns, v.ms] for k, v in sorted(updated.items())}
+    atomic.write_text(since_path(home), json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+    return updated
