@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import typer
 
-from loom.cli import agent, pipe, pipes_cmd, send, supervisor, test_cmd
+from loom.cli import agent, pipe, pipe_start, pipes_cmd, send, supervisor, test_cmd
 from loom.cli import route as route_cmd
+from loom.cli import tools as tools_cmd
 from loom.cli import weave as weave_cmd
 
 app = typer.Typer(
@@ -26,9 +27,12 @@ app.command("test")(test_cmd.test)
 app.command("route")(route_cmd.route)
 app.command("unroute")(route_cmd.unroute)
 app.command("routes")(route_cmd.routes)
+app.command("tools")(tools_cmd.tools)
 
 app.command("pipes")(pipes_cmd.pipes)
 pipe.app.command("create")(pipes_cmd.create)
+pipe.app.command("start")(pipe_start.start)
+pipe.app.command("serve", hidden=True)(pipe_start.serve)
 app.command("up")(weave_cmd.up)
 app.command("down")(weave_cmd.down)
 app.command("validate")(weave_cmd.validate)

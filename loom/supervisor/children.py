@@ -31,8 +31,8 @@ def command(proc: ProcessDir) -> list[str]:
     base = [sys.executable, "-m", "loom"]
     if proc.kind == "agents":
         return [*base, "agent", "serve", proc.name]
-    pipe = proc.name.split("~", 1)[0]
-    return [*base, "pipe", "start", pipe, "--instance", proc.name]
+    # The stored definition, not one found from the supervisor's working folder.
+    return [*base, "pipe", "serve", proc.name]
 
 
 def child_env(proc: ProcessDir, home: Path) -> dict[str, str]:

@@ -1,0 +1,289 @@
+"""Pipe definitions: parsed from YAML or JSON, validated, found by name, saved (SPEC 6, 9).
+
+Both step forms give the same OperatorSpec: the short form `- map: EXPR` (a plain value
+fills the operator's main argument, a mapping gives all arguments, sibling keys add
+more) and the long form `- operator: command` + `cmd: ...` (other keys are arguments).
+A definition is the list of steps, or the node form `{from, to, operators}`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from loom import atomic
+from loom import home as homes
+from loom.errors import InvalidName, NotFound
+from loom.names import INSTANCE_RE, validate_name, validate_process_name
+from loom.pipeline.catalog import catalog_dir
+from loom.pipeline.errors import ArgError
+from loom.pipeline.operators import Operator, lookup
+from loom.pipeline.operators.registry import REGISTRY
+from loom.pipeline.spec import OperatorSpec, PipeDef, arg_config_error, config_error
+from loom.pipeline.yaml_lines import read_yaml
+
+__all__ = [
+    "build_operator",
+    "catalog_dir",
+    "definition_path",
+    "instance_definition_path",
+    "load_definition",
+    "load_file",
+    "parse_definition",
+    "parse_step",
+    "save_definition",
+]
+
+NODE_KEYS = ("description", "from", "name", "operators", "to")
+LONG_FORM_KEY = "operator"
+CONFIG_FILE = "config.json"
+
+
+def build_operator(spec: OperatorSpec, pipe: str = "pipe", source: str = "<memory>") -> Operator:
+    """Instantiate (and so validate) the operator of `spec`; ConfigError when it is invalid."""
+    try:
+        return lookup(spec.kind)(spec)
+    except ArgError as exc:
+        raise arg_config_error(source, pipe, spec, exc) from None
+
+
+def parse_definition(data: Any, *, name: str, source: str = "<memory>") -> PipeDef:
+    """Validate a definition: YAML text, or an already decoded list or node-form mapping."""
+    if isinstance(data, str):
+        data = read_yaml(data, source)
+    line = getattr(data, "line", None)
+    inputs: tuple[str, ...] = ()
+    to: tuple[str, ...] = ()
+    description = None
+    if isinstance(data, Mapping):
+        _check_node_keys(data, name, source)
+        if "operators" not in data:
+            raise config_error(source, name, "the 'operators' list is required", line=line)
+        steps = data["operators"]
+        inputs = _names(data, "from", name, source)
+        to = _names(data, "to", name, source)
+        description = data.get("description")
+        if description is not None and not isinstance(description, str):
+            raise config_error(source, name, "'description' must be a string", line=line)
+    elif isinstance(data, list):
+        steps = data
+    else:
+        raise config_error(
+            source,
+            name,
+            "a pipe is a list of operators, or a mapping with an 'operators' list",
+            line=line,
+        )
+    if not isinstance(steps, list) or not steps:
+        raise config_error(source, name, "a pipe needs at least one operator", line=line)
+    # A step that is a plain scalar has no line of its own; its list remembers it.
+    marks = getattr(steps, "item_marks", [])
+    specs = tuple(
+        parse_step(step, i, pipe=name, source=source, line=marks[i][0] if i < len(marks) else None)
+        for i, step in enumerate(steps)
+    )
+    for spec in specs:
+        build_operator(spec, name, source).close()
+    return PipeDef(name, specs, source, inputs, to, description)
+
+
+def _check_node_keys(data: Mapping[Any, Any], name: str, source: str) -> None:
+    key_lines = getattr(data, "key_lines", {})
+    for key in data:
+        if key not in NODE_KEYS:
+            close = difflib.get_close_matches(str(key), NODE_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise config_error(
+                source,
+                name,
+                f"unknown key{hint}; expected: {', '.join(NODE_KEYS)}",
+                line=key_lines.get(str(key)) or getattr(data, "line", None),
+                key=str(key),
+            )
+
+
+def _names(data: Mapping[Any, Any], key: str, name: str, source: str) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None:
+        return ()
+    line = getattr(data, "key_lines", {}).get(key)
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise config_error(source, name, "must be a name or a list of names", line=line, key=key)
+    try:
+        return tuple(validate_name(item, "agent or pipe name") for item in items)
+    except InvalidName as exc:
+        raise config_error(source, name, str(exc), line=line, key=key) from None
+
+
+def parse_step(
+    step: Any, index: int, *, pipe: str, source: str, line: int | None = None
+) -> OperatorSpec:
+    """Normalise one step (short or long form) into an OperatorSpec; it is not validated yet."""
+    line = getattr(step, "line", None) or line
+    placeholder = OperatorSpec("", {}, index, line)
+    if not isinstance(step, Mapping) or not step:
+        raise config_error(
+            source,
+            pipe,
+            "must be a mapping such as {map: EXPR} or {operator: NAME, ...}",
+            line=line,
+            spec=placeholder,
+        )
+    key_lines: dict[str, int] = dict(getattr(step, "key_lines", {}))
+    if LONG_FORM_KEY in step:
+        kind = step[LONG_FORM_KEY]
+        if not isinstance(kind, str):
+            raise config_error(
+                source,
+                pipe,
+                "must be an operator name",
+                line=line,
+                spec=placeholder,
+                key=LONG_FORM_KEY,
+            )
+        long_args = {str(k): v for k, v in step.items() if k != LONG_FORM_KEY}
+        spec = OperatorSpec(kind, long_args, index, line, key_lines)
+        _known(spec, pipe, source)
+        return spec
+    kinds = [k for k in step if k in REGISTRY]
+    if len(kinds) > 1:
+        raise config_error(
+            source,
+            pipe,
+            f"one step holds two operators ({' and '.join(map(str, kinds))}); "
+            "give each its own list item",
+            line=line,
+            spec=placeholder,
+        )
+    if not kinds:
+        # Not a built-in: the first key is meant as the operator, maybe one a plugin adds.
+        guess = str(next(iter(step)))
+        _known(OperatorSpec(guess, {}, index, line), pipe, source)
+        kinds = [guess]
+    kind = str(kinds[0])
+    cls = lookup(kind)
+    value = step[kind]
+    args: dict[str, Any] = {}
+    if isinstance(value, Mapping):
+        args.update({str(k): v for k, v in value.items()})
+        key_lines.update(getattr(value, "key_lines", {}))
+    elif cls.primary is None:
+        raise config_error(
+            source,
+            pipe,
+            f"'{kind}' takes a mapping of arguments, got {value!r}",
+            line=key_lines.get(kind, line),
+            spec=OperatorSpec(kind, {}, index, line),
+        )
+    else:
+        args[cls.primary] = value
+        key_lines[cls.primary] = key_lines.get(kind, line or 0)
+    for key, extra in step.items():
+        if key == kind:
+            continue
+        if str(key) in args:
+            raise config_error(
+                source,
+                pipe,
+                "given twice",
+                line=key_lines.get(str(key), line),
+                spec=OperatorSpec(kind, {}, index, line),
+                key=str(key),
+            )
+        args[str(key)] = extra
+    return OperatorSpec(kind, args, index, line, key_lines)
+
+
+def _known(spec: OperatorSpec, pipe: str, source: str) -> None:
+    try:
+        lookup(spec.kind)
+    except ArgError as exc:
+        where = OperatorSpec("", {}, spec.index, spec.line)
+        raise config_error(source, pipe, exc.problem, line=spec.line, spec=where) from None
+
+
+# -- files -------------------------------------------------------------------------
+def load_file(path: Path, name: str | None = None) -> PipeDef:
+    """Read one definition file: `.json` as JSON, anything else as YAML."""
+    if name is None:
+        name = path.parent.name if path.name == CONFIG_FILE else path.stem
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"{path}: no such pipe definition file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise NotFound(f"{path}: cannot read a pipe definition ({exc})") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            line = getattr(exc, "lineno", None)
+            raise config_error(str(path), name, f"not valid JSON: {exc}", line=line) from None
+        return parse_definition(data, name=name, source=str(path))
+    return parse_definition(read_yaml(text, str(path)), name=name, source=str(path))
+
+
+def definition_path(name: str, home: Path) -> Path:
+    """`$LOOM_HOME/pipes/<name>/config.json`."""
+    return home / "pipes" / validate_name(name, "pipe name") / CONFIG_FILE
+
+
+def instance_definition_path(instance: str, home: Path) -> Path:
+    """Where an instance's definition lives: its own folder, or its pipe's for
+    `<pipe>~<src>→<dst>`."""
+    validate_process_name(instance)
+    m = INSTANCE_RE.fullmatch(instance)
+    return definition_path(m.group(1) if m else instance, home)
+
+
+def load_definition(ref: str, home: Path | None = None, *, cwd: Path | None = None) -> PipeDef:
+    """Resolve `ref`: a .yml/.yaml/.json path, or a pipe name looked up in order in
+    `./pipes/<name>.yml|.yaml`, the `pipes:` section of `./loom.yml|.yaml`,
+    `$LOOM_HOME/pipes/<name>/config.json`, and the packaged catalog."""
+    base = cwd or Path.cwd()
+    if "/" in ref or ref.endswith((".yml", ".yaml", ".json")):
+        return load_file(base / Path(ref).expanduser())
+    name = validate_name(ref, "pipe name")
+    for ext in (".yml", ".yaml"):
+        path = base / "pipes" / f"{name}{ext}"
+        if path.is_file():
+            return load_file(path, name)
+    for config in ("loom.yml", "loom.yaml"):
+        path = base / config
+        if path.is_file():
+            found = _from_weave(path, name)
+            if found is not None:
+                return found
+    root = homes.home(home)
+    path = definition_path(name, root)
+    if path.is_file():
+        return load_file(path, name)
+    path = catalog_dir() / f"{name}.yml"
+    if path.is_file():
+        return load_file(path, name)
+    raise NotFound(
+        f"no pipe named '{name}': looked in ./pipes/{name}.yml, ./loom.yml, "
+        f"{root}/pipes/{name}/config.json and the catalog; see 'loom pipes'"
+    )
+
+
+def _from_weave(path: Path, name: str) -> PipeDef | None:
+    data = read_yaml(path.read_text("utf-8"), str(path))
+    pipes = data.get("pipes") if isinstance(data, Mapping) else None
+    if not isinstance(pipes, Mapping) or name not in pipes:
+        return None
+    return parse_definition(pipes[name], name=name, source=str(path))
+
+
+def save_definition(defn: PipeDef, home: Path | None = None, *, name: str | None = None) -> Path:
+    """Write `defn` as `$LOOM_HOME/pipes/<name>/config.json` (atomic); return the path."""
+    path = definition_path(name or defn.name, homes.home(home))
+    atomic.make_private_dir(path.parent)
+    data = {**defn.to_json_data(), "name": path.parent.name}
+    text = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    atomic.write_text(path, text)
+    return path

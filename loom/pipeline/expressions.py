@@ -1,0 +1,210 @@
+"""JMESPath expressions, compiled once per pipe and evaluated against one message (SPEC 6).
+
+The body is parsed as JSON; a body that is not JSON is evaluated as a JSON string, so
+an expression never crashes on text. loom adds functions that read the envelope:
+`envelope('from'|'id'|'ts'|'origin'|'error'|'to'|'v'|'body')`, `sender()` and
+`is_error()`, plus `from_json(text)` to look inside the bodies of a batch. The message
+being evaluated travels in the per-call Options object, so one compiled expression is
+safe to share.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
+
+import jmespath
+from jmespath import exceptions as jexc
+from jmespath import functions as jfun
+
+from loom.message import Message
+from loom.pipeline.errors import ArgError, ExpressionError
+
+ENVELOPE_FIELDS = ("id", "from", "ts", "origin", "error", "to", "v", "body")
+# Error texts quote the offending value; a 10 MB body must not end up in a log line.
+_MAX_ERROR = 300
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _signature(*arguments: dict[str, Any]) -> Callable[[_F], _F]:
+    # jmespath ships no type hints; this keeps the decorated methods typed.
+    return cast(Callable[[_F], _F], jfun.signature(*arguments))
+
+
+def _envelope_field(msg: Message, name: str) -> Any:
+    if name == "from":
+        return msg.sender
+    if name == "to":
+        return list(msg.to) if msg.to is not None else None
+    if name == "error":
+        return msg.error
+    return getattr(msg, name)
+
+
+class LoomFunctions(jfun.Functions):  # type: ignore[misc]
+    """JMESPath's built-in functions plus loom's envelope functions, bound to one message."""
+
+    def __init__(self, msg: Message) -> None:
+        self.msg = msg
+
+    @_signature({"types": ["string"]})
+    def _func_envelope(self, name: str) -> Any:
+        if name not in ENVELOPE_FIELDS:
+            raise ExpressionError(
+                f"envelope({name!r}): unknown field; use one of {', '.join(ENVELOPE_FIELDS)}"
+            )
+        return _envelope_field(self.msg, name)
+
+    @_signature()
+    def _func_sender(self) -> str:
+        return self.msg.sender
+
+    @_signature()
+    def _func_is_error(self) -> bool:
+        return self.msg.error
+
+    @_signature({"types": ["string"]})
+    def _func_from_json(self, text: str) -> Any:
+        # Same rule as bodies: text that is not JSON stays a string.
+        return parse_body(text)
+
+
+FUNCTIONS: dict[str, Any] = LoomFunctions.FUNCTION_TABLE
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; such a body is text, like any other non-JSON body.
+    raise ValueError(name)
+
+
+def parse_body(body: str) -> Any:
+    """The body as a JSON value, or the body itself as a string when it is not JSON."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return body
+
+
+def render_value(value: Any) -> str:
+    """The body text for an expression result: strings raw (like `jq -r`), the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def compact_json(value: Any) -> str:
+    """One-line JSON text, used for keys and batch bodies."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+
+
+def is_truthy(value: Any) -> bool:
+    """JMESPath truthiness: false, null, "", [] and {} are false; everything else (0 too) true."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, (str, list, dict)):
+        return len(value) > 0
+    return True
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= _MAX_ERROR else text[:_MAX_ERROR] + "..."
+
+
+class Expression:
+    """A compiled JMESPath expression; `evaluate` never raises anything but ExpressionError."""
+
+    __slots__ = ("text", "_parsed")
+
+    def __init__(self, text: str, parsed: Any) -> None:
+        self.text = text
+        self._parsed = parsed
+
+    def __repr__(self) -> str:
+        return f"Expression({self.text!r})"
+
+    def search(self, value: Any, msg: Message) -> Any:
+        """Evaluate against `value`, with `msg` as the envelope the loom functions see."""
+        options = jmespath.Options(custom_functions=LoomFunctions(msg))
+        try:
+            return self._parsed.search(value, options=options)
+        except ExpressionError:
+            raise
+        except jexc.JMESPathError as exc:
+            raise ExpressionError(_shorten(f"{self.text!r}: {exc}")) from None
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ExpressionError(_shorten(f"{self.text!r}: {exc}")) from None
+
+    def evaluate(self, msg: Message) -> Any:
+        """Evaluate against the message body (parsed as JSON when it is JSON)."""
+        return self.search(parse_body(msg.body), msg)
+
+
+def compile_expression(text: object, *, key: str = "expr") -> Expression:
+    """Compile `text`, checking function names and arities too; raise ArgError with a caret."""
+    if not isinstance(text, str):
+        raise ArgError(key, f"must be a JMESPath expression (a string), got {text!r}")
+    if not text.strip():
+        raise ArgError(key, "must be a JMESPath expression, got an empty string")
+    try:
+        parsed = jmespath.compile(text)
+    except jexc.ParseError as exc:
+        raise ArgError(key, _parse_problem(text, exc)) from None
+    except jexc.JMESPathError as exc:
+        raise ArgError(key, f"bad JMESPath expression: {exc}") from None
+    _check_functions(parsed.parsed, key)
+    return Expression(text, parsed)
+
+
+def _parse_problem(text: str, exc: jexc.ParseError) -> str:
+    position = getattr(exc, "lexer_position", None)
+    if position is None:
+        position = exc.lex_position
+    if isinstance(exc, jexc.IncompleteExpressionError):
+        detail = "the expression ends too early"
+        position = len(text)
+    elif isinstance(exc, jexc.LexerError):
+        detail = str(exc.message)
+    else:
+        detail = str(exc.msg)
+    position = max(0, min(int(position or 0), len(text)))
+    caret = " " * position + "^"
+    return f"bad JMESPath expression at column {position + 1}: {detail}\n    {text}\n    {caret}"
+
+
+def _walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for child in node.get("children", []):
+            yield from _walk(child)
+
+
+def _check_functions(tree: Any, key: str) -> None:
+    # jmespath only notices an unknown function or a wrong argument count when it runs;
+    # a definition should fail at load time instead (SPEC 9, "validation happens before").
+    for node in _walk(tree):
+        if node.get("type") != "function_expression":
+            continue
+        name = node["value"]
+        spec = FUNCTIONS.get(name)
+        if spec is None:
+            close = difflib.get_close_matches(name, list(FUNCTIONS), n=1)
+            hint = f" (did you mean {close[0]}()?)" if close else ""
+            raise ArgError(key, f"unknown JMESPath function {name}(){hint}")
+        signature = spec["signature"]
+        given = len(node["children"])
+        variadic = bool(signature) and bool(signature[-1].get("variadic"))
+        if (variadic and given < len(signature)) or (not variadic and given != len(signature)):
+            want = f"at least {len(signature)}" if variadic else str(len(signature))
+            raise ArgError(key, f"{name}() takes {want} argument(s), got {given}")
+        if name == "envelope":
+            arg = node["children"][0]
+            if arg.get("type") == "literal" and arg.get("value") not in ENVELOPE_FIELDS:
+                raise ArgError(
+                    key,
+                    f"envelope({arg.get('value')!r}): unknown field; "
+                    f"use one of {', '.join(ENVELOPE_FIELDS)}",
+                )

@@ -1,0 +1,196 @@
+"""`command: CMD` — run an external program on each message (SPEC 6).
+
+The body goes to the program's stdin (with a final newline added when missing). Exit
+status 0 forwards one message per non-empty stdout line (no output: nothing); any other
+status drops the message; stderr is logged. A crash (killed by a signal, which a shell
+reports as status 128+N) or a timeout (default 30s) forwards the message unchanged and
+logs why. Output that is not UTF-8 is decoded with replacement characters and logged.
+The operators shipped in loom's catalog (`operators/`) are on the PATH, after the user's.
+
+With `stream: true` one long-lived process answers every message: each message is
+written as ONE line (a JSON body compacted, a text body as is, or as a JSON string when
+it spans several lines) and exactly one answer line is read back; an empty answer line
+drops the message. A process that dies or hangs is restarted for the next message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import replace
+
+from loom.message import Message
+from loom.pipeline.catalog import catalog_dir
+from loom.pipeline.errors import ArgError
+from loom.pipeline.expressions import compact_json
+from loom.pipeline.operators.base import Args, Operator
+from loom.pipeline.operators.command_stream import ChildDied, ChildTimedOut, LineProcess, kill_group
+from loom.pipeline.operators.registry import register
+
+DEFAULT_TIMEOUT_S = 30.0
+# Shells report a child killed by signal N as status 128+N.
+_SHELL_SIGNAL_BASE = 128
+_MAX_STDERR = 2000
+
+
+def stream_line(body: str) -> str:
+    """The one-line form of a body for a streaming command."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return json.dumps(body, ensure_ascii=False) if ("\n" in body or "\r" in body) else body
+    return compact_json(value)
+
+
+@register
+class CommandOperator(Operator):
+    kind = "command"
+    primary = "cmd"
+
+    def configure(self, args: Args) -> None:
+        cmd = args.raw("cmd")
+        if isinstance(cmd, str) and cmd.strip():
+            self.argv = ["/bin/sh", "-c", cmd]
+            self.shell = True
+        elif isinstance(cmd, list) and cmd and all(isinstance(a, str) and a for a in cmd):
+            self.argv = list(cmd)
+            self.shell = False
+        else:
+            raise ArgError(
+                "cmd",
+                f"must be a shell command or a list of arguments, got {cmd!r}",
+                args.line("cmd"),
+            )
+        self.timeout = args.duration("timeout") or DEFAULT_TIMEOUT_S
+        self.stream = args.flag("stream")
+        self._child: LineProcess | None = None
+
+    def _env(self, msg: Message | None) -> dict[str, str]:
+        env = dict(os.environ)
+        # The external operators shipped with loom run by name; the user's own PATH
+        # comes first, so a local tool of the same name wins.
+        path = env.get("PATH", os.defpath)
+        env["PATH"] = (
+            f"{path}{os.pathsep}{catalog_dir('operators')}"
+            if path
+            else str(catalog_dir("operators"))
+        )
+        env["LOOM_PIPE"] = self.ctx.pipe
+        if msg is not None:
+            env["LOOM_MSG_ID"] = msg.id
+            env["LOOM_MSG_FROM"] = msg.sender
+        return env
+
+    def process(self, msg: Message, key: str, now: float) -> list[Message]:
+        if self.stream:
+            return self._ask(msg)
+        return self._run(msg)
+
+    # -- one process per message ---------------------------------------------------
+    def _run(self, msg: Message) -> list[Message]:
+        data = msg.body.encode("utf-8")
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        try:
+            proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._env(msg),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self.ctx.warn("command failed to start", msg=msg.filename, error=str(exc))
+            self.ctx.drop()
+            return []
+        try:
+            out, err = proc.communicate(data, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            out, err = proc.communicate()
+            self._stderr(msg, err)
+            self.ctx.warn(
+                "command timed out",
+                msg=msg.filename,
+                detail=f"no exit after {self.timeout:g}s; forwarding the message unchanged",
+            )
+            return [msg]
+        self._stderr(msg, err)
+        code = proc.returncode
+        signum = -code if code < 0 else None
+        if self.shell and _SHELL_SIGNAL_BASE < code <= _SHELL_SIGNAL_BASE + 64:
+            signum = code - _SHELL_SIGNAL_BASE
+        if signum is not None:
+            self.ctx.warn(
+                "command crashed",
+                msg=msg.filename,
+                detail=f"killed by signal {signum}; forwarding the message unchanged",
+            )
+            return [msg]
+        if code != 0:
+            self.ctx.warn("command failed", msg=msg.filename, detail=f"exit status {code}; dropped")
+            self.ctx.drop()
+            return []
+        lines = [line.rstrip("\r") for line in self._decode(msg, out).split("\n")]
+        return [replace(msg, body=line) for line in lines if line]
+
+    def _decode(self, msg: Message, data: bytes) -> str:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.ctx.warn(
+                "command output is not UTF-8", msg=msg.filename, detail=f"{exc}; replaced"
+            )
+            return data.decode("utf-8", errors="replace")
+
+    def _stderr(self, msg: Message, err: bytes) -> None:
+        text = err.decode("utf-8", errors="replace").strip()
+        if text:
+            if len(text) > _MAX_STDERR:
+                text = text[:_MAX_STDERR] + "..."
+            self.ctx.warn("command stderr", msg=msg.filename, detail=text)
+
+    # -- one long-lived process ----------------------------------------------------
+    def _ask(self, msg: Message) -> list[Message]:
+        if self._child is None:
+            self._child = LineProcess(
+                self.argv,
+                self._env(None),
+                lambda text: self.ctx.warn("command stderr", detail=text[:_MAX_STDERR]),
+            )
+        try:
+            answer = self._child.ask(stream_line(msg.body).encode("utf-8"), self.timeout)
+        except ChildTimedOut:
+            self._child.stop()
+            self.ctx.warn(
+                "command timed out",
+                msg=msg.filename,
+                detail=f"no answer after {self.timeout:g}s; "
+                "restarting it, forwarding the message unchanged",
+            )
+            return [msg]
+        except ChildDied as exc:
+            self._child.stop()
+            self.ctx.warn(
+                "command crashed",
+                msg=msg.filename,
+                detail=f"{exc}; restarting it, forwarding the message unchanged",
+            )
+            return [msg]
+        except OSError as exc:
+            self._child.stop()
+            self.ctx.warn("command failed to start", msg=msg.filename, error=str(exc))
+            self.ctx.drop()
+            return []
+        text = self._decode(msg, answer).rstrip("\r")
+        if not text:
+            self.ctx.drop()
+            return []
+        return [replace(msg, body=text)]
+
+    def close(self) -> None:
+        if self._child is not None:
+            self._child.stop()
+            self._child = None

@@ -1,0 +1,299 @@
+"""The queued pipe process: a pipe instance served like an agent runner (SPEC 6, last part).
+
+Per claimed message, operator k's outputs go to `steps/<k>/` (see journal), its state is
+committed, and the step is marked done; the last operator's outputs are the finished
+messages, copied to `outbox/` before the ack. A crash at any instant is resumed from the
+last completed step on restart, so every result reaches the outbox exactly once. Timed
+work (window/buffer timeouts, throttle releases) runs as timer jobs through the same
+steps. The Worker owns pid, status, signals and waiting (loom.worker).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from loom import home as homes
+from loom.errors import LoomError, UnreadableMessage, UnsupportedVersion
+from loom.home import ProcessDir
+from loom.ids import new_id
+from loom.logs import Log, stderr_log
+from loom.message import Message, child_origin, new_message
+from loom.names import INSTANCE_RE, validate_name
+from loom.pipeline.definition import (
+    instance_definition_path,
+    load_definition,
+    load_file,
+    save_definition,
+)
+from loom.pipeline.engine import Pipeline, child_key, item_stem, parent_filename
+from loom.pipeline.errors import OperatorError
+from loom.pipeline.journal import Journal
+from loom.pipeline.spec import PipeDef
+from loom.queue import Queue, list_messages
+from loom.worker import Worker
+
+Items = list[tuple[Message, str]]
+
+
+@dataclass
+class PipeProcess:
+    """The Handler (loom.worker) of a pipe instance."""
+
+    proc: ProcessDir
+    pipeline: Pipeline
+    log: Log
+
+    def __post_init__(self) -> None:
+        self.queue = Queue(self.proc.inbox, self.proc.outbox)
+        self.journal = Journal(self.proc.steps)
+
+    # -- Handler -------------------------------------------------------------------
+    def recover(self) -> None:
+        """Finish timer jobs and in-progress messages a crash interrupted."""
+        for job, pos in self.journal.timers():
+            self._recover_timer(job, pos)
+        for name in list_messages(self.queue.in_progress):
+            self.log.info("resuming", msg=name)
+            self._process(name)
+
+    def handle(self, name: str) -> None:
+        self._process(name)
+
+    def next_deadline(self) -> float | None:
+        return self.pipeline.next_deadline()
+
+    def on_deadline(self) -> None:
+        now = self.pipeline.now()
+        for pos in self.pipeline.due(now):
+            self._timer(pos, now)
+
+    # -- one inbox message ---------------------------------------------------------
+    def _process(self, name: str) -> None:
+        try:
+            msg = self.queue.read_claimed(name)
+            # The claim rename sets ctime: it tells this delivery from an earlier one
+            # of the same filename, so an old manifest is never taken for this one's.
+            token = str(os.stat(self.queue.in_progress / name).st_ctime_ns)
+        except FileNotFoundError:
+            return
+        except UnsupportedVersion:
+            self.queue.put_back(name)
+            raise
+        except (UnreadableMessage, UnicodeDecodeError) as exc:
+            if self.queue.half_written(name):
+                return
+            self.queue.quarantine(name, str(exc))
+            self.log.error("unreadable", msg=name, error=str(exc))
+            return
+        stem = item_stem(name)
+        try:
+            finals = self._run_job(stem, token, 0, [(self.pipeline.enter(msg, name), stem)])
+            for out in finals:
+                self.queue.emit(out)
+        except OperatorError as exc:
+            self._fail(name, msg, exc.problem, exc.label, "operator_error")
+            return
+        except Exception as exc:  # any other failure must not stop the pipe (SPEC 6)
+            self._fail(name, msg, f"{type(exc).__name__}: {exc}", None, "internal")
+            return
+        self.queue.acknowledge(name)
+        if finals:
+            self.log.info("processed", msg=name, outputs=[f.filename for f in finals])
+        else:
+            self.log.info("processed", msg=name, outputs=[], detail="nothing forwarded")
+
+    def _fail(
+        self, name: str, msg: Message, problem: str, label: str | None, error_type: str
+    ) -> None:
+        where = f"operator {label}" if label else "the pipe"
+        text = f"pipe {self.proc.name} could not process {name}: {where} failed: {problem}"
+        reply = msg.reply(self.proc.name, text, parent_filename=name, error=True)
+        self.queue.fail(name, reply, error_type=error_type, last_error=problem, attempts=1)
+        self.log.error("failed", msg=name, operator=label, error_type=error_type, error=problem)
+
+    # -- the steps of one job ------------------------------------------------------
+    def _run_job(self, job: str, token: str, start: int, items: Items) -> list[Message]:
+        """Run `items` through operators `start..`, skipping steps already completed."""
+        current = items
+        for pos in range(start, len(self.pipeline)):
+            number = pos + 1
+            keys = self.journal.read_done(number, job, token)
+            if keys is None:
+                applied = self.pipeline.applied(pos)
+                if applied and applied.get("job") == job and applied.get("token") == token:
+                    # Crashed after the state commit, before the manifest: the step's
+                    # effect is in the state and its outputs are on disk.
+                    keys = [str(k) for k in applied.get("outputs", [])]
+                    self.journal.write_done(number, job, token, keys)
+            if keys is not None:
+                current = [(self.journal.read_output(number, k), k) for k in keys]
+            else:
+                current = self._run_step(pos, job, token, current)
+            if not current:
+                return []
+        return [msg for msg, _ in current]
+
+    def _run_step(self, pos: int, job: str, token: str, items: Items) -> Items:
+        produced: Items = []
+        try:
+            for msg, key in items:
+                outputs = self.pipeline.step(pos, msg, key)
+                produced.extend((out, child_key(key, j)) for j, out in enumerate(outputs))
+        except BaseException:
+            self.pipeline.rollback(pos)
+            raise
+        return self._record(pos, job, token, produced)
+
+    def _record(self, pos: int, job: str, token: str, produced: Items) -> Items:
+        """Write a step's outputs, then commit the operator's state, then the manifest."""
+        number = pos + 1
+        if pos == len(self.pipeline) - 1:
+            produced = [(self.pipeline.finish(msg), key) for msg, key in produced]
+        for msg, key in produced:
+            self.journal.write_output(number, key, msg)
+        keys = [key for _, key in produced]
+        self.pipeline.commit(pos, {"job": job, "token": token, "outputs": keys})
+        self.journal.write_done(number, job, token, keys)
+        return produced
+
+    # -- timed work ----------------------------------------------------------------
+    def _timer(self, pos: int, now: float) -> None:
+        ts, uid = new_id()
+        job = f"timer-{ts}-{uid}"
+        # Recorded first: if we crash before the commit, recovery sees the job but no
+        # applied state and drops it; the operator's deadline is still in its state.
+        self.journal.start_timer(job, pos)
+        try:
+            released = self.pipeline.poll_operator(pos, now)
+            items = [(msg, child_key(job, j)) for j, msg in enumerate(released)]
+        except BaseException:
+            self.pipeline.rollback(pos)
+            raise
+        produced = self._record(pos, job, job, items)
+        self.log.info("timer", job=job, operator=self.pipeline.label(pos), outputs=len(produced))
+        self._finish_timer(job, pos, produced)
+
+    def _recover_timer(self, job: str, pos: int) -> None:
+        number = pos + 1
+        keys = self.journal.read_done(number, job, job)
+        applied = self.pipeline.applied(pos)
+        if keys is None and applied and applied.get("job") == job:
+            keys = [str(k) for k in applied.get("outputs", [])]
+            self.journal.write_done(number, job, job, keys)
+        if keys is None:
+            self.journal.end_timer(job)
+            return
+        produced = [(self.journal.read_output(number, k), k) for k in keys]
+        self.log.info("resuming", job=job, operator=self.pipeline.label(pos))
+        self._finish_timer(job, pos, produced)
+
+    def _finish_timer(self, job: str, pos: int, produced: Items) -> None:
+        """Take each released message through the rest of the chain, one job each."""
+        last = pos == len(self.pipeline) - 1
+        for msg, key in produced:
+            try:
+                finals = [msg] if last else self._run_job(key, job, pos + 1, [(msg, key)])
+                for out in finals:
+                    self.queue.emit(out)
+            except OperatorError as exc:
+                self._fail_released(msg, key, exc.problem, exc.label)
+            except Exception as exc:
+                self._fail_released(msg, key, f"{type(exc).__name__}: {exc}", None)
+        self.journal.end_timer(job)
+
+    def _fail_released(self, msg: Message, key: str, problem: str, label: str | None) -> None:
+        where = f"operator {label}" if label else "the pipe"
+        text = f"pipe {self.proc.name} could not process a timed release: {where} failed: {problem}"
+        origin = child_origin(msg.origin, parent_filename(msg))
+        self.queue.emit(new_message(self.proc.name, text, origin=origin, error=True))
+        self.log.error("failed", job=key, operator=label, error=problem)
+
+
+# -- serving -----------------------------------------------------------------------
+def serve(
+    instance: str,
+    home: Path | None = None,
+    *,
+    definition: PipeDef | None = None,
+    foreground: bool = False,
+) -> None:
+    """Serve pipe instance `instance` until SIGTERM/SIGINT (status `stopped` on the way out).
+
+    Without `definition` the instance's config.json is used (the pipe's, for
+    `<pipe>~<src>→<dst>`).
+    """
+    root = homes.home(home)
+    proc = homes.pipe_instance(instance, root)
+    if definition is None:
+        definition = load_file(instance_definition_path(instance, root))
+    proc.create()
+    other = proc.alive_pid()
+    if other is not None and other != os.getpid():
+        raise LoomError(f"pipe instance '{instance}' is already running (pid {other})")
+    log = stderr_log(proc.logs, instance, foreground)
+    queue = Queue(proc.inbox, proc.outbox)
+    status = "error"
+    pipeline: Pipeline | None = None
+    worker: Worker | None = None
+    try:
+        pipeline = Pipeline(definition, instance=instance, state_dir=proc.state, log=log)
+        worker = Worker(proc, queue, PipeProcess(proc, pipeline, log), log)
+        worker.install_signals()
+        worker.mark_started()
+        worker.serve()
+        status = "stopped"
+    except BaseException as exc:
+        log.error("stopped on error", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if pipeline is not None:
+            pipeline.close()
+        if worker is not None:
+            worker.mark_stopped(status)
+        else:
+            proc.set_status(status)
+
+
+def start(
+    ref: str,
+    *,
+    instance: str | None = None,
+    home: Path | None = None,
+    cwd: Path | None = None,
+) -> None:
+    """`loom pipe start`: resolve the definition, store it if the instance has none, serve.
+
+    `ref` may also be an instance name `<pipe>~<src>→<dst>` (its pipe is looked up).
+    """
+    root = homes.home(home)
+    m = INSTANCE_RE.fullmatch(ref)
+    if m is not None:
+        instance = instance or ref
+        ref = m.group(1)
+    definition = load_definition(ref, root, cwd=cwd)
+    instance = instance or validate_name(definition.name, "pipe instance name")
+    path = instance_definition_path(instance, root)
+    if not path.exists():
+        save_definition(definition, root, name=path.parent.name)
+    elif _stored(path) != _comparable(definition.to_json_data()):
+        proc = homes.pipe_instance(instance, root)
+        stderr_log(proc.logs, instance, True).warning(
+            "definition differs",
+            detail=f"running {definition.source}; {path} is older and was left as is",
+        )
+    serve(instance, root, definition=definition, foreground=True)
+
+
+def _stored(path: Path) -> object:
+    try:
+        return _comparable(json.loads(path.read_text("utf-8")))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _comparable(data: dict[str, object]) -> dict[str, object]:
+    # The stored name is the folder's; only what the pipe does matters here.
+    return {k: v for k, v in data.items() if k not in ("name", "description")}
