@@ -114,3 +114,14 @@ def test_parse_errors_show_a_caret_under_the_position() -> None:
     assert head.startswith("bad JMESPath expression at column 10: Unknown token '='")
     assert text.strip() == "items[?x = 1]"
     assert caret.index("^") == text.index("=")
+
+
+def test_origin_root_names_the_first_message_of_the_run() -> None:
+    from loom.message import new_message
+    from loom.pipeline.expressions import compile_expression
+
+    root = new_message("cli", "{}")
+    child = root.reply("a", "{}").reply("b", "{}")
+    expr = compile_expression("origin_root()")
+    assert expr.evaluate(child) == root.filename
+    assert expr.evaluate(root) == root.filename

@@ -67,6 +67,11 @@ class LoomFunctions(jfun.Functions):  # type: ignore[misc]
     def _func_is_error(self) -> bool:
         return self.msg.error
 
+    @_signature()
+    def _func_origin_root(self) -> str:
+        # The first message of the run: origin's first segment, or this message itself.
+        return self.msg.origin.split("/", 1)[0] if self.msg.origin else self.msg.filename
+
     @_signature({"types": ["string"]})
     def _func_from_json(self, text: str) -> Any:
         # Same rule as bodies: text that is not JSON stays a string.
