@@ -22,8 +22,10 @@ from pathlib import Path
 from loom import atomic
 from loom.message import FILENAME_RE
 
-# Longest wait for the filesystem clock to tick (see filesystem_now_ns).
-FS_TICK_WAIT_S = 0.05
+# Longest wait for the filesystem clock to tick (see filesystem_now_ns). A tick is a few
+# milliseconds; the margin is for a loaded machine, where a short cap could return
+# before the tick and let a route replay a file from the tick it was created in.
+FS_TICK_WAIT_S = 1.0
 
 
 def router_dir(home: Path) -> Path:
