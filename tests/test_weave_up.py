@@ -116,3 +116,26 @@ def test_up_refuses_a_missing_credential_before_starting_anything(
     assert r.returncode == 2
     assert "OPENAI_API_KEY" in r.stderr
     assert not (loom_home / "agents/a").exists()
+
+
+def test_foreground_up_shows_a_live_view_and_ctrl_c_stops_the_weave(
+    weave_dir: Path, loom_home: Path, reap: list
+) -> None:
+    from conftest import spawn_loom
+
+    write(weave_dir)
+    p = spawn_loom("up", cwd=weave_dir)
+    reap.append(p)
+    assert p.stdout is not None
+    header = p.stdout.readline().decode()
+    assert header.split() == ["NAME", "STATUS", "WAITING", "DONE", "FAILED"]
+    seen = set()
+    while len(seen) < 4:
+        row = p.stdout.readline().decode().split()
+        if row and row[0] != "NAME":
+            seen.add(row[0])
+    assert seen == {"source", "sink", "extra", "upper~source→sink"}
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=30) == 0
+    for name in ("source", "sink", "extra"):
+        assert (loom_home / "agents" / name / "status").read_text().strip() == "stopped"
