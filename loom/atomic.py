@@ -9,6 +9,7 @@ never loses data either way, only a crash of the machine can).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -44,7 +45,10 @@ def fsync_dir(directory: Path) -> None:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically (temp file in the same directory, then rename)."""
-    tmp = path.parent / f".tmp-{path.name}-{os.urandom(4).hex()}"
+    # Plain strings rather than Path objects: this runs several times per message.
+    target = os.fspath(path)
+    directory, name = os.path.split(target)
+    tmp = os.path.join(directory, f".tmp-{name}-{os.urandom(4).hex()}")
     sync = fsync_enabled()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -55,16 +59,17 @@ def write_bytes(path: Path, data: bytes) -> None:
             os.fsync(fd)
     except BaseException:
         os.close(fd)
-        tmp.unlink(missing_ok=True)
+        os.unlink(tmp)
         raise
     os.close(fd)
     try:
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     if sync:
-        fsync_dir(path.parent)
+        fsync_dir(Path(directory or "."))
 
 
 def write_text(path: Path, text: str) -> None:

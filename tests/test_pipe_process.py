@@ -349,6 +349,12 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(
     held = [json.loads(m["body"])["n"] for w in window["state"]["windows"] for m in w["messages"]]
     assert sorted([int(b) for b in bodies] + held) == unique, f"seed {seed}"
     assert len(held) == len(unique) % 4
-    dedupe = json.loads((pdir.state / "2-dedupe" / "state.json").read_text())
-    assert sorted(int(k) for k in dedupe["state"]["seen"]) == unique
+    from loom.pipeline.state import StateStore
+
+    dedupe_spec = parse_definition(CRASH_PIPE, name="crashy").operators[1]
+    saved = StateStore(pdir.state).load(dedupe_spec)
+    assert saved is not None
+    seen = list(saved.state["seen"]) if saved.state else []
+    seen += [k for delta in saved.deltas for k in delta]
+    assert sorted({int(k) for k in seen}) == unique
     assert list_messages(queue.in_progress) == [] and queue.pending() == []

@@ -117,16 +117,18 @@ class Pipeline:
         saved = self._store.load(op.spec)
         if saved is None:
             return
-        state, applied = saved
         try:
-            op.load_state(state)
+            if saved.state is not None:
+                op.load_state(saved.state)
+            for delta in saved.deltas:
+                op.apply_delta(delta)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             path = self._store.path(op.spec)
             raise LoomError(
                 f"{path}: unreadable operator state ({exc!r}); "
                 "move the file away to restart this operator empty"
             ) from None
-        self._applied[pos] = applied
+        self._applied[pos] = saved.applied
 
     # -- time ----------------------------------------------------------------------
     def now(self) -> float:
@@ -173,7 +175,9 @@ class Pipeline:
         op = self.operators[pos]
         if self._store is None or not op.stateful:
             return
-        self._store.save(op.spec, op.dump_state(), applied)
+        if not (op.incremental and self._store.append(op.spec, op.take_delta(), applied)):
+            op.take_delta()  # the snapshot includes it
+            self._store.save(op.spec, op.dump_state(), applied)
         self._applied[pos] = applied
 
     def applied(self, pos: int) -> dict[str, Any] | None:

@@ -29,25 +29,37 @@ class Journal:
 
     def __init__(self, steps_dir: Path) -> None:
         self.dir = steps_dir
+        self._made: set[Path] = set()  # folders known to exist: one stat less per write
 
     def step_dir(self, number: int) -> Path:
         return self.dir / str(number)
 
     def _ensure(self, path: Path) -> Path:
-        if not path.is_dir():
+        if path not in self._made:
             atomic.make_private_dir(path)
+            self._made.add(path)
         return path
 
     # -- outputs and manifests -----------------------------------------------------
     def write_output(self, number: int, key: str, msg: Message) -> None:
-        write_message(self._ensure(self.step_dir(number)), msg, f"{key}.msg")
+        folder = self._ensure(self.step_dir(number))
+        try:
+            write_message(folder, msg, f"{key}.msg")
+        except FileNotFoundError:  # the folder was removed under us (e.g. by gc)
+            self._made.discard(folder)
+            write_message(self._ensure(folder), msg, f"{key}.msg")
 
     def read_output(self, number: int, key: str) -> Message:
         return read_message(self.step_dir(number) / f"{key}.msg")
 
     def write_done(self, number: int, job: str, token: str, keys: list[str]) -> None:
         doc = {"job": job, "token": token, "outputs": keys}
-        atomic.write_text(self._ensure(self.step_dir(number)) / f"{job}.done", json.dumps(doc))
+        folder = self._ensure(self.step_dir(number))
+        try:
+            atomic.write_text(folder / f"{job}.done", json.dumps(doc))
+        except FileNotFoundError:
+            self._made.discard(folder)
+            atomic.write_text(self._ensure(folder) / f"{job}.done", json.dumps(doc))
 
     def read_done(self, number: int, job: str, token: str) -> list[str] | None:
         """The output keys of a completed step, or None when the step did not complete."""

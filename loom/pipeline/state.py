@@ -3,6 +3,13 @@
 Besides the operator's own state the file records `applied`: which input (and which
 outputs) the state already includes. A queued pipe writes an operator's outputs
 before its state, so after a crash `applied` tells whether a step took effect.
+
+Incremental operators (dedupe) append each commit's change as one line of
+`journal.ndjson` instead, and the snapshot is rewritten only every COMPACT_EVERY
+commits. Every commit has a sequence number: loading replays the journal lines newer
+than the snapshot, so a crash between writing a snapshot and emptying the journal
+replays nothing twice. A torn last line (a crash during the append) is ignored: its
+commit did not happen.
 """
 
 from __future__ import annotations
@@ -16,6 +23,18 @@ from loom.errors import LoomError
 from loom.pipeline.spec import OperatorSpec
 
 STATE_VERSION = 1
+JOURNAL = "journal.ndjson"
+COMPACT_EVERY = 2000
+
+
+class Saved:
+    """What is on disk for one operator: snapshot state, journal deltas, last `applied`."""
+
+    def __init__(self, state: Any, applied: dict[str, Any] | None, seq: int) -> None:
+        self.state = state
+        self.applied = applied
+        self.seq = seq
+        self.deltas: list[Any] = []
 
 
 class StateStore:
@@ -23,34 +42,101 @@ class StateStore:
 
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir
+        self._seq: dict[str, int] = {}  # last commit number per operator folder
+        self._journal_lines: dict[str, int] = {}
 
     def path(self, spec: OperatorSpec) -> Path:
         return self.dir / f"{spec.number}-{spec.kind}" / "state.json"
 
-    def load(self, spec: OperatorSpec) -> tuple[Any, dict[str, Any] | None] | None:
-        """`(state, applied)` from disk, or None when the operator has no state yet."""
+    def load(self, spec: OperatorSpec) -> Saved | None:
+        """The snapshot and newer journal deltas from disk, or None when there is no state."""
         path = self.path(spec)
+        saved: Saved | None = None
         try:
             raw = path.read_text("utf-8")
         except FileNotFoundError:
-            return None
+            raw = None
+        if raw is not None:
+            try:
+                doc = json.loads(raw)
+                if doc.get("operator") != spec.kind:
+                    raise ValueError(f"it belongs to a '{doc.get('operator')}' operator")
+                saved = Saved(doc["state"], doc.get("applied"), int(doc.get("seq", 0)))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise LoomError(
+                    f"{path}: unreadable operator state ({exc}); "
+                    "move the file away to restart this operator empty"
+                ) from None
+        lines = self._read_journal(path.parent / JOURNAL)
+        for entry in lines:
+            if saved is None:
+                saved = Saved(None, None, 0)
+            if entry["seq"] > saved.seq:
+                saved.deltas.append(entry["delta"])
+                saved.applied = entry.get("applied")
+                saved.seq = entry["seq"]
+        key = str(path.parent)
+        self._seq[key] = saved.seq if saved is not None else 0
+        self._journal_lines[key] = len(lines)
+        return saved
+
+    @staticmethod
+    def _read_journal(path: Path) -> list[dict[str, Any]]:
         try:
-            doc = json.loads(raw)
-            if doc.get("operator") != spec.kind:
-                raise ValueError(f"it belongs to a '{doc.get('operator')}' operator")
-            return doc["state"], doc.get("applied")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise LoomError(
-                f"{path}: unreadable operator state ({exc}); "
-                "move the file away to restart this operator empty"
-            ) from None
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+                if isinstance(entry, dict) and isinstance(entry.get("seq"), int):
+                    entries.append(entry)
+            except ValueError:
+                continue  # a torn append: that commit never completed
+        return entries
+
+    def append(self, spec: OperatorSpec, delta: Any, applied: dict[str, Any] | None) -> bool:
+        """Journal one commit's change; False when the journal is due for compaction."""
+        folder = self.path(spec).parent
+        key = str(folder)
+        if self._journal_lines.get(key, 0) >= COMPACT_EVERY:
+            return False
+        seq = self._seq.get(key, 0) + 1
+        line = json.dumps(
+            {"seq": seq, "delta": delta, "applied": applied},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        try:
+            atomic.append_line(folder / JOURNAL, line)
+        except FileNotFoundError:
+            atomic.make_private_dir(folder)
+            atomic.append_line(folder / JOURNAL, line)
+        self._seq[key] = seq
+        self._journal_lines[key] = self._journal_lines.get(key, 0) + 1
+        return True
 
     def save(self, spec: OperatorSpec, state: Any, applied: dict[str, Any] | None) -> None:
+        """Write a whole snapshot (this commit included), then empty the journal."""
         path = self.path(spec)
-        doc = {"v": STATE_VERSION, "operator": spec.kind, "state": state, "applied": applied}
+        key = str(path.parent)
+        seq = self._seq.get(key, 0) + 1
+        doc = {
+            "v": STATE_VERSION,
+            "operator": spec.kind,
+            "seq": seq,
+            "state": state,
+            "applied": applied,
+        }
         text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
         try:
             atomic.write_text(path, text)
         except FileNotFoundError:
             atomic.make_private_dir(path.parent)
             atomic.write_text(path, text)
+        self._seq[key] = seq
+        if self._journal_lines.get(key, 0):
+            # Lines older than the snapshot would be skipped anyway; this keeps loading fast.
+            atomic.write_text(path.parent / JOURNAL, "")
+            self._journal_lines[key] = 0

@@ -253,6 +253,17 @@ class Operator:
     def load_state(self, data: Any) -> None:
         """Restore what `dump_state` returned."""
 
+    # Operators whose state only grows (dedupe's keys) persist it as a journal of
+    # changes, so a commit costs O(change) instead of rewriting all of it.
+    incremental: ClassVar[bool] = False
+
+    def take_delta(self) -> Any:
+        """The change to the state since the last call (incremental operators)."""
+        return None
+
+    def apply_delta(self, delta: Any) -> None:
+        """Apply a change returned by `take_delta` (when loading the journal)."""
+
     def close(self) -> None:
         """Release processes or files."""
 

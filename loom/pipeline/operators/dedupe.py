@@ -20,12 +20,14 @@ class DedupeOperator(Operator):
     kind = "dedupe"
     primary = "key"
     stateful = True
+    incremental = True
 
     def configure(self, args: Args) -> None:
         self.key = args.required_expr("key")
         self.by = args.expr("by", required=False)
         # Insertion-ordered, so `loom gc` can keep the most recent keys (SPEC 11).
         self.seen: dict[str, None] = {}
+        self._new: list[str] = []  # keys added since the last commit
 
     def process(self, msg: Message, key: str, now: float) -> list[Message]:
         value = self.key.evaluate(msg)
@@ -36,6 +38,7 @@ class DedupeOperator(Operator):
             self.ctx.drop()
             return []
         self.seen[seen_key] = None
+        self._new.append(seen_key)
         return [msg]
 
     def dump_state(self) -> Any:
@@ -43,3 +46,12 @@ class DedupeOperator(Operator):
 
     def load_state(self, data: Any) -> None:
         self.seen = dict.fromkeys(data["seen"])
+
+    def take_delta(self) -> Any:
+        new, self._new = self._new, []
+        return new
+
+    def apply_delta(self, delta: Any) -> None:
+        for key in delta:
+            self.seen.pop(key, None)  # re-inserted: it is the most recent again
+            self.seen[key] = None
