@@ -57,13 +57,9 @@ def test_random_sigkills_lose_nothing_and_answer_nothing_twice(
     r = run_loom("up", "-d", cwd=tmp_path, env=FAST)
     assert r.returncode == 0, r.stderr
     inbox = Queue(loom_home / "agents/first/inbox", loom_home / "agents/first/outbox")
-    sent = []
-    for n in range(INPUTS):
-        msg = new_message("test", json.dumps({"n": n}))
-        inbox.send(msg)
-        sent.append(msg.filename)
-
-    rng = random.Random(7)
+    rng = random.Random()
+    seed = rng.randrange(1_000_000)
+    rng.seed(seed)
     pidfiles = {
         "first": loom_home / "agents/first/pid",
         "last": loom_home / "agents/last/pid",
@@ -73,28 +69,29 @@ def test_random_sigkills_lose_nothing_and_answer_nothing_twice(
     kills: Counter[str] = Counter()
     supervisors: list[subprocess.Popen[bytes]] = []
     outbox = loom_home / "agents/last/outbox"
-    deadline = time.monotonic() + 90
+    sent: list[str] = []
+    rounds = 10
     try:
-        while time.monotonic() < deadline and sum(kills.values()) < 16:
-            time.sleep(rng.uniform(0.1, 0.4))
-            choices = [k for k in pidfiles if kills[k] < 5]
-            target = rng.choice(choices)
-            pid = alive_pid(pidfiles[target])
-            if pid is None:
-                continue
+        # Messages arrive in bursts while processes die, so kills land mid-flow.
+        for _ in range(rounds):
+            for _ in range(INPUTS // rounds):
+                msg = new_message("test", json.dumps({"n": len(sent)}))
+                inbox.send(msg)
+                sent.append(msg.filename)
+            time.sleep(rng.uniform(0.02, 0.3))  # a random moment, not a synchronisation
+            target = rng.choice([k for k in pidfiles if kills[k] < 4])
+            pid = wait_for(
+                lambda t=target: alive_pid(pidfiles[t]), timeout=20, what=f"{target} running"
+            )
             os.kill(pid, signal.SIGKILL)
             kills[target] += 1
             if target == "supervisor":
                 wait_for(lambda p=pid: not pid_is_loom(p), what="supervisor gone")
                 supervisors.append(spawn_loom("supervisor", "run", env=FAST))
-            if outbox.is_dir() and sum(final_roots(outbox).values()) >= INPUTS:
-                break
-        if alive_pid(pidfiles["supervisor"]) is None:
-            supervisors.append(spawn_loom("supervisor", "run", env=FAST))
         wait_for(
             lambda: outbox.is_dir() and len(final_roots(outbox)) >= INPUTS,
-            timeout=max(10.0, deadline - time.monotonic()),
-            what=f"{INPUTS} final outputs",
+            timeout=90,
+            what=f"{INPUTS} final outputs (seed {seed}, kills {dict(kills)})",
         )
         # Let anything still in flight land, then count: nothing lost, nothing twice.
         queues = [
@@ -112,9 +109,10 @@ def test_random_sigkills_lose_nothing_and_answer_nothing_twice(
 
         wait_for(settled, timeout=20, what="all queues empty")
         roots = final_roots(outbox)
-        assert sorted(roots) == sorted(sent)
-        assert set(roots.values()) == {1}, [r for r, c in roots.items() if c > 1][:5]
-        assert sum(kills.values()) >= 8, kills
+        assert sorted(roots) == sorted(sent), f"seed {seed}"
+        twice = [r for r, c in roots.items() if c > 1]
+        assert twice == [], f"answered twice (seed {seed}): {twice[:5]}"
+        assert sum(kills.values()) == rounds
     finally:
         run_loom("down", cwd=tmp_path)
         for p in supervisors:
