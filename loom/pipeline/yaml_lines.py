@@ -38,7 +38,10 @@ class LineList(list[Any]):
 def _loader() -> type:
     import yaml
 
-    class LineLoader(yaml.SafeLoader):
+    # libyaml's parser when PyYAML was built with it: several times faster on big files.
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class LineLoader(base):  # type: ignore[valid-type,misc]
         pass
 
     def construct_map(loader: Any, node: Any) -> Iterator[LineDict]:
@@ -100,6 +103,11 @@ def read_yaml(text: str, source: str) -> Any:
         return yaml.load(text, Loader=_loader())  # noqa: S506  (a SafeLoader subclass)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        at_end = mark is not None and mark.line >= len(text.splitlines())
+        if at_end and exc.context_mark is not None:
+            # Found at the end of the input (an unclosed bracket or quote): where the
+            # unfinished thing started is what the user needs to see.
+            mark = exc.context_mark
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
