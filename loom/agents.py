@@ -7,6 +7,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 from loom import home as homes
@@ -19,6 +20,10 @@ from loom.providers.base import Provider
 from loom.queue import Queue
 from loom.retry import RetryPolicy
 from loom.runner import AgentRunner, Outcome
+from loom.tools import scope
+from loom.tools.discovery import discover
+from loom.tools.settings import ToolSettings
+from loom.tools.toolbox import Toolbox
 from loom.worker import Stopping, Worker
 
 RESTART_POLICIES = ("always", "on-failure", "never")
@@ -37,6 +42,8 @@ class AgentSpec:
     system: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     restart: str = "always"
+    # The tools the agent may use, by name; None: every tool found (SPEC 12).
+    tools: list[str] | None = None
 
     def __post_init__(self) -> None:
         homes.agent(self.name)  # validates the name
@@ -49,6 +56,8 @@ class AgentSpec:
         for key in self.env:
             if not ENV_KEY.fullmatch(key):
                 raise UsageError(f"invalid environment variable name {key!r} in --env")
+        if self.tools is not None:
+            scope.check_names(self.tools)
 
 
 def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -66,8 +75,10 @@ def prepare(spec: AgentSpec, mode: str = "foreground") -> ProcessDir:
     """Create or update the agent's folder and its config files.
 
     `mode` says who runs it: `detached` agents are the supervisor's, `foreground`
-    ones belong to the shell that started them and are never restarted.
+    ones belong to the shell that started them and are never restarted. Tools named in
+    the spec are looked up first, so an unknown one fails before anything is written.
     """
+    links = _tool_links(spec)
     proc = homes.agent(spec.name).create()
     proc.write("mode", mode)
     proc.write("model", spec.model)
@@ -78,7 +89,22 @@ def prepare(spec: AgentSpec, mode: str = "foreground") -> ProcessDir:
         atomic.write_text(proc.path / "prompt.md", spec.system)
     lines = [f"{k}={v}" for k, v in spec.env.items() if not SECRET_NAME.search(k)]
     proc.write("env", "\n".join(lines))
+    scope.write(proc.path, links)
     return proc
+
+
+def _tool_links(spec: AgentSpec) -> dict[str, Path] | None:
+    """The plugin behind each tool the spec names, found from the current folder."""
+    if spec.tools is None:
+        return None
+    env = {**os.environ, **spec.env}
+    found = discover(homes.home(), Path.cwd(), env, ToolSettings.from_env(env))
+    return scope.select(spec.tools, found)
+
+
+def parse_tool_names(raw: str) -> list[str]:
+    """`--tools a,b` as names; an empty string means no tools at all."""
+    return scope.parse_names(raw)
 
 
 def read_env_file(proc: ProcessDir) -> dict[str, str]:
@@ -139,6 +165,15 @@ def _session(
     interactive: bool,
 ) -> Session:
     log = Log(proc.logs, spec.name, echo=sys.stderr)
+    toolbox = Toolbox(
+        proc.path,
+        agent=spec.name,
+        home=homes.home(),
+        cwd=Path.cwd(),
+        env=env,
+        log=log,
+        settings=ToolSettings.from_env(env),
+    )
     runner = AgentRunner(
         proc=proc,
         provider=provider,
@@ -148,6 +183,7 @@ def _session(
         retry=RetryPolicy.from_env(env),
         sink=sink,
         context=[] if interactive else None,
+        toolbox=toolbox,
     )
     worker = Worker(proc, runner.queue, runner, log)
     runner.worker = worker

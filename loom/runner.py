@@ -1,4 +1,8 @@
-"""The agent runner: one message at a time from inbox, through the model, to outbox (SPEC 5)."""
+"""The agent runner: one message at a time from inbox, through the model, to outbox (SPEC 5).
+
+When the model asks for tools, the runner has them run and calls the model again with
+their results, until it answers or the round limit is reached (SPEC 12).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,11 @@ from loom.message import Message
 from loom.providers.base import Completion, Provider, Request, TextSink, Turn
 from loom.queue import Queue
 from loom.retry import RetryPolicy
+from loom.tools.toolbox import Toolbox, ToolRoundsExceeded
 from loom.worker import Stopping, Worker
+
+# Between the texts of successive model calls in one answer (before and after tools).
+ROUND_SEPARATOR = "\n\n"
 
 
 @dataclass
@@ -27,6 +35,38 @@ class Outcome:
     reply: Message | None = None
     failed: bool = False
     error: str | None = None
+
+
+@dataclass
+class Answer:
+    """What answering one message took: the turns it added (the user's first, then the
+    model's and the tools' in order), and the model calls it cost."""
+
+    turns: list[Turn]
+    attempts: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    @property
+    def text(self) -> str:
+        """The reply: the text of every model call, as it was streamed."""
+        texts = [t.content for t in self.turns[1:] if t.role == "assistant" and t.content]
+        return ROUND_SEPARATOR.join(texts)
+
+    @property
+    def tools_used(self) -> list[str]:
+        """The tools called, each named once, in order of first use."""
+        names = [call.name for t in self.turns for call in t.tool_calls]
+        return list(dict.fromkeys(names))
+
+    def add(self, completion: Completion, attempts: int) -> None:
+        self.turns.append(Turn("assistant", completion.text, tool_calls=completion.tool_calls))
+        self.attempts += attempts
+        usage = completion.usage
+        if usage.input_tokens is not None:
+            self.input_tokens = (self.input_tokens or 0) + usage.input_tokens
+        if usage.output_tokens is not None:
+            self.output_tokens = (self.output_tokens or 0) + usage.output_tokens
 
 
 def system_prompt(proc: ProcessDir) -> str | None:
@@ -54,8 +94,9 @@ class _ResumingSink:
     seen the first part of the answer; it should not see it twice.
     """
 
-    def __init__(self, sink: TextSink) -> None:
+    def __init__(self, sink: TextSink, lead: str = "") -> None:
         self.sink = sink
+        self.lead = lead  # sent before the first text, if any text comes
         self.forwarded = 0
         self.current = 0
 
@@ -69,6 +110,9 @@ class _ResumingSink:
             return
         fresh = text[max(0, self.forwarded - start) :]
         self.forwarded = self.current
+        if self.lead:
+            self.sink(self.lead)
+            self.lead = ""
         self.sink(fresh)
 
 
@@ -89,6 +133,8 @@ class AgentRunner:
     outcomes: list[Outcome] = field(default_factory=list)
     # Called after each message is answered or failed (the foreground prints here).
     on_done: Callable[[Outcome], None] | None = None
+    # The tools offered to the model; None: none.
+    toolbox: Toolbox | None = None
 
     def __post_init__(self) -> None:
         self.queue = Queue(self.proc.inbox, self.proc.outbox)
@@ -127,26 +173,27 @@ class AgentRunner:
         self.log.info("claimed", msg=name, sender=msg.sender)
         started = time.monotonic()
         try:
-            completion, attempts = self._call(msg, name)
+            answer = self._answer(msg, name)
         except Stopping:
             self.queue.put_back(name)
-            self.log.info("put back", msg=name, detail="stopped during the model call")
+            self.log.info("put back", msg=name, detail="stopped before the answer was complete")
             raise
         except ProviderError as exc:
             self._fail(msg, name, exc, attempts=exc.attempts)
             return
-        reply = msg.reply(self.proc.name, completion.text, parent_filename=name)
+        reply = msg.reply(self.proc.name, answer.text, parent_filename=name)
         self.queue.emit(reply)
         self.queue.acknowledge(name)
-        self._remember(msg, name, completion.text)
+        self._remember(name, answer)
         self.log.info(
             "replied",
             msg=name,
             reply=reply.filename,
-            attempts=attempts,
+            attempts=answer.attempts,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
-            input_tokens=completion.usage.input_tokens,
-            output_tokens=completion.usage.output_tokens,
+            input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
+            tools=answer.tools_used or None,
         )
         self._done(Outcome(name, reply=reply))
 
@@ -156,13 +203,35 @@ class AgentRunner:
         if self.on_done is not None:
             self.on_done(outcome)
 
-    def _request(self, msg: Message) -> Request:
-        turns = [*(self.context or []), Turn("user", msg.body)]
-        return Request(model=self.model_id, turns=tuple(turns), system=system_prompt(self.proc))
+    def _answer(self, msg: Message, name: str) -> Answer:
+        """Call the model; while it asks for tools, run them and call it again."""
+        answer = Answer([Turn("user", msg.body)])
+        system = system_prompt(self.proc)
+        tools = self.toolbox.offer() if self.toolbox is not None else ()
+        rounds = 0
+        while True:
+            turns = (*(self.context or []), *answer.turns)
+            request = Request(self.model_id, turns, system=system, tools=tools)
+            lead = ROUND_SEPARATOR if answer.text else ""
+            try:
+                completion, attempts = self._call(request, name, lead)
+            except ProviderError as exc:
+                exc.attempts += answer.attempts
+                raise
+            answer.add(completion, attempts)
+            if not completion.tool_calls:
+                return answer
+            if self.toolbox is None or rounds >= self.toolbox.settings.rounds:
+                error = ToolRoundsExceeded(rounds)
+                error.attempts = answer.attempts
+                raise error
+            rounds += 1
+            with self._interruptible():
+                results = self.toolbox.run(completion.tool_calls, name)
+            answer.turns.append(Turn("tool", "", tool_results=results))
 
-    def _call(self, msg: Message, name: str) -> tuple[Completion, int]:
-        request = self._request(msg)
-        sink = _ResumingSink(self.sink) if self.sink is not None else None
+    def _call(self, request: Request, name: str, lead: str = "") -> tuple[Completion, int]:
+        sink = _ResumingSink(self.sink, lead) if self.sink is not None else None
         attempt = 0
         while True:
             attempt += 1
@@ -204,17 +273,36 @@ class AgentRunner:
         )
         self._done(Outcome(name, reply=reply, failed=True, error=str(exc)))
 
-    def _remember(self, msg: Message, name: str, answer: str) -> None:
+    def _remember(self, name: str, answer: Answer) -> None:
+        """Keep the turns in the session's context and append them to the conversation
+        file: one line per turn, and one `role: tool` line per tool result."""
         if self.context is not None:
-            self.context.extend([Turn("user", msg.body), Turn("assistant", answer)])
+            self.context.extend(answer.turns)
         self.proc.conversations.mkdir(mode=0o700, exist_ok=True)
         path = self.proc.conversations / f"{today()}.ndjson"
         ts = int(time.time() * 1000)
-        turns = [
-            json.dumps({"role": role, "content": text, "ts": ts, "msg": name}, ensure_ascii=False)
-            for role, text in (("user", msg.body), ("assistant", answer))
+        lines = [
+            json.dumps({**record, "ts": ts, "msg": name}, ensure_ascii=False)
+            for turn in answer.turns
+            for record in _records(turn)
         ]
-        atomic.append_line(path, "\n".join(turns))
+        atomic.append_line(path, "\n".join(lines))
+
+
+def _records(turn: Turn) -> list[dict[str, object]]:
+    """A turn as conversation-file records (docs/tools.md shows the shape)."""
+    if turn.tool_results:
+        return [
+            {"role": "tool", "content": r.content, "tool": r.name, "call_id": r.call_id}
+            | ({"error": True} if r.is_error else {})
+            for r in turn.tool_results
+        ]
+    record: dict[str, object] = {"role": turn.role, "content": turn.content}
+    if turn.tool_calls:
+        record["tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in turn.tool_calls
+        ]
+    return [record]
 
 
 def _discard(text: str) -> None:

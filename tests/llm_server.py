@@ -7,30 +7,40 @@
         assert server.requests[-1].body["model"] == "gpt-4o-mini"
 
 Endpoints: POST /v1/chat/completions and /api/v1/chat/completions (OpenAI and OpenRouter),
-POST /v1/messages (Anthropic), POST /api/chat (Ollama). Each request takes the next
-scripted behaviour; an unscripted request gets `Reply()`, whose text is "echo: " + the
-last user message. Replies stream when the request asks for it (Ollama streams unless
-told `"stream": false`) and are one JSON body otherwise.
+POST /v1/messages (Anthropic), POST /api/chat (Ollama); each wire format lives in its own
+module (llm_wire_*.py). Each request takes the next scripted behaviour; an unscripted
+request gets `Reply()`, whose text is "echo: " + the last user message, or, right after
+tool results, "echo: tool said " + their contents. `CallTool` answers with tool calls.
+Replies stream when the request asks for it (Ollama streams unless told
+`"stream": false`) and are one JSON body otherwise; `LLMServer(stream=False)` answers
+every request with one JSON body, whatever it asked (as some servers do).
 
 Standalone: `python tests/llm_server.py --port 0` prints "listening on <url>" and serves
-until interrupted. POST a JSON list such as `[{"kind": "status", "code": 429}]` to /_script
-to queue behaviours; GET /_requests returns what was recorded.
+until interrupted. POST a JSON list such as `[{"kind": "status", "code": 429}]` or
+`[{"kind": "call_tool", "name": "calc", "arguments": {"expression": "1 + 1"}}]` to
+/_script to queue behaviours; GET /_requests returns what was recorded.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import re
 import sys
 import threading
-from abc import ABC, abstractmethod
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+
+from llm_wire import Call, Exchange, Wire, chunks_of
+from llm_wire_anthropic import AnthropicWire
+from llm_wire_ollama import OllamaWire
+from llm_wire_openai import OpenAIWire
+
+__all__ = ["Call", "Exchange", "Wire", "chunks_of"]  # re-exported for the tests
 
 # ---------------------------------------------------------------- behaviours
 
@@ -104,7 +114,21 @@ class StreamError:
     after: int = 1
 
 
-Behaviour = Reply | Status | ModelNotFound | EchoAuth | Hang | Drop | Malformed | StreamError
+@dataclass(frozen=True)
+class CallTool:
+    """Answer with a call of tool `name`, after `text` (none by default). `arguments` is an
+    object, or text sent verbatim as the model's JSON (so a test can send broken JSON);
+    `also` adds more `(name, arguments)` calls to the same answer."""
+
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    text: str = ""
+    also: tuple[tuple[str, dict[str, Any] | str], ...] = ()
+
+
+Behaviour = (
+    Reply | Status | ModelNotFound | EchoAuth | Hang | Drop | Malformed | StreamError | CallTool
+)
 
 BEHAVIOURS: dict[str, type[Behaviour]] = {
     "reply": Reply,
@@ -115,6 +139,7 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
     "drop": Drop,
     "malformed": Malformed,
     "stream_error": StreamError,
+    "call_tool": CallTool,
 }
 
 
@@ -134,248 +159,7 @@ class Recorded:
     body: Any
 
 
-# ---------------------------------------------------------------- wire formats
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(b.get("text", "") for b in content if isinstance(b, dict))
-    return ""
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """What a wire needs from the request to shape its answer."""
-
-    model: str
-    last_user: str
-    words_in: int
-    include_usage: bool
-
-    @classmethod
-    def of(cls, body: Any) -> Exchange:
-        body = body if isinstance(body, dict) else {}
-        messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-        users = [_text_of(m.get("content")) for m in messages if m.get("role") == "user"]
-        texts = [_text_of(m.get("content")) for m in messages] + [_text_of(body.get("system"))]
-        options = body.get("stream_options") or {}
-        return cls(
-            model=str(body.get("model", "")),
-            last_user=users[-1] if users else "",
-            words_in=sum(len(t.split()) for t in texts),
-            include_usage=bool(options.get("include_usage")),
-        )
-
-
-class Wire(ABC):
-    """How one API frames streams, complete answers and errors. Frames are bytes."""
-
-    content_type = "text/event-stream"
-    streams_by_default = False
-
-    def opening(self, x: Exchange, input_tokens: int) -> list[bytes]:
-        """Frames sent before the first text chunk."""
-        return []
-
-    @abstractmethod
-    def delta(self, x: Exchange, text: str) -> bytes:
-        """The frame carrying one text chunk."""
-
-    @abstractmethod
-    def closing(self, x: Exchange, input_tokens: int, output_tokens: int) -> list[bytes]:
-        """Frames after the last chunk, ending with the stream's terminal event."""
-
-    @abstractmethod
-    def malformed(self) -> bytes:
-        """A frame whose JSON is broken."""
-
-    @abstractmethod
-    def stream_error(self, kind: str, message: str) -> bytes:
-        """The frame this API uses to report an error after a 200."""
-
-    @abstractmethod
-    def complete(self, x: Exchange, text: str, usage: tuple[int, int]) -> dict[str, Any]:
-        """The whole answer as one JSON body, for `"stream": false`."""
-
-    @abstractmethod
-    def error_body(self, code: int, message: str) -> dict[str, Any]:
-        """The JSON body of an error status."""
-
-    @abstractmethod
-    def model_not_found(self, model: str) -> str:
-        """The message this API gives for an unknown model."""
-
-
-def _sse(data: Any, event: str | None = None) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    payload = data if isinstance(data, str) else json.dumps(data)
-    return f"{head}data: {payload}\n\n".encode()
-
-
-class OpenAIWire(Wire):
-    def _chunk(self, x: Exchange, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        return {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion.chunk",
-            "model": x.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
-
-    def opening(self, x: Exchange, input_tokens: int) -> list[bytes]:
-        # OpenRouter sends keep-alive comments like this one before the first chunk.
-        return [b": PROCESSING\n\n", _sse(self._chunk(x, {"role": "assistant"}, None))]
-
-    def delta(self, x: Exchange, text: str) -> bytes:
-        return _sse(self._chunk(x, {"content": text}, None))
-
-    def closing(self, x: Exchange, input_tokens: int, output_tokens: int) -> list[bytes]:
-        frames = [_sse(self._chunk(x, {}, "stop"))]
-        if x.include_usage:
-            usage = _openai_usage(input_tokens, output_tokens)
-            frames.append(_sse({"id": "chatcmpl-fake", "choices": [], "usage": usage}))
-        return [*frames, _sse("[DONE]")]
-
-    def malformed(self) -> bytes:
-        return b'data: {"choices": [{"delta": {"content": "unterminated\n\n'
-
-    def stream_error(self, kind: str, message: str) -> bytes:
-        return _sse({"error": {"code": 502, "message": f"{kind}: {message}"}})
-
-    def complete(self, x: Exchange, text: str, usage: tuple[int, int]) -> dict[str, Any]:
-        message = {"role": "assistant", "content": text}
-        return {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "model": x.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": _openai_usage(*usage),
-        }
-
-    def error_body(self, code: int, message: str) -> dict[str, Any]:
-        kind = "rate_limit_exceeded" if code == 429 else "invalid_request_error"
-        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
-
-    def model_not_found(self, model: str) -> str:
-        return f"The model `{model}` does not exist or you do not have access to it."
-
-
-def _openai_usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
-    total = input_tokens + output_tokens
-    return {
-        "prompt_tokens": input_tokens,
-        "completion_tokens": output_tokens,
-        "total_tokens": total,
-    }
-
-
-_ANTHROPIC_ERRORS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    429: "rate_limit_error",
-    529: "overloaded_error",
-}
-
-
-class AnthropicWire(Wire):
-    def opening(self, x: Exchange, input_tokens: int) -> list[bytes]:
-        message: dict[str, Any] = {
-            "id": "msg_fake",
-            "type": "message",
-            "role": "assistant",
-            "model": x.model,
-            "content": [],
-            "stop_reason": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
-        }
-        block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}
-        return [
-            _sse({"type": "message_start", "message": message}, "message_start"),
-            _sse(block, "content_block_start"),
-            _sse({"type": "ping"}, "ping"),
-        ]
-
-    def delta(self, x: Exchange, text: str) -> bytes:
-        delta = {"type": "text_delta", "text": text}
-        payload = {"type": "content_block_delta", "index": 0, "delta": delta}
-        return _sse(payload, "content_block_delta")
-
-    def closing(self, x: Exchange, input_tokens: int, output_tokens: int) -> list[bytes]:
-        message_delta = {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": output_tokens},
-        }
-        return [
-            _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-            _sse(message_delta, "message_delta"),
-            _sse({"type": "message_stop"}, "message_stop"),
-        ]
-
-    def malformed(self) -> bytes:
-        return b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": {\n\n'
-
-    def stream_error(self, kind: str, message: str) -> bytes:
-        return _sse({"type": "error", "error": {"type": kind, "message": message}}, "error")
-
-    def complete(self, x: Exchange, text: str, usage: tuple[int, int]) -> dict[str, Any]:
-        return {
-            "id": "msg_fake",
-            "type": "message",
-            "role": "assistant",
-            "model": x.model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
-        }
-
-    def error_body(self, code: int, message: str) -> dict[str, Any]:
-        kind = _ANTHROPIC_ERRORS.get(code, "api_error")
-        return {"type": "error", "error": {"type": kind, "message": message}}
-
-    def model_not_found(self, model: str) -> str:
-        return f"model: {model}"
-
-
-class OllamaWire(Wire):
-    content_type = "application/x-ndjson"
-    streams_by_default = True
-
-    def _line(self, payload: dict[str, Any]) -> bytes:
-        return (json.dumps(payload) + "\n").encode()
-
-    def _message(self, x: Exchange, text: str, done: bool) -> dict[str, Any]:
-        message = {"role": "assistant", "content": text}
-        stamp = "2024-01-01T00:00:00Z"
-        return {"model": x.model, "created_at": stamp, "message": message, "done": done}
-
-    def delta(self, x: Exchange, text: str) -> bytes:
-        return self._line(self._message(x, text, False))
-
-    def closing(self, x: Exchange, input_tokens: int, output_tokens: int) -> list[bytes]:
-        return [self._line(self._final(x, "", (input_tokens, output_tokens)))]
-
-    def _final(self, x: Exchange, text: str, usage: tuple[int, int]) -> dict[str, Any]:
-        counts = {"prompt_eval_count": usage[0], "eval_count": usage[1]}
-        return {**self._message(x, text, True), "done_reason": "stop", **counts}
-
-    def malformed(self) -> bytes:
-        return b'{"message": {"content": "unterminated\n'
-
-    def stream_error(self, kind: str, message: str) -> bytes:
-        return self._line({"error": f"{kind}: {message}"})
-
-    def complete(self, x: Exchange, text: str, usage: tuple[int, int]) -> dict[str, Any]:
-        return self._final(x, text, usage)
-
-    def error_body(self, code: int, message: str) -> dict[str, Any]:
-        return {"error": message}
-
-    def model_not_found(self, model: str) -> str:
-        return f"model '{model}' not found, try pulling it first"
+# ---------------------------------------------------------------- endpoints
 
 
 ROUTES: dict[str, Wire] = {
@@ -388,13 +172,6 @@ ROUTES: dict[str, Wire] = {
 def wire_for(path: str) -> Wire | None:
     """The wire format an endpoint path speaks, by its ending."""
     return next((w for end, w in ROUTES.items() if path.endswith(end)), None)
-
-
-def chunks_of(text: str, size: int | None) -> list[str]:
-    """Split `text` into stream chunks that concatenate back to it."""
-    if size:
-        return [text[i : i + size] for i in range(0, len(text), size)]
-    return re.findall(r"\S+\s*|\s+", text)
 
 
 # ---------------------------------------------------------------- the server
@@ -433,7 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
         behaviour = fake.next_behaviour()
         asked = body.get("stream") if isinstance(body, dict) else None
         stream = wire.streams_by_default if asked is None else bool(asked)
-        _Answer(self, wire, Exchange.of(body), stream, fake.stopping).run(behaviour)
+        if fake.stream is not None:
+            stream = fake.stream
+        _Answer(self, wire, Exchange.of(body), stream, fake).run(behaviour)
 
     def send_json(self, code: int, payload: Any, extra: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
@@ -457,7 +236,7 @@ class _Answer:
     wire: Wire
     x: Exchange
     stream: bool
-    stopping: threading.Event
+    fake: LLMServer
     started: bool = False
 
     def run(self, behaviour: Behaviour) -> None:
@@ -487,7 +266,7 @@ class _Answer:
                 message = f"Incorrect API key provided: {credential}"
                 self.handler.send_json(code, self.wire.error_body(code, message))
             case Hang(seconds):
-                self.stopping.wait(seconds)
+                self.fake.stopping.wait(seconds)
                 self.handler.close_connection = True
             case Drop(after, graceful, text):
                 chunks = chunks_of(self.text(text), None)
@@ -509,9 +288,26 @@ class _Answer:
                 self.deltas(chunks[:after])
                 self.send(self.wire.stream_error(kind, message))
                 self.end()
+            case CallTool(name, arguments, text, also):
+                calls = [self.call(n, a) for n, a in [(name, arguments), *also]]
+                chunks = chunks_of(text, None)
+                tokens = (self.x.words_in, len(chunks) + len(calls))
+                if self.stream:
+                    self.open(tokens)
+                    self.deltas(chunks)
+                    for frame in self.wire.calls(self.x, calls):
+                        self.send(frame)
+                    self.close(tokens, tools=True)
+                else:
+                    self.handler.send_json(200, self.wire.complete(self.x, text, tokens, calls))
+
+    def call(self, name: str, arguments: dict[str, Any] | str) -> Call:
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        prefix = self.wire.call_id_prefix
+        return Call(f"{prefix}{self.fake.next_call_number():03d}" if prefix else "", name, text)
 
     def text(self, given: str | None) -> str:
-        return given if given is not None else "echo: " + self.x.last_user
+        return given if given is not None else self.x.echo()
 
     def default_tokens(self, chunks: list[str]) -> tuple[int, int]:
         return self.x.words_in, len(chunks)
@@ -524,8 +320,8 @@ class _Answer:
         for chunk in chunks:
             self.send(self.wire.delta(self.x, chunk))
 
-    def close(self, tokens: tuple[int, int]) -> None:
-        for frame in self.wire.closing(self.x, *tokens):
+    def close(self, tokens: tuple[int, int], tools: bool = False) -> None:
+        for frame in self.wire.closing(self.x, *tokens, tools=tools):
             self.send(frame)
         self.end()
 
@@ -568,8 +364,11 @@ class _Server(ThreadingHTTPServer):
 class LLMServer:
     """The fake server; a context manager that serves from a daemon thread while open."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, stream: bool | None = None) -> None:
+        """`stream`: None answers as each request asks; True or False overrides that."""
+        self.stream = stream
         self.stopping = threading.Event()
+        self._call_numbers = itertools.count(1)
         self._lock = threading.Lock()
         self._queue: deque[Behaviour] = deque()
         self._requests: list[Recorded] = []
@@ -595,6 +394,10 @@ class LLMServer:
         """Queue behaviours for the next requests, one each, in order."""
         with self._lock:
             self._queue.extend(behaviours)
+
+    def next_call_number(self) -> int:
+        with self._lock:
+            return next(self._call_numbers)
 
     def next_behaviour(self) -> Behaviour:
         with self._lock:

@@ -43,6 +43,10 @@ def start(
     envelope: Annotated[
         bool, typer.Option("--envelope", help="Print replies as JSON message envelopes.")
     ] = False,
+    tools: Annotated[
+        str | None,
+        typer.Option("--tools", help="Only these tools, comma-separated ('' for none)."),
+    ] = None,
 ) -> None:
     """Start agent NAME in the foreground as a Unix filter, or serve its inbox.
 
@@ -63,7 +67,12 @@ def start(
         except OSError as exc:
             raise die(f"cannot read --system-file {system_file}: {exc.strerror}", 2) from None
     spec = agents.AgentSpec(
-        name, model, system=system, env=agents.parse_env_pairs(env or []), restart=restart
+        name,
+        model,
+        system=system,
+        env=agents.parse_env_pairs(env or []),
+        restart=restart,
+        tools=None if tools is None else agents.parse_tool_names(tools),
     )
     if detach:
         if stdin or envelope or prompt:

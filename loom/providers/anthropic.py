@@ -2,6 +2,12 @@
 
 The stream is SSE: message_start (input tokens), content_block_delta (text), message_delta
 (output tokens), message_stop; an `error` event can arrive at any point after the 200.
+
+Tools go out with their `input_schema`. A tool call is a `tool_use` content block: its
+content_block_start brings the id and name, `input_json_delta` events pieces of the
+input's JSON, and the message stops with `stop_reason: tool_use`. Results go back as a
+user turn of `tool_result` blocks naming their `tool_use_id`, after the assistant turn
+replayed with its `tool_use` blocks.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from loom.errors import ProviderError
-from loom.providers.base import Completion, Request, TextSink, Usage
+from loom.providers.base import Completion, Request, TextSink, ToolCall, Turn, Usage
 from loom.providers.http import (
     HttpProvider,
     decode_object,
@@ -19,6 +25,7 @@ from loom.providers.http import (
     token_count,
 )
 from loom.providers.sse import parse_sse
+from loom.providers.tool_calls import PendingCalls, arguments_object, arguments_text, new_call_id
 
 API_VERSION = "2023-06-01"
 
@@ -59,25 +66,43 @@ class AnthropicProvider(HttpProvider):
             "model": request.model,
             "max_tokens": request.max_tokens,
             "stream": True,
-            "messages": [{"role": turn.role, "content": turn.content} for turn in request.turns],
+            "messages": [_message(turn) for turn in request.turns],
         }
         if request.system:
             body["system"] = request.system
+        if request.tools:
+            body["tools"] = [
+                {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "input_schema": dict(tool.input_schema),
+                }
+                for tool in request.tools
+            ]
         return body
 
     def _read(self, lines: Iterator[str], on_text: TextSink) -> Completion:
         parts: list[str] = []
+        calls = PendingCalls()
         input_tokens: int | None = None
         output_tokens: int | None = None
         for event, data in parse_sse(lines):
             payload = decode_object(data, self.name)
             kind = payload.get("type", event)
+            index = payload.get("index")
+            index = index if isinstance(index, int) else 0
             if kind == "message_start":
                 usage = _dict(_dict(payload.get("message")).get("usage"))
                 input_tokens = token_count(usage.get("input_tokens"))
                 output_tokens = token_count(usage.get("output_tokens"))
+            elif kind == "content_block_start":
+                block = _dict(payload.get("content_block"))
+                if block.get("type") == "tool_use":
+                    calls.start(index, _str(block.get("id")), _str(block.get("name")))
             elif kind == "content_block_delta":
                 delta = _dict(payload.get("delta"))
+                if delta.get("type") == "input_json_delta":
+                    calls.extend(index, _str(delta.get("partial_json")) or "")
                 text = delta.get("text") if delta.get("type") == "text_delta" else None
                 if isinstance(text, str) and text:
                     parts.append(text)
@@ -87,12 +112,44 @@ class AnthropicProvider(HttpProvider):
                 output_tokens = counted if counted is not None else output_tokens
             elif kind == "message_stop":
                 usage_seen = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
-                return Completion(text="".join(parts), usage=usage_seen)
+                return Completion(text="".join(parts), usage=usage_seen, tool_calls=calls.done())
             elif kind == "error":
                 raise self._event_error(payload)
-            # ping, content_block_start/stop and event types added later are ignored,
-            # as Anthropic's versioning policy asks of clients.
+            # ping, content_block_stop and event types added later are ignored, as
+            # Anthropic's versioning policy asks of clients.
         raise stream_interrupted(self.name)
+
+    def _whole(self, payload: dict[str, Any]) -> Completion:
+        if payload.get("type") == "error":
+            raise self._event_error(payload)
+        if not isinstance(payload.get("content"), list):
+            raise ProviderError(
+                f"{self.name} sent a reply without 'content'.",
+                error_type="malformed_response",
+                transient=False,
+            )
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        for block in map(_dict, payload["content"]):
+            if block.get("type") == "text" and isinstance(block.get("text"), str):
+                texts.append(block["text"])
+            elif block.get("type") == "tool_use":
+                calls.append(
+                    ToolCall(
+                        id=_str(block.get("id")) or new_call_id(),
+                        name=_str(block.get("name")) or "",
+                        arguments=arguments_text(block.get("input")),
+                    )
+                )
+        usage = _dict(payload.get("usage"))
+        return Completion(
+            text="".join(texts),
+            usage=Usage(
+                input_tokens=token_count(usage.get("input_tokens")),
+                output_tokens=token_count(usage.get("output_tokens")),
+            ),
+            tool_calls=tuple(calls),
+        )
 
     def _event_error(self, payload: dict[str, Any]) -> ProviderError:
         kind = _dict(payload.get("error")).get("type")
@@ -104,8 +161,43 @@ class AnthropicProvider(HttpProvider):
         )
 
 
+def _message(turn: Turn) -> dict[str, Any]:
+    """One turn as a Messages API message; tool results travel in a user turn."""
+    if turn.tool_results:
+        results = []
+        for result in turn.tool_results:
+            block: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": result.call_id,
+                "content": result.content,
+            }
+            if result.is_error:
+                block["is_error"] = True
+            results.append(block)
+        return {"role": "user", "content": results}
+    if turn.tool_calls:
+        blocks: list[dict[str, Any]] = []
+        if turn.content:
+            blocks.append({"type": "text", "text": turn.content})
+        blocks += [
+            {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.name,
+                "input": arguments_object(call.arguments),
+            }
+            for call in turn.tool_calls
+        ]
+        return {"role": "assistant", "content": blocks}
+    return {"role": turn.role, "content": turn.content}
+
+
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 create = AnthropicProvider.create

@@ -1,20 +1,55 @@
-"""The provider interface every model backend implements (SPEC 5)."""
+"""The provider interface every model backend implements (SPEC 5), tool calling included
+(SPEC 12)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 TextSink = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class Turn:
-    """One turn of a conversation sent to the model."""
+class ToolSpec:
+    """A tool offered to the model: what its `describe` printed."""
 
-    role: str  # "user" or "assistant"
+    name: str
+    description: str
+    input_schema: Mapping[str, Any]  # a JSON Schema with "type": "object"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model's request to run one tool."""
+
+    id: str  # the provider's call id; results are matched to calls by it
+    name: str
+    arguments: str  # raw JSON text from the model, possibly invalid
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What one tool call gave back, as text for the model."""
+
+    call_id: str
+    name: str
     content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One turn of a conversation sent to the model.
+
+    An assistant turn may carry the tool calls it made; the turn after it has role
+    "tool" and carries their results (its `content` is unused).
+    """
+
+    role: str  # "user", "assistant" or "tool"
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_results: tuple[ToolResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -25,6 +60,7 @@ class Request:
     turns: tuple[Turn, ...]
     system: str | None = None
     max_tokens: int = 4096
+    tools: tuple[ToolSpec, ...] = ()  # offered to the model; none: a plain chat
 
 
 @dataclass(frozen=True)
@@ -35,10 +71,12 @@ class Usage:
 
 @dataclass(frozen=True)
 class Completion:
-    """The final answer of one call: the whole text and token usage when reported."""
+    """The final answer of one call: the whole text, token usage when reported, and the
+    tools the model asked to run (empty when it answered)."""
 
     text: str
     usage: Usage = field(default_factory=Usage)
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class Provider(Protocol):

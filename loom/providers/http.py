@@ -141,6 +141,12 @@ def stream_interrupted(source: str) -> ProviderError:
     )
 
 
+def _is_whole(response: httpx.Response) -> bool:
+    """Whether a reply is one JSON document rather than an event or NDJSON stream."""
+    kind: str = response.headers.get("content-type", "")
+    return kind.split(";")[0].strip().lower() == "application/json"
+
+
 class HttpProvider(ABC):
     """Base of the providers that talk to an HTTP API with a streaming POST.
 
@@ -206,8 +212,16 @@ class HttpProvider(ABC):
     def complete(self, request: Request, on_text: TextSink) -> Completion:
         """Stream one completion; see `loom.providers.base.Provider`."""
         self.check()
-        with self._stream(request) as lines:
-            return self._read(lines, on_text)
+        with self._stream(request) as response:
+            if not _is_whole(response):
+                return self._read(response.iter_lines(), on_text)
+            # Some servers ignore `stream: true` (Ollama did when tools were offered, and
+            # so do some OpenAI-compatible proxies) and send one JSON body instead.
+            body = response.read().decode("utf-8", errors="replace")
+            completion = self._whole(decode_object(body, self.name))
+            if completion.text:
+                on_text(completion.text)
+            return completion
 
     @abstractmethod
     def _headers(self) -> dict[str, str]:
@@ -223,6 +237,10 @@ class HttpProvider(ABC):
 
         Raise `stream_interrupted` when the lines end before the terminal event.
         """
+
+    @abstractmethod
+    def _whole(self, payload: dict[str, Any]) -> Completion:
+        """The completion in a reply that came as one JSON body instead of a stream."""
 
     def _status_error(self, request: Request, status: int, message: str) -> ProviderError:
         """The error for an HTTP error response; subclasses refine special cases."""
@@ -240,9 +258,9 @@ class HttpProvider(ABC):
         return ""
 
     @contextmanager
-    def _stream(self, request: Request) -> Iterator[Iterator[str]]:
-        """POST the request and yield the reply's lines; every failure, including those the
-        caller raises while reading, leaves as a redacted ProviderError."""
+    def _stream(self, request: Request) -> Iterator[httpx.Response]:
+        """POST the request and yield the successful response; every failure, including
+        those the caller raises while reading, leaves as a redacted ProviderError."""
         url = self.base_url + self.path
         started = False
         try:
@@ -257,7 +275,7 @@ class HttpProvider(ABC):
                     error.retry_after = parse_retry_after(response.headers.get("retry-after"))
                     raise error
                 started = True
-                yield response.iter_lines()
+                yield response
         except ProviderError as exc:
             exc.args = (self._redact(str(exc)),)
             raise

@@ -2,21 +2,32 @@
 
 The stream is NDJSON: `{"message": {"content": ...}, "done": false}` lines, then one
 `{"done": true, "prompt_eval_count": N, "eval_count": M}`; `{"error": ...}` is a failure.
+
+Tools go out in OpenAI's `function` shape. A call comes whole in one line's
+`message.tool_calls`, with `function.arguments` as a JSON object and usually no id;
+results go back as `role: tool` messages naming the tool.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from loom.errors import ProviderError
-from loom.providers.base import Completion, Request, TextSink, Usage
+from loom.providers.base import Completion, Request, TextSink, ToolCall, Turn, Usage
 from loom.providers.http import (
     HttpProvider,
     decode_object,
     message_of,
     stream_interrupted,
     token_count,
+)
+from loom.providers.tool_calls import (
+    arguments_object,
+    arguments_text,
+    function_tools,
+    new_call_id,
 )
 
 
@@ -41,38 +52,61 @@ class OllamaProvider(HttpProvider):
 
     def _body(self, request: Request) -> dict[str, Any]:
         messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages += [{"role": turn.role, "content": turn.content} for turn in request.turns]
-        return {
+        for turn in request.turns:
+            messages += _messages(turn)
+        body: dict[str, Any] = {
             "model": request.model,
             "messages": messages,
             "stream": True,
             "options": {"num_predict": request.max_tokens},
         }
+        if request.tools:
+            body["tools"] = function_tools(request.tools)
+        return body
 
     def _read(self, lines: Iterator[str], on_text: TextSink) -> Completion:
-        parts: list[str] = []
+        reply = _Reply()
         for line in lines:
             if not line.strip():
                 continue
-            payload = decode_object(line, self.name)
-            if "error" in payload:
-                raise ProviderError(
-                    f"Ollama reported an error mid-stream: {message_of(payload)}",
-                    error_type="server_error",
-                    transient=True,
-                )
-            message = payload.get("message")
-            text = message.get("content") if isinstance(message, dict) else None
-            if isinstance(text, str) and text:
-                parts.append(text)
-                on_text(text)
-            if payload.get("done") is True:
-                usage = Usage(
-                    input_tokens=token_count(payload.get("prompt_eval_count")),
-                    output_tokens=token_count(payload.get("eval_count")),
-                )
-                return Completion(text="".join(parts), usage=usage)
+            if self._take(reply, decode_object(line, self.name), on_text):
+                return reply.completion
         raise stream_interrupted(self.name)
+
+    def _whole(self, payload: dict[str, Any]) -> Completion:
+        reply = _Reply()
+        if not self._take(reply, payload, _ignore):
+            raise ProviderError(
+                f"{self.name} sent a reply without '\"done\": true'.",
+                error_type="malformed_response",
+                transient=False,
+            )
+        return reply.completion
+
+    def _take(self, reply: _Reply, payload: dict[str, Any], on_text: TextSink) -> bool:
+        """Add one line of the reply; True when it was the last."""
+        if "error" in payload:
+            raise ProviderError(
+                f"Ollama reported an error mid-stream: {message_of(payload)}",
+                error_type="server_error",
+                transient=True,
+            )
+        message = payload.get("message")
+        message = message if isinstance(message, dict) else {}
+        text = message.get("content")
+        if isinstance(text, str) and text:
+            reply.parts.append(text)
+            on_text(text)
+        for call in message.get("tool_calls") or []:
+            if isinstance(call, dict):
+                reply.calls.append(_call(call))
+        if payload.get("done") is True:
+            reply.usage = Usage(
+                input_tokens=token_count(payload.get("prompt_eval_count")),
+                output_tokens=token_count(payload.get("eval_count")),
+            )
+            return True
+        return False
 
     def _status_error(self, request: Request, status: int, message: str) -> ProviderError:
         # Ollama answers 404 {"error": "model 'x' not found, try pulling it first"}.
@@ -84,6 +118,15 @@ class OllamaProvider(HttpProvider):
                 transient=False,
                 status=status,
             )
+        # And 400 {"error": "registry.ollama.ai/library/x:latest does not support tools"}.
+        if status == 400 and "does not support tools" in message.lower():
+            return ProviderError(
+                f"Model '{request.model}' does not support tools in Ollama. Choose a model "
+                "that does, or start the agent with --tools '' to offer it none.",
+                error_type="tools_unsupported",
+                transient=False,
+                status=status,
+            )
         return super()._status_error(request, status, message)
 
     def _connection_hint(self) -> str:
@@ -91,6 +134,48 @@ class OllamaProvider(HttpProvider):
             "Is Ollama running? Start it with `ollama serve`, "
             "or set OLLAMA_BASE_URL to where it listens."
         )
+
+
+@dataclass
+class _Reply:
+    parts: list[str] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def completion(self) -> Completion:
+        return Completion(text="".join(self.parts), usage=self.usage, tool_calls=tuple(self.calls))
+
+
+def _call(call: dict[str, Any]) -> ToolCall:
+    function = call.get("function")
+    function = function if isinstance(function, dict) else {}
+    call_id, name = call.get("id"), function.get("name")
+    return ToolCall(
+        id=call_id if isinstance(call_id, str) and call_id else new_call_id(),
+        name=name if isinstance(name, str) else "",
+        arguments=arguments_text(function.get("arguments")),
+    )
+
+
+def _messages(turn: Turn) -> list[dict[str, Any]]:
+    """One turn as chat messages; Ollama wants arguments back as objects."""
+    if turn.tool_results:
+        return [
+            {"role": "tool", "content": result.content, "tool_name": result.name}
+            for result in turn.tool_results
+        ]
+    if turn.tool_calls:
+        calls = [
+            {"function": {"name": call.name, "arguments": arguments_object(call.arguments)}}
+            for call in turn.tool_calls
+        ]
+        return [{"role": "assistant", "content": turn.content, "tool_calls": calls}]
+    return [{"role": turn.role, "content": turn.content}]
+
+
+def _ignore(text: str) -> None:
+    return None
 
 
 create = OllamaProvider.create

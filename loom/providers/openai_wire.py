@@ -3,6 +3,11 @@
 POST {base}/chat/completions with `stream: true`; the reply is SSE chunks whose
 `choices[0].delta.content` carry the text, then a `usage` chunk (asked for with
 `stream_options.include_usage`), then `data: [DONE]`.
+
+Tools go out as `tools: [{"type": "function", "function": {...}}]`. A tool call streams
+as `delta.tool_calls` fragments: the first for an `index` brings its `id` and
+`function.name`, later ones pieces of `function.arguments`. Results go back as one
+`role: tool` message per call, naming its `tool_call_id`.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from loom.errors import ProviderError
-from loom.providers.base import Completion, Request, TextSink, Usage
+from loom.providers.base import Completion, Request, TextSink, ToolCall, Turn, Usage
 from loom.providers.http import (
     HttpProvider,
     classify_status,
@@ -21,6 +26,12 @@ from loom.providers.http import (
     token_count,
 )
 from loom.providers.sse import DONE, parse_sse
+from loom.providers.tool_calls import (
+    PendingCalls,
+    arguments_text,
+    function_tools,
+    new_call_id,
+)
 
 
 class OpenAIWireProvider(HttpProvider):
@@ -36,34 +47,60 @@ class OpenAIWireProvider(HttpProvider):
 
     def _body(self, request: Request) -> dict[str, Any]:
         messages = [{"role": "system", "content": request.system}] if request.system else []
-        messages += [{"role": turn.role, "content": turn.content} for turn in request.turns]
-        return {
+        for turn in request.turns:
+            messages += chat_messages(turn)
+        body: dict[str, Any] = {
             "model": request.model,
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
             self.max_tokens_field: request.max_tokens,
         }
+        if request.tools:
+            body["tools"] = function_tools(request.tools)
+        return body
 
     def _read(self, lines: Iterator[str], on_text: TextSink) -> Completion:
         parts: list[str] = []
+        calls = PendingCalls()
         usage = Usage()
         for _event, data in parse_sse(lines):
             if data == DONE:
-                return Completion(text="".join(parts), usage=usage)
+                return Completion(text="".join(parts), usage=usage, tool_calls=calls.done())
             chunk = decode_object(data, self.name)
             if "error" in chunk:
                 raise self._chunk_error(chunk["error"])
-            text = _delta_text(chunk, self.name)
+            delta = _first_choice(chunk, "delta", self.name)
+            text = _text(delta, self.name)
             if text:
                 parts.append(text)
                 on_text(text)
+            for fragment in _list(delta.get("tool_calls"), "delta.tool_calls", self.name):
+                index = fragment.get("index")
+                index = index if isinstance(index, int) else 0
+                calls.start(index, *_id_and_name(fragment))
+                arguments = _dict(fragment.get("function")).get("arguments")
+                if isinstance(arguments, str) and arguments:
+                    calls.extend(index, arguments)
             if isinstance(chunk.get("usage"), dict):
-                usage = Usage(
-                    input_tokens=token_count(chunk["usage"].get("prompt_tokens")),
-                    output_tokens=token_count(chunk["usage"].get("completion_tokens")),
-                )
+                usage = _usage(chunk["usage"])
         raise stream_interrupted(self.name)
+
+    def _whole(self, payload: dict[str, Any]) -> Completion:
+        if "error" in payload:
+            raise self._chunk_error(payload["error"])
+        if not payload.get("choices"):
+            raise _malformed(self.name, "a reply without 'choices'")
+        message = _first_choice(payload, "message", self.name)
+        calls = tuple(
+            _whole_call(call)
+            for call in _list(message.get("tool_calls"), "message.tool_calls", self.name)
+        )
+        return Completion(
+            text=_text(message, self.name),
+            usage=_usage(_dict(payload.get("usage"))),
+            tool_calls=calls,
+        )
 
     def _chunk_error(self, error: Any) -> ProviderError:
         """An error sent inside the stream after a 200 (OpenRouter does this)."""
@@ -79,19 +116,76 @@ class OpenAIWireProvider(HttpProvider):
         )
 
 
-def _delta_text(chunk: dict[str, Any], source: str) -> str:
+def chat_messages(turn: Turn) -> list[dict[str, Any]]:
+    """One turn as chat messages: a tool turn becomes one `role: tool` message per result."""
+    if turn.tool_results:
+        return [
+            {"role": "tool", "tool_call_id": result.call_id, "content": result.content}
+            for result in turn.tool_results
+        ]
+    if turn.tool_calls:
+        calls = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in turn.tool_calls
+        ]
+        # OpenAI's schema: content may be null when the turn is only tool calls.
+        return [{"role": "assistant", "content": turn.content or None, "tool_calls": calls}]
+    return [{"role": turn.role, "content": turn.content}]
+
+
+def _first_choice(chunk: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    """`choices[0][key]` (a delta or a message), or {} when this chunk has none."""
     choices = chunk.get("choices") or []
     if not isinstance(choices, list):
         raise _malformed(source, "'choices' is not a list")
     for choice in choices:
-        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-            continue
-        delta = choice.get("delta") or {}
-        content = delta.get("content") if isinstance(delta, dict) else None
-        if content is not None and not isinstance(content, str):
-            raise _malformed(source, "'delta.content' is not text")
-        return content or ""
-    return ""
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return _dict(choice.get(key))
+    return {}
+
+
+def _text(delta: dict[str, Any], source: str) -> str:
+    content = delta.get("content")
+    if content is not None and not isinstance(content, str):
+        raise _malformed(source, "'content' is not text")
+    return content or ""
+
+
+def _id_and_name(fragment: dict[str, Any]) -> tuple[str | None, str | None]:
+    call_id, name = fragment.get("id"), _dict(fragment.get("function")).get("name")
+    return (
+        call_id if isinstance(call_id, str) else None,
+        name if isinstance(name, str) else None,
+    )
+
+
+def _whole_call(call: dict[str, Any]) -> ToolCall:
+    call_id, name = _id_and_name(call)
+    arguments = arguments_text(_dict(call.get("function")).get("arguments"))
+    return ToolCall(id=call_id or new_call_id(), name=name or "", arguments=arguments)
+
+
+def _usage(usage: dict[str, Any]) -> Usage:
+    return Usage(
+        input_tokens=token_count(usage.get("prompt_tokens")),
+        output_tokens=token_count(usage.get("completion_tokens")),
+    )
+
+
+def _list(value: Any, what: str, source: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _malformed(source, f"'{what}' is not a list")
+    return [item for item in value if isinstance(item, dict)]
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _malformed(source: str, detail: str) -> ProviderError:
