@@ -11,6 +11,15 @@ from loom.ids import new_id
 from loom.message import child_origin, new_message, parse
 
 
+@pytest.fixture(autouse=True)
+def keep_id_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests feed the id generator fake times; later tests must not inherit them."""
+    from loom import ids
+
+    monkeypatch.setattr(ids, "_last_ms", ids._last_ms)
+    monkeypatch.setattr(ids, "_last_random", ids._last_random)
+
+
 def test_ids_made_in_one_millisecond_sort_in_creation_order() -> None:
     made = [new_id(now_ms=1_700_000_000_000) for _ in range(5000)]
     names = [f"{ts}-{mid}.msg" for ts, mid in made]
