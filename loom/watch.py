@@ -70,7 +70,7 @@ class InotifyWatcher:
         libc = _libc()
         if libc is None:
             raise OSError("inotify is not available")
-        self._fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        self._fd: int = int(libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC))
         if self._fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
         mask = IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE

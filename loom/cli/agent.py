@@ -58,6 +58,8 @@ def start(
     Example: echo "summarise this" | loom agent start s --model echo --stdin
     """
     from loom import agents
+    from loom.message import new_message
+    from loom.runner import Outcome
 
     if system is not None and system_file is not None:
         raise die("give --system or --system-file, not both", 2)
@@ -88,7 +90,7 @@ def start(
         out.write(text)
         out.flush()
 
-    def done(outcome: agents.Outcome) -> None:
+    def done(outcome: Outcome) -> None:
         if envelope:
             if outcome.reply is not None:
                 out.write(outcome.reply.to_json() + "\n")
@@ -107,7 +109,7 @@ def start(
                 print(f"loom: agent {name}: {o.error}", file=sys.stderr)
             raise typer.Exit(1)
         return
-    initial = [agents.new_message("cli", prompt)] if prompt else []
+    initial = [new_message("cli", prompt)] if prompt else []
     interactive = sys.stdin.isatty()
     session = agents.open_session(
         spec, sink=None if envelope else stream, foreground=True, interactive=interactive
