@@ -139,3 +139,23 @@ def test_foreground_up_shows_a_live_view_and_ctrl_c_stops_the_weave(
     assert p.wait(timeout=30) == 0
     for name in ("source", "sink", "extra"):
         assert (loom_home / "agents" / name / "status").read_text().strip() == "stopped"
+
+
+def test_tools_in_the_weave_scope_the_agent(weave_dir: Path, loom_home: Path) -> None:
+    plugins = weave_dir / ".loom" / "plugins"
+    plugins.mkdir(parents=True)
+    for name in ("alpha", "beta"):
+        tool = plugins / name
+        tool.write_text(
+            "#!/bin/sh\n"
+            f'[ "$1" = describe ] && echo \'{{"name": "{name}", "description": "d", '
+            '"input_schema": {"type": "object"}}\' && exit 0\n'
+            'echo \'{"status": "ok", "result": 1}\'\n'
+        )
+        tool.chmod(0o755)
+    (weave_dir / "loom.yml").write_text(
+        "version: 1\nagents:\n  - {name: a, model: echo, tools: [beta]}\n"
+    )
+    r = run_loom("up", "-d", cwd=weave_dir)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (loom_home / "agents/a/tools").iterdir()) == ["beta"]

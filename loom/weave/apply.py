@@ -112,7 +112,12 @@ def _apply_agent(agent: AgentDef, me: str, plan: Plan) -> None:
     if running:
         stop(agent.name)
     spec = agents.AgentSpec(
-        agent.name, agent.model, system=agent.system, env=agent.env, restart=agent.restart
+        agent.name,
+        agent.model,
+        system=agent.system,
+        env=agent.env,
+        restart=agent.restart,
+        tools=list(agent.tools) if agent.tools is not None else None,
     )
     proc = agents.prepare(spec, mode="detached")
     for filename, text in agent.memory.items():
