@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,3 +61,32 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def hop_latencies(
+    inbox: Path, outbox: Path, samples: int, body: Callable[[int], str]
+) -> list[float]:
+    """Milliseconds from renaming a message into `inbox` until `outbox` holds one more file.
+
+    One message at a time, so each sample is the latency of an idle system.
+    """
+    from loom.message import new_message
+    from loom.watch import watcher
+
+    outbox.mkdir(parents=True, exist_ok=True)
+    watch = watcher([outbox])
+    results = []
+    try:
+        for i in range(samples):
+            msg = new_message("bench", body(i))
+            tmp = inbox / f".tmp-{i}"
+            tmp.write_bytes(msg.to_bytes())
+            before = len(os.listdir(outbox))
+            started = time.perf_counter()
+            os.rename(tmp, inbox / msg.filename)
+            while len(os.listdir(outbox)) == before:
+                watch.wait(1.0)
+            results.append((time.perf_counter() - started) * 1000)
+    finally:
+        watch.close()
+    return results

@@ -21,6 +21,7 @@ from _common import (  # noqa: E402
     LOOM,
     cleanup,
     env_for,
+    hop_latencies,
     median_ms,
     percentile,
     table,
@@ -29,7 +30,6 @@ from _common import (  # noqa: E402
 )
 
 from loom.message import new_message  # noqa: E402
-from loom.watch import watcher  # noqa: E402
 
 
 def startup(runs: int) -> list[list[str]]:
@@ -101,18 +101,7 @@ def latency(samples: int) -> tuple[float, float]:
         while not (home / "agents" / "a" / "status").exists():
             time.sleep(0.01)
         time.sleep(0.3)
-        watch = watcher([outbox])
-        results = []
-        for i in range(samples):
-            msg = new_message("bench", f"ping {i}")
-            tmp = inbox / f".tmp-{i}"
-            tmp.write_bytes(msg.to_bytes())
-            before = len(os.listdir(outbox))
-            started = time.perf_counter()
-            os.rename(tmp, inbox / msg.filename)
-            while len(os.listdir(outbox)) == before:
-                watch.wait(1.0)
-            results.append((time.perf_counter() - started) * 1000)
+        results = hop_latencies(inbox, outbox, samples, lambda i: f"ping {i}")
         proc.terminate()
         proc.wait(10)
     finally:

@@ -19,10 +19,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import LOOM, cleanup, env_for, percentile, table, temp_home  # noqa: E402
+from _common import (  # noqa: E402
+    LOOM,
+    cleanup,
+    env_for,
+    hop_latencies,
+    percentile,
+    table,
+    temp_home,
+)
 
 from loom.message import new_message  # noqa: E402
-from loom.watch import watcher  # noqa: E402
 
 WEAVE = """\
 version: 1
@@ -67,20 +74,8 @@ def latency(samples: int) -> tuple[float, float]:
         env = _up(home)
         inbox = home / "agents/first/inbox"
         outbox = home / "agents/last/outbox"
-        outbox.mkdir(parents=True, exist_ok=True)
-        watch = watcher([outbox])
         time.sleep(0.5)
-        results = []
-        for i in range(samples):
-            msg = new_message("bench", json.dumps({"n": i}))
-            tmp = inbox / f".tmp-{i}"
-            tmp.write_bytes(msg.to_bytes())
-            before = len(os.listdir(outbox))
-            started = time.perf_counter()
-            os.rename(tmp, inbox / msg.filename)
-            while len(os.listdir(outbox)) == before:
-                watch.wait(1.0)
-            results.append((time.perf_counter() - started) * 1000)
+        results = hop_latencies(inbox, outbox, samples, lambda i: json.dumps({"n": i}))
         _down(home, env)
     finally:
         cleanup(home)
