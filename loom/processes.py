@@ -13,6 +13,7 @@ from pathlib import Path
 
 from loom import home as homes
 from loom.home import ProcessDir
+from loom.logs import LEVELS
 
 ACTIVE = ("pending", "running", "idle", "restarting")
 
@@ -133,27 +134,64 @@ def log_files(proc: ProcessDir) -> list[Path]:
         return []
 
 
-def tail_lines(name: str, count: int) -> list[str]:
-    """The last `count` log lines of `name`, across day files, oldest first."""
+def at_least(line: str, level: str | None) -> bool:
+    """Whether a log line's level is `level` or more severe (always true without one)."""
+    if level is None:
+        return True
+    try:
+        rec = json.loads(line)
+        found = rec.get("level") if isinstance(rec, dict) else None
+    except ValueError:
+        return True  # not a record: show it rather than hide it
+    if found not in LEVELS:
+        return True
+    return LEVELS.index(found) >= LEVELS.index(level)
+
+
+def tail_lines(name: str, count: int, level: str | None = None) -> list[str]:
+    """The last `count` log lines of `name` (of `level` or above), across day files,
+    oldest first."""
+    return tail(name, count, level)[0]
+
+
+Position = tuple[Path | None, int]
+
+
+def tail(name: str, count: int, level: str | None = None) -> tuple[list[str], Position]:
+    """`tail_lines`, and the position right after what was read, to `follow` from there
+    so that no line written in between is lost or shown twice."""
     proc = homes.find(name)
+    files = log_files(proc)
     chunks: list[list[str]] = []
     have = 0
-    for path in reversed(log_files(proc)):
+    position: Position = (None, 0)
+    for path in reversed(files):
+        data = path.read_bytes()
+        if path == files[-1]:
+            data = data[: data.rfind(b"\n") + 1]  # a line being written is followed later
+            position = (path, len(data))
         if have >= count:
             break
-        lines = path.read_text("utf-8", errors="replace").splitlines()
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        lines = [line for line in lines if at_least(line, level)]
         chunks.insert(0, lines)
         have += len(lines)
     every = [line for chunk in chunks for line in chunk]
-    return every[-count:] if count > 0 else []
+    return (every[-count:] if count > 0 else []), position
 
 
-def follow(name: str, poll: float = 0.2) -> Iterator[str]:
-    """Yield log lines as they are appended, also across the midnight file switch."""
+def follow(name: str, poll: float = 0.2, since: Position | None = None) -> Iterator[str]:
+    """Yield log lines as they are appended, also across the midnight file switch.
+
+    Starts at `since` (from `tail`), or at the end of the newest file.
+    """
     proc = homes.find(name)
-    files = log_files(proc)
-    current = files[-1] if files else None
-    offset = current.stat().st_size if current else 0
+    if since is None:
+        files = log_files(proc)
+        current = files[-1] if files else None
+        offset = current.stat().st_size if current else 0
+    else:
+        current, offset = since
     while True:
         files = log_files(proc)
         newest = files[-1] if files else None

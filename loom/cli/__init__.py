@@ -6,8 +6,11 @@ from __future__ import annotations
 import typer
 
 from loom.cli import agent, pipe, pipe_start, pipes_cmd, send, supervisor, test_cmd
+from loom.cli import gc as gc_cmd
 from loom.cli import route as route_cmd
+from loom.cli import stats as stats_cmd
 from loom.cli import tools as tools_cmd
+from loom.cli import trace as trace_cmd
 from loom.cli import weave as weave_cmd
 
 app = typer.Typer(
@@ -37,6 +40,9 @@ app.command("up")(weave_cmd.up)
 app.command("down")(weave_cmd.down)
 app.command("validate")(weave_cmd.validate)
 app.command("graph")(weave_cmd.graph)
+app.command("trace")(trace_cmd.trace)
+app.command("gc")(gc_cmd.gc)
+app.command("stats")(stats_cmd.stats)
 
 
 def main() -> None:

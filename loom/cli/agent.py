@@ -185,17 +185,31 @@ def logs(
     ] = False,
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many recent lines.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Raw NDJSON log records.")] = False,
+    level: Annotated[
+        str | None,
+        typer.Option(
+            "--level", "-l", help="Only this level and above: debug, info, warning, error."
+        ),
+    ] = None,
 ) -> None:
     """Print the recent log of an agent or pipe instance, optionally following it.
 
-    Example: loom agent logs summarizer -n 50
+    --follow keeps printing new lines, also across the switch to the next day's file.
+    --level warning shows warnings and errors only.
+
+    Example: loom agent logs summarizer -n 50 --level warning
     """
     from loom import processes
+    from loom.logs import LEVELS
 
+    if level is not None and level not in LEVELS:
+        raise die(f"unknown level '{level}'; use one of {', '.join(LEVELS)}", 2)
     render = (lambda line: line) if as_json else processes.render_log_line
-    for line in processes.tail_lines(name, lines):
+    recent, position = processes.tail(name, lines, level)
+    for line in recent:
         print(render(line))
     if follow:
         sys.stdout.flush()
-        for line in processes.follow(name):
-            print(render(line), flush=True)
+        for line in processes.follow(name, since=position):
+            if processes.at_least(line, level):
+                print(render(line), flush=True)

@@ -7,14 +7,20 @@
 - `router/since.json`: for each leg, when it came into existence, as
   `[filesystem-clock ns, wall-clock ms]`. A leg delivers only messages that appeared in
   its source's outbox from then on, so a new edge never replays an outbox's history.
+
+`loom gc` prunes a delivery log of names that left the source outbox; a `#pruned N`
+first line keeps the count, so `loom routes` still shows every message forwarded.
+Appends hold a shared flock and a prune an exclusive one, so no line is lost to the
+rewrite while the router runs.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +50,7 @@ class DeliveryLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._names: set[str] | None = None
+        self._pruned = 0
 
     def _loaded(self) -> set[str]:
         if self._names is None:
@@ -51,23 +58,24 @@ class DeliveryLog:
                 text = self.path.read_text("utf-8", errors="replace")
             except FileNotFoundError:
                 text = ""
-            # A line torn by a power cut matches no filename, so it is harmless.
-            self._names = {line for line in text.splitlines() if line}
+            names, self._pruned = _parse(text)
+            self._names = names
         return self._names
 
     def __contains__(self, name: object) -> bool:
         return name in self._loaded()
 
     def __len__(self) -> int:
-        return len(self._loaded())
+        """How many names were ever recorded, those pruned by `loom gc` included."""
+        return len(self._loaded()) + self._pruned
 
     def record(self, name: str) -> None:
         """Append `name`; a single O_APPEND write, so a crash leaves the line whole or absent."""
         try:
-            atomic.append_line(self.path, name)
+            _append_locked(self.path, name)
         except FileNotFoundError:
             atomic.make_private_dir(self.path.parent)
-            atomic.append_line(self.path, name)
+            _append_locked(self.path, name)
         self._loaded().add(name)
 
     def last_activity(self) -> float | None:
@@ -80,6 +88,60 @@ class DeliveryLog:
 
 def delivery_log(home: Path, source: str, dest: str) -> DeliveryLog:
     return DeliveryLog(router_dir(home) / "delivered" / f"{source}→{dest}.log")
+
+
+def _parse(text: str) -> tuple[set[str], int]:
+    # A line torn by a power cut matches no filename, so it is harmless.
+    names: set[str] = set()
+    pruned = 0
+    for line in text.splitlines():
+        if line.startswith(PRUNED):
+            rest = line[len(PRUNED) :].strip()
+            pruned += int(rest) if rest.isdigit() else 0
+        elif line:
+            names.add(line)
+    return names, pruned
+
+
+PRUNED = "#pruned "
+
+
+def _append_locked(path: Path, line: str) -> None:
+    data = (line + "\n").encode("utf-8")
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            # A prune may have replaced the file while we waited: write to the new one.
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                os.write(fd, data)
+                return
+        finally:
+            os.close(fd)
+
+
+def prune(path: Path, present: Callable[[], set[str]], *, dry_run: bool = False) -> int:
+    """Drop from delivery log `path` the names not in `present()`; return how many went.
+
+    `present` (the source outbox's names) is called while appends are locked out, so a
+    name recorded meanwhile was in the outbox when it was listed and stays.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with open(fd, "rb", closefd=False) as f:
+            names, pruned = _parse(f.read().decode("utf-8", errors="replace"))
+        keep = names & present()
+        gone = len(names) - len(keep)
+        if gone and not dry_run:
+            lines = [f"{PRUNED}{pruned + gone}", *sorted(keep)]
+            atomic.write_text(path, "\n".join(lines) + "\n")
+        return gone
+    finally:
+        os.close(fd)  # releases the lock; waiting appenders see the new file
 
 
 def delivery_counters(logs: list[DeliveryLog]) -> tuple[int, str | None]:

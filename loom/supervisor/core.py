@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 from loom import home as homes
-from loom import routing
+from loom import metrics, routing
 from loom.errors import LoomError
 from loom.home import ProcessDir
 from loom.logs import Log
@@ -25,6 +25,7 @@ from loom.watch import InotifyWatcher
 RESCAN_S = 2.0  # periodic rescan: signals are a nudge, not a requirement (SPEC 8)
 ADOPTED_POLL_S = 0.5  # adopted children are not ours to wait() for: poll their pid
 STATS_EVERY_S = 1.0
+METRICS_EVERY_S = 5.0  # metrics.prom: scrapers read it every 15 s or more
 # How long a supervisor started on demand lingers with nothing to do before exiting,
 # so that `loom agent start -d a; loom agent start -d b` does not start two in a row.
 LINGER_S = 2.0
@@ -47,6 +48,7 @@ class Supervisor:
         self._stop = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._idle_since: float | None = None
+        self.metrics = metrics.Exporter(home)
 
     # -- signals -------------------------------------------------------------------
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
@@ -75,6 +77,7 @@ class Supervisor:
         watch = _OutboxWatch()
         last_scan = 0.0
         last_stats = 0.0
+        last_metrics = 0.0
         try:
             while not self._stop:
                 now = time.monotonic()
@@ -94,6 +97,9 @@ class Supervisor:
                     if now - last_stats >= STATS_EVERY_S:
                         last_stats = now
                         self.router.write_stats()
+                if now - last_metrics >= METRICS_EVERY_S:
+                    last_metrics = now
+                    self._write_metrics()
                 if not self.service and self._nothing_left(now):
                     self.log.info("nothing left to supervise; exiting")
                     break
@@ -102,6 +108,12 @@ class Supervisor:
             watch.close()
             signal.set_wakeup_fd(-1)
             self.log.info("supervisor stopped", pid=os.getpid())
+
+    def _write_metrics(self) -> None:
+        try:
+            self.metrics.update(self.router.stats() if self.router is not None else [])
+        except OSError as exc:  # a full disk must not stop supervision
+            self.log.error("metrics not written", error=str(exc))
 
     def _ensure_instances(self) -> None:
         """Create the folders of the pipe instances the routes need (spawned by scan)."""
@@ -219,6 +231,8 @@ class Supervisor:
             )
             proc.set_status("dead")
             orphans = children.fail_orphans(proc, reason)
+            for name in orphans:
+                self.log.error("failed", msg=name, child=key, error_type="dead", error=reason)
             self.log.error("dead", child=key, reason=reason, failed_messages=len(orphans))
             return
         proc.set_status("restarting")

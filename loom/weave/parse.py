@@ -14,6 +14,7 @@ from loom.pipeline.yaml_lines import LineDict, LineList, read_yaml
 from loom.supervisor.policy import POLICIES
 from loom.weave.expand import expand
 from loom.weave.model import AgentDef, Inbound, Problem, Weave
+from loom.weave.retention import COUNT_KEYS, check
 from loom.weave.validate import validate
 
 TOP_KEYS = ("version", "home", "pipes", "agents", "gc")
@@ -375,7 +376,17 @@ def _read_gc(r: _Reader, raw: LineDict) -> dict[str, str]:
         return {}
     out: dict[str, str] = {}
     for key in retention:
-        value = r.string(retention, str(key), f"gc.retention.{key}")
-        if value is not None:
-            out[str(key)] = value
+        raw_value = retention[key]
+        if str(key) in COUNT_KEYS and isinstance(raw_value, int):
+            value: str | None = str(raw_value)  # `dedupe_keys: 10000` needs no quotes
+        else:
+            value = r.string(retention, str(key), f"gc.retention.{key}")
+        if value is None:
+            continue
+        try:
+            check(str(key), value)
+        except ValueError as exc:
+            r.problem(r.key_at(retention, str(key)), str(exc))
+            continue
+        out[str(key)] = value
     return out

@@ -1,0 +1,35 @@
+"""`loom stats`: per agent and pipe counters, queue depths and route counters."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from loom.cli._common import handle_errors
+
+
+@handle_errors
+def stats(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object for scripts.")] = False,
+) -> None:
+    """Show received, processed, failed and dropped messages, restarts, queue depths and
+    processing time per agent and pipe, and forwarded counts per route.
+
+    The numbers are those the supervisor writes to $LOOM_HOME/metrics.prom, computed
+    from the files, so this works with or without a supervisor.
+
+    Example: loom stats --json | jq '.processes[] | {name, failed}'
+    """
+    from loom import home as homes
+    from loom import stats as numbers
+
+    result = numbers.collect(homes.home())
+    if result.routes_problem:
+        print(f"loom: routes not shown: {result.routes_problem}", file=sys.stderr)
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        print(numbers.render(result))
