@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from random import getrandbits
 
 _fsync: bool | None = None
 
@@ -35,7 +36,7 @@ def set_fsync(enabled: bool | None) -> None:
     _fsync = enabled
 
 
-def fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -43,18 +44,23 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` atomically (temp file in the same directory, then rename)."""
     # Plain strings rather than Path objects: this runs several times per message.
     target = os.fspath(path)
-    directory, name = os.path.split(target)
-    tmp = os.path.join(directory, f".tmp-{name}-{os.urandom(4).hex()}")
+    cut = target.rfind("/") + 1
+    directory = target[:cut]  # with its trailing slash ("" for a bare name)
+    # A random suffix (Python's generator: no system call) keeps writers of the same
+    # name apart, and a file left by a killed writer never blocks the next one.
+    tmp = f"{directory}.tmp-{target[cut:]}-{getrandbits(32):08x}"
     sync = fsync_enabled()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        written = os.write(fd, data)
+        if written < len(data):
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
         if sync:
             os.fsync(fd)
     except BaseException:
@@ -69,24 +75,25 @@ def write_bytes(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     if sync:
-        fsync_dir(Path(directory or "."))
+        fsync_dir(directory or ".")
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write UTF-8 text atomically."""
     write_bytes(path, text.encode("utf-8"))
 
 
-def rename(src: Path, dst: Path) -> None:
+def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Rename within one filesystem, making the new entry durable under the fsync policy."""
     os.rename(src, dst)
     if fsync_enabled():
-        fsync_dir(dst.parent)
-        if src.parent != dst.parent:
-            fsync_dir(src.parent)
+        src_dir, dst_dir = Path(src).parent, Path(dst).parent
+        fsync_dir(dst_dir)
+        if src_dir != dst_dir:
+            fsync_dir(src_dir)
 
 
-def append_line(path: Path, line: str) -> None:
+def append_line(path: str | os.PathLike[str], line: str) -> None:
     """Append one line with a single O_APPEND write, so concurrent writers never interleave."""
     data = (line.rstrip("\n") + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

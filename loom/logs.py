@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from loom import atomic
-from loom.home import now_iso, today
+from loom.home import now_iso
 
 LEVELS = ("debug", "info", "warning", "error")
+# `json.dumps` with keyword arguments builds a new encoder on every call; a queued pipe
+# logs a few lines per message.
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 class Log:
@@ -20,18 +24,24 @@ class Log:
         self.dir = logs_dir
         self.process = process
         self.echo = echo
+        self._day = ""
+        self._file = ""  # today's log file, a plain string (joined once a day)
 
     def event(self, event: str, level: str = "info", **fields: Any) -> None:
         """Log `event` with `fields`; `msg` names the message file involved, if any."""
-        record: dict[str, Any] = {"ts": now_iso(), "level": level, "event": event}
+        ts = now_iso()
+        record: dict[str, Any] = {"ts": ts, "level": level, "event": event}
         record["process"] = self.process
         record.update({k: v for k, v in fields.items() if v is not None})
-        line = json.dumps(record, ensure_ascii=False, default=str)
+        line = _encode(record)
+        day = ts[:10]  # the UTC date the timestamp starts with: one file per day
+        if day != self._day:
+            self._day, self._file = day, os.path.join(self.dir, f"{day}.ndjson")
         try:
-            atomic.append_line(self.dir / f"{today()}.ndjson", line)
+            atomic.append_line(self._file, line)
         except FileNotFoundError:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            atomic.append_line(self.dir / f"{today()}.ndjson", line)
+            atomic.append_line(self._file, line)
         if self.echo is not None and level in ("warning", "error"):
             detail = fields.get("error") or fields.get("detail") or ""
             about = f" {fields['msg']}" if fields.get("msg") else ""

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from loom.errors import UnreadableMessage, UnsupportedVersion
-from loom.ids import new_id
+from loom.ids import new_id, new_ids
 
 SCHEMA_VERSION = 1
 # Ids are letters and digits: ULIDs, and the original loom's 16 hex chars (SPEC 2).
 ID_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 FILENAME_RE = re.compile(r"(\d{1,16})-([A-Za-z0-9]{1,64})\.msg")
 _KNOWN = ("v", "id", "from", "ts", "body", "origin", "error", "to")
+# `json.dumps` with keyword arguments builds a new encoder on every call.
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,7 @@ class Message:
 
     def to_json(self) -> str:
         """One line of JSON, UTF-8 safe (non-ASCII kept as is)."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        return _to_json(self.to_dict())
 
     def to_bytes(self) -> bytes:
         return self.to_json().encode("utf-8")
@@ -76,7 +78,50 @@ class Message:
         )
 
     def with_to(self, to: tuple[str, ...] | None) -> Message:
-        return replace(self, to=to)
+        """This message with `to` set."""
+        m = self
+        return _build(m.id, m.sender, m.ts, m.body, m.origin, m.error, to, m.v, m.extra)
+
+    def with_body(self, body: str) -> Message:
+        """This message with another body (what map, split and command make)."""
+        m = self
+        return _build(m.id, m.sender, m.ts, body, m.origin, m.error, m.to, m.v, m.extra)
+
+
+# A frozen dataclass builds an instance through __init__ and one object.__setattr__ per
+# field (about 2 us); the pipe engine makes several messages per event, so messages
+# whose fields are known to be valid are built by writing the slots directly.
+_SLOT_SETTERS = tuple(
+    Message.__dict__[name].__set__
+    for name in ("id", "sender", "ts", "body", "origin", "error", "to", "v", "extra")
+)
+
+
+def _build(
+    mid: str,
+    sender: str,
+    ts: int,
+    body: str,
+    origin: str | None,
+    error: bool,
+    to: tuple[str, ...] | None,
+    v: int,
+    extra: dict[str, Any],
+) -> Message:
+    msg: Message = object.__new__(Message)
+    set_id, set_sender, set_ts, set_body, set_origin, set_error, set_to, set_v, set_extra = (
+        _SLOT_SETTERS
+    )
+    set_id(msg, mid)
+    set_sender(msg, sender)
+    set_ts(msg, ts)
+    set_body(msg, body)
+    set_origin(msg, origin)
+    set_error(msg, error)
+    set_to(msg, to)
+    set_v(msg, v)
+    set_extra(msg, extra)
+    return msg
 
 
 def child_origin(parent_origin: str | None, parent_filename: str) -> str:
@@ -94,9 +139,15 @@ def new_message(
 ) -> Message:
     """A fresh message with a new monotonic ULID and the current time."""
     ts, mid = new_id()
-    return Message(
-        id=mid, sender=sender, ts=ts, body=body, origin=origin or None, error=error, to=to
-    )
+    return _build(mid, sender, ts, body, origin or None, error, to, SCHEMA_VERSION, {})
+
+
+def new_messages(sender: str, bodies: list[str]) -> list[Message]:
+    """A fresh message for each body, as `new_message` would make them one by one."""
+    return [
+        _build(mid, sender, ts, body, None, False, None, SCHEMA_VERSION, {})
+        for (ts, mid), body in zip(new_ids(len(bodies)), bodies, strict=True)
+    ]
 
 
 def from_dict(d: Any) -> Message:
@@ -132,17 +183,7 @@ def from_dict(d: Any) -> Message:
             raise UnreadableMessage("field 'to' must be a list of strings")
         to = tuple(to)
     extra = {k: val for k, val in d.items() if k not in _KNOWN}
-    return Message(
-        id=mid,
-        sender=sender,
-        ts=ts,
-        body=body,
-        origin=origin or None,
-        error=error,
-        to=to,
-        v=v,
-        extra=extra,
-    )
+    return _build(mid, sender, ts, body, origin or None, error, to, v, extra)
 
 
 def parse(data: bytes | str) -> Message:

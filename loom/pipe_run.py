@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from loom.errors import NotFound, UnreadableMessage, UsageError
-from loom.ids import new_id
-from loom.message import Message, from_dict, looks_like_envelope
+from loom.message import Message, from_dict, looks_like_envelope, new_message, new_messages
 from loom.pipeline import OperatorError, Pipeline, load_definition
 
 STDIN_SENDER = "stdin"
@@ -96,6 +95,11 @@ class Framer:
         crlf = "\r" in text
         first = self.lines_read + 1
         self.lines_read += len(lines)
+        if '"body"' not in text:
+            # No line can be an envelope: frame them all at once (the usual case).
+            if crlf:
+                lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+            return new_messages(STDIN_SENDER, [line for line in lines if line])
         messages: list[Message] = []
         for number, line in enumerate(lines, first):
             if crlf and line.endswith("\r"):
@@ -140,8 +144,7 @@ def _maybe_envelope(text: str) -> bool:
 
 
 def _stdin_message(body: str) -> Message:
-    ts, mid = new_id()
-    return Message(id=mid, sender=STDIN_SENDER, ts=ts, body=body)
+    return new_message(STDIN_SENDER, body)
 
 
 class Output:
@@ -247,7 +250,10 @@ class Filter:
             self.output.flush()
 
     def _push_all(self, messages: list[Message]) -> None:
-        push, add = self.pipeline.push, self.output.add
+        # Body output needs no new envelopes for the results (ids, origins): skip making them.
+        pipeline = self.pipeline
+        push = pipeline.push if self.output.envelope else pipeline.push_unfinished
+        add = self.output.add
         each = self.options.flush_each
         for message in messages:
             try:

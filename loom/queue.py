@@ -44,10 +44,11 @@ def write_message(directory: Path, msg: Message, filename: str | None = None) ->
     return path
 
 
-def read_message(path: Path) -> Message:
+def read_message(path: str | os.PathLike[str]) -> Message:
     """Read and validate one message file."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            data = file.read()
     except IsADirectoryError:
         raise UnreadableMessage("is a directory") from None
     return parse(data)
@@ -83,6 +84,10 @@ class Queue:
         self.unreadable = inbox / UNREADABLE
         # Half-written files put back, and when to look at them again (monotonic time).
         self.deferred: dict[str, float] = {}
+        # Plain-string forms for the per-message operations (pathlib joins cost more
+        # than the renames themselves on tmpfs).
+        self._in_progress = os.fspath(self.in_progress)
+        self._processed = os.fspath(self.processed)
 
     def ensure(self) -> Queue:
         for d in (self.in_progress, self.processed, self.failed, self.unreadable, self.outbox):
@@ -120,7 +125,11 @@ class Queue:
         return dst
 
     def read_claimed(self, name: str) -> Message:
-        return read_message(self.in_progress / name)
+        return read_message(f"{self._in_progress}/{name}")
+
+    def claimed_path(self, name: str) -> str:
+        """Where the claimed message `name` is, as a plain string."""
+        return f"{self._in_progress}/{name}"
 
     def half_written(self, name: str) -> bool:
         """Whether an unparseable claimed file is young enough to be still in writing.
@@ -148,7 +157,7 @@ class Queue:
     # -- ack / fail / quarantine ---------------------------------------------------
     def acknowledge(self, name: str) -> None:
         """Mark a claimed message done."""
-        atomic.rename(self.in_progress / name, self.processed / name)
+        atomic.rename(f"{self._in_progress}/{name}", f"{self._processed}/{name}")
 
     def fail(
         self,

@@ -12,6 +12,7 @@ import pytest
 
 from loom.message import new_message
 from loom.pipeline import Pipeline, catalog_dir, parse_definition
+from loom.pipeline.operators.command_once import plain_argv
 
 
 class Run:
@@ -167,3 +168,87 @@ def test_a_hung_process_is_restarted_after_the_timeout(streamer) -> None:
     assert "timed out" in streamer.stderr.getvalue()
     second, body = split(streamer("b")[0])
     assert body == "b" and second != first
+
+
+# -- one process per message: direct start and the exchange --------------------------
+@pytest.mark.parametrize(
+    ("cmd", "argv"),
+    [
+        ("cat", ["cat"]),
+        ("  grep -v debug  ", ["grep", "-v", "debug"]),
+        (
+            "md-sections.py --level=2 'two words' \"x,y\"",
+            ["md-sections.py", "--level=2", "two words", "x,y"],
+        ),
+        ("./tool a:b +1 50% user@host", ["./tool", "a:b", "+1", "50%", "user@host"]),
+        ("tr a-z A-Z; echo", None),
+        ("echo $HOME", None),
+        ("cat >/dev/null", None),
+        ("ls *.txt", None),
+        ("a | b", None),
+        ("cmd ~/x", None),
+        ("FOO=1 cmd", None),
+        ("echo hi", None),
+        ("exit 3", None),
+        ("true", None),
+        ("'unbalanced", None),
+        ("say 'it\\'s'", None),
+        ("cat\nwc -l", None),
+        ("cat # comment", None),
+        ("héllo", None),
+    ],
+)
+def test_a_command_line_without_shell_syntax_runs_without_a_shell(
+    cmd: str, argv: list[str] | None
+) -> None:
+    assert plain_argv(cmd) == argv
+
+
+def test_the_direct_start_sees_the_environment_the_shell_would_pass(make, monkeypatch) -> None:
+    monkeypatch.setenv("IFS", "x")
+    monkeypatch.setenv("OPTIND", "7")
+    monkeypatch.setenv("PWD", "/nonexistent")
+    monkeypatch.setenv("PPID", "1")
+    monkeypatch.setenv("NOT-A-NAME", "dropped by the shell")
+    # `env` alone runs directly; with a redirection it needs the shell.
+    direct = sorted(make("- command: env")("x"))
+    shell = sorted(make("- command: env 2>/dev/null")("x"))
+    # Each message has its id; bash (when it is /bin/sh) also exports two of its own.
+    ignored = ("LOOM_MSG_ID=", "_=", "SHLVL=")
+    assert [v for v in direct if not v.startswith(ignored)] == [
+        v for v in shell if not v.startswith(ignored)
+    ]
+
+
+def test_a_program_that_cannot_start_directly_goes_through_the_shell(make, tmp_path) -> None:
+    script = tmp_path / "no-shebang"
+    script.write_text("echo from the shell\n")
+    script.chmod(0o755)
+    assert make(f"- command: {script}")("x") == ["from the shell"]
+    run = make("- command: no-such-program-here")
+    assert run("x") == []
+    assert "not found" in run.stderr.getvalue()  # the shell's own message, as before
+
+
+def test_big_bodies_and_outputs_do_not_block(make) -> None:
+    body = "x" * 3_000_000
+    assert make("- command: cat")(body) == [body]
+
+
+def test_a_program_that_reads_nothing_still_succeeds(make) -> None:
+    assert make("- command: 'echo done'")("y" * 1_000_000) == ["done"]
+
+
+def test_closing_the_output_does_not_end_the_timeout(make) -> None:
+    code = "import os, time; os.close(1); os.close(2); time.sleep(20)"
+    run = make(f"- command: [{sys.executable}, -c, '{code}']\n  timeout: 300ms")
+    started = time.monotonic()
+    assert run("slow") == ["slow"]
+    assert time.monotonic() - started < 5
+    assert "timed out" in run.stderr.getvalue()
+
+
+def test_stderr_written_before_a_timeout_is_logged(make) -> None:
+    run = make("- command: 'echo early >&2; sleep 20'\n  timeout: 300ms")
+    assert run("x") == ["x"]
+    assert "early" in run.stderr.getvalue()

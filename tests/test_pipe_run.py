@@ -349,3 +349,17 @@ def test_the_cli_module_does_not_import_the_engine() -> None:
     assert "jmespath" not in loaded and "'yaml'" not in loaded
     assert "loom.pipeline" not in loaded and "loom.pipe_run" not in loaded
     assert "loom.pipetest" not in loaded
+
+
+def test_framer_frames_alike_with_and_without_envelope_lines_in_the_chunk() -> None:
+    # A chunk without any envelope takes the batch path; one with an envelope line takes
+    # the per-line path: plain lines come out the same either way.
+    text = b'one\r\n\r\n{"a": 1}\n\ntwo\r\nlast\r'
+    envelope = new_message("up", "kept").to_bytes()
+    plain = Framer().feed(text + b"\n")
+    mixed = Framer().feed(envelope + b"\n" + text + b"\n")
+    assert [m.body for m in plain] == ["one", '{"a": 1}', "two", "last"]
+    assert [m.body for m in mixed] == ["kept", *[m.body for m in plain]]
+    assert all(m.sender == "stdin" and m.origin is None and m.extra == {} for m in plain)
+    names = [m.filename for m in plain + mixed[1:]]
+    assert names == sorted(names) and len(set(names)) == len(names)

@@ -96,3 +96,23 @@ def test_close_stops_streaming_commands() -> None:
     child = pipe.operators[0]._child  # type: ignore[attr-defined]
     pipe.close()
     assert child is not None and not child.running
+
+
+def test_entering_leaves_a_plain_message_as_it_is() -> None:
+    pipe = pipeline('- map: "@"')
+    msg = new_message("cli", "x")
+    assert pipe.enter(msg) is msg and pipe.enter(msg, msg.filename) is msg
+    renamed = pipe.enter(msg, "other.msg")
+    assert renamed is not msg and renamed.extra == {"_loom_file": "other.msg"}
+    routed = pipe.enter(new_message("cli", "x", to=("a",)))
+    assert routed.to is None
+    assert pipe.enter(renamed).extra == {}  # a stale arrival name is not kept
+
+
+def test_push_unfinished_gives_the_bodies_and_destinations_push_gives() -> None:
+    pipe = pipeline("- split: '[*]'\n- route: [{when: \"@ > `1`\", to: big}, {to: small}]")
+    msg = new_message("cli", "[1, 2, 3]")
+    unfinished = pipe.push_unfinished(msg)
+    finished = pipe.push(msg)
+    assert [(m.body, m.to) for m in unfinished] == [(m.body, m.to) for m in finished]
+    assert all(m.id == msg.id for m in unfinished)  # still the input's envelope

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from loom.message import new_message
 from loom.pipeline.errors import ArgError, ExpressionError
@@ -125,3 +129,35 @@ def test_origin_root_names_the_first_message_of_the_run() -> None:
     expr = compile_expression("origin_root()")
     assert expr.evaluate(child) == root.filename
     assert expr.evaluate(root) == root.filename
+
+
+def _json_loads_or_text(text: str) -> object:
+    def reject(name: str) -> object:
+        raise ValueError(name)
+
+    try:
+        return json.loads(text, parse_constant=reject)
+    except (ValueError, RecursionError):
+        return text
+
+
+json_texts = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=8,
+).map(json.dumps)
+padding = st.sampled_from(["", " ", "\n", "\t ", "\r\n", "x", "\ufeff", " ]"])
+
+
+@given(st.tuples(padding, json_texts | st.text(max_size=12), padding))
+def test_body_parsing_is_json_loads_with_text_as_the_fallback(parts: tuple[str, str, str]) -> None:
+    text = "".join(parts)
+    expected = _json_loads_or_text(text)
+    for _ in range(2):  # the second time comes from the cache of the last body
+        assert json.dumps(parse_body(text)) == json.dumps(expected)
+
+
+def test_the_parse_cache_keeps_texts_apart() -> None:
+    assert parse_body('{"a": 1}') == {"a": 1}
+    assert parse_body('{"a": 2}') == {"a": 2}
+    assert parse_body('{"a": 1}') == {"a": 1}

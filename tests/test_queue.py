@@ -117,3 +117,39 @@ def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:
     atomic.write_text(target, "running\n")
     assert target.read_text() == "running\n"
     assert [p.name for p in tmp_path.iterdir()] == ["status"]
+
+
+def test_atomic_writes_take_plain_strings_and_survive_a_killed_writers_leftovers(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "state.json"
+    # A writer killed between creating its temporary file and the rename leaves it behind.
+    (tmp_path / ".tmp-state.json-00000000").write_bytes(b"torn")
+    for fsync in (False, True):
+        atomic.set_fsync(fsync)
+        try:
+            atomic.write_bytes(str(target), b"one")
+            atomic.write_text(target, "two")
+            atomic.append_line(str(tmp_path / "log"), "line")
+            atomic.rename(str(target), str(tmp_path / "moved.json"))
+            atomic.rename(tmp_path / "moved.json", target)
+        finally:
+            atomic.set_fsync(None)
+    assert target.read_text() == "two"
+    assert (tmp_path / "log").read_text() == "line\nline\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".tmp-state.json-00000000",
+        "log",
+        "state.json",
+    ]
+
+
+def test_acknowledge_and_read_claimed_work_on_the_claimed_file(tmp_path: Path) -> None:
+    q = make_queue(tmp_path)
+    msg = new_message("cli", "x")
+    q.send(msg)
+    assert q.claim(msg.filename) == q.in_progress / msg.filename
+    assert q.claimed_path(msg.filename) == str(q.in_progress / msg.filename)
+    assert q.read_claimed(msg.filename) == msg
+    q.acknowledge(msg.filename)
+    assert read_message(str(q.processed / msg.filename)) == msg

@@ -86,9 +86,13 @@ class Pipeline:
         self._store = StateStore(state_dir) if state_dir is not None else None
         self.operators: list[Operator] = []
         self._applied: list[dict[str, Any] | None] = []
+        # Per position: whether commit() has anything to write (durable and stateful).
+        self._persisted: list[bool] = []
         for pos in range(len(specs)):
-            self.operators.append(self._build(pos))
+            op = self._build(pos)
+            self.operators.append(op)
             self._applied.append(None)
+            self._persisted.append(self._store is not None and op.stateful)
         for pos in range(len(self.operators)):
             self._load(pos)
 
@@ -146,8 +150,11 @@ class Pipeline:
 
     def enter(self, msg: Message, filename: str | None = None) -> Message:
         """The message as operators see it: `to` cleared, the arrival filename remembered."""
+        renamed = filename is not None and filename != msg.filename
+        if msg.to is None and not renamed and PARENT_FIELD not in msg.extra:
+            return msg  # the common case: nothing to change, nothing to copy
         extra = {k: v for k, v in msg.extra.items() if k != PARENT_FIELD}
-        if filename is not None and filename != msg.filename:
+        if renamed:
             extra[PARENT_FIELD] = filename
         return replace(msg, to=None, extra=extra)
 
@@ -210,21 +217,38 @@ class Pipeline:
     # -- whole chain ---------------------------------------------------------------
     def run(self, start: int, items: Iterable[tuple[Message, str]]) -> list[Message]:
         """Run `(message, key)` items through operators `start..`, committing after each."""
-        current = list(items)
+        return [self.finish(msg) for msg in self._chain(start, list(items))]
+
+    def _chain(self, start: int, current: list[tuple[Message, str]]) -> list[Message]:
+        """The in-pipe messages items become through operators `start..`, not yet finished."""
+        # `step` inlined, and commits skipped where there is nothing to persist: this
+        # loop runs for every message of `loom pipe run`.
+        clock = self._clock
         for pos in range(start, len(self.operators)):
+            op = self.operators[pos]
+            process = op.process
             produced: list[tuple[Message, str]] = []
             try:
                 for msg, key in current:
-                    outputs = self.step(pos, msg, key)
-                    produced.extend((out, child_key(key, j)) for j, out in enumerate(outputs))
+                    try:
+                        outputs = process(msg, key, clock())
+                    except ExpressionError as exc:
+                        self.errors[op.label] += 1
+                        raise OperatorError(op.label, str(exc), msg) from None
+                    if len(outputs) == 1:
+                        produced.append((outputs[0], key + ".0"))
+                    else:
+                        for j, out in enumerate(outputs):
+                            produced.append((out, child_key(key, j)))
             except BaseException:
                 self.rollback(pos)
                 raise
-            self.commit(pos)
+            if self._persisted[pos]:
+                self.commit(pos)
             current = produced
             if not current:
-                break
-        return [self.finish(msg) for msg, _ in current]
+                return []
+        return [msg for msg, _ in current]
 
     def push(self, msg: Message, filename: str | None = None) -> list[Message]:
         """Run the whole chain on one input; return the messages that leave the pipe.
@@ -233,8 +257,13 @@ class Pipeline:
         child_origin(origin, filename) of the input they descend from; raises
         OperatorError when an operator fails on this input, leaving the pipeline usable.
         """
-        stem = item_stem(filename or msg.filename)
-        return self.run(0, [(self.enter(msg, filename), stem)])
+        return [self.finish(out) for out in self.push_unfinished(msg, filename)]
+
+    def push_unfinished(self, msg: Message, filename: str | None = None) -> list[Message]:
+        """What `push` returns before `finish`: bodies and `to` are final, the envelope is
+        still the input's. For callers that only want the bodies (`loom pipe run`)."""
+        stem = item_stem(filename) if filename else f"{msg.ts}-{msg.id}"
+        return self._chain(0, [(self.enter(msg, filename), stem)])
 
     def poll(self, now: float | None = None) -> list[Message]:
         """Outputs released by time (window/buffer timeouts, throttle releases).

@@ -1,109 +1,55 @@
 """JMESPath expressions, compiled once per pipe and evaluated against one message (SPEC 6).
 
 The body is parsed as JSON; a body that is not JSON is evaluated as a JSON string, so
-an expression never crashes on text. loom adds functions that read the envelope:
-`envelope('from'|'id'|'ts'|'origin'|'error'|'to'|'v'|'body')`, `sender()` and
-`is_error()`, plus `from_json(text)` to look inside the bodies of a batch. The message
-being evaluated travels in the per-call Options object, so one compiled expression is
-safe to share.
+an expression never crashes on text. loom adds functions that read the envelope
+(loom.pipeline.functions). jmespath parses the text; loom.pipeline.compiler turns the
+tree into Python closures that take the message being evaluated as an argument, so one
+compiled expression is safe to share.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar, cast
+from collections.abc import Iterator
+from typing import Any
 
 import jmespath
 from jmespath import exceptions as jexc
-from jmespath import functions as jfun
 
 from loom.message import Message
+from loom.pipeline.compiler import compile_tree
 from loom.pipeline.errors import ArgError, ExpressionError
+from loom.pipeline.functions import ENVELOPE_FIELDS, FUNCTIONS, LoomFunctions, parse_body
 
-ENVELOPE_FIELDS = ("id", "from", "ts", "origin", "error", "to", "v", "body")
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "FUNCTIONS",
+    "Expression",
+    "LoomFunctions",
+    "compact_json",
+    "compile_expression",
+    "is_truthy",
+    "parse_body",
+    "render_value",
+]
+
 # Error texts quote the offending value; a 10 MB body must not end up in a log line.
 _MAX_ERROR = 300
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _signature(*arguments: dict[str, Any]) -> Callable[[_F], _F]:
-    # jmespath ships no type hints; this keeps the decorated methods typed.
-    return cast(Callable[[_F], _F], jfun.signature(*arguments))
-
-
-def _envelope_field(msg: Message, name: str) -> Any:
-    if name == "from":
-        return msg.sender
-    if name == "to":
-        return list(msg.to) if msg.to is not None else None
-    if name == "error":
-        return msg.error
-    return getattr(msg, name)
-
-
-class LoomFunctions(jfun.Functions):  # type: ignore[misc]
-    """JMESPath's built-in functions plus loom's envelope functions, bound to one message."""
-
-    def __init__(self, msg: Message) -> None:
-        self.msg = msg
-
-    @_signature({"types": ["string"]})
-    def _func_envelope(self, name: str) -> Any:
-        if name not in ENVELOPE_FIELDS:
-            raise ExpressionError(
-                f"envelope({name!r}): unknown field; use one of {', '.join(ENVELOPE_FIELDS)}"
-            )
-        return _envelope_field(self.msg, name)
-
-    @_signature()
-    def _func_sender(self) -> str:
-        return self.msg.sender
-
-    @_signature()
-    def _func_is_error(self) -> bool:
-        return self.msg.error
-
-    @_signature()
-    def _func_origin_root(self) -> str:
-        # The first message of the run: origin's first segment, or this message itself.
-        return self.msg.origin.split("/", 1)[0] if self.msg.origin else self.msg.filename
-
-    @_signature({"types": ["string"]})
-    def _func_from_json(self, text: str) -> Any:
-        # Same rule as bodies: text that is not JSON stays a string.
-        return parse_body(text)
-
-
-FUNCTIONS: dict[str, Any] = LoomFunctions.FUNCTION_TABLE
-
-
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON; such a body is text, like any other non-JSON body.
-    raise ValueError(name)
-
-
-def parse_body(body: str) -> Any:
-    """The body as a JSON value, or the body itself as a string when it is not JSON."""
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        return body
+# `json.dumps` with keyword arguments builds a new encoder on every call.
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def render_value(value: Any) -> str:
     """The body text for an expression result: strings raw (like `jq -r`), the rest as JSON."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _compact(value)
 
 
 def compact_json(value: Any) -> str:
     """One-line JSON text, used for keys and batch bodies."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+    return _compact(value)
 
 
 def is_truthy(value: Any) -> bool:
@@ -122,30 +68,36 @@ def _shorten(text: str) -> str:
 class Expression:
     """A compiled JMESPath expression; `evaluate` never raises anything but ExpressionError."""
 
-    __slots__ = ("text", "_parsed")
+    __slots__ = ("text", "_run")
 
     def __init__(self, text: str, parsed: Any) -> None:
         self.text = text
-        self._parsed = parsed
+        self._run = compile_tree(parsed.parsed)
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r})"
 
     def search(self, value: Any, msg: Message) -> Any:
         """Evaluate against `value`, with `msg` as the envelope the loom functions see."""
-        options = jmespath.Options(custom_functions=LoomFunctions(msg))
         try:
-            return self._parsed.search(value, options=options)
+            return self._run(value, msg)
         except ExpressionError:
             raise
-        except jexc.JMESPathError as exc:
-            raise ExpressionError(_shorten(f"{self.text!r}: {exc}")) from None
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise ExpressionError(_shorten(f"{self.text!r}: {exc}")) from None
+        except (jexc.JMESPathError, TypeError, ValueError, RecursionError) as exc:
+            raise self._failure(exc) from None
 
     def evaluate(self, msg: Message) -> Any:
         """Evaluate against the message body (parsed as JSON when it is JSON)."""
-        return self.search(parse_body(msg.body), msg)
+        # search() inlined: this runs once per message and operator.
+        try:
+            return self._run(parse_body(msg.body), msg)
+        except ExpressionError:
+            raise
+        except (jexc.JMESPathError, TypeError, ValueError, RecursionError) as exc:
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: Exception) -> ExpressionError:
+        return ExpressionError(_shorten(f"{self.text!r}: {exc}"))
 
 
 def compile_expression(text: object, *, key: str = "expr") -> Expression:

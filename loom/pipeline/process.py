@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,10 +59,10 @@ class PipeProcess:
             self._recover_timer(job, pos)
         for name in list_messages(self.queue.in_progress):
             self.log.info("resuming", msg=name)
-            self._process(name)
+            self._process(name, resume=True)
 
     def handle(self, name: str) -> None:
-        self._process(name)
+        self._process(name, resume=False)
 
     def next_deadline(self) -> float | None:
         return self.pipeline.next_deadline()
@@ -71,12 +73,12 @@ class PipeProcess:
             self._timer(pos, now)
 
     # -- one inbox message ---------------------------------------------------------
-    def _process(self, name: str) -> None:
+    def _process(self, name: str, *, resume: bool) -> None:
         try:
             msg = self.queue.read_claimed(name)
             # The claim rename sets ctime: it tells this delivery from an earlier one
             # of the same filename, so an old manifest is never taken for this one's.
-            token = str(os.stat(self.queue.in_progress / name).st_ctime_ns)
+            token = str(os.stat(self.queue.claimed_path(name)).st_ctime_ns)
         except FileNotFoundError:
             return
         except UnsupportedVersion:
@@ -88,9 +90,13 @@ class PipeProcess:
             self.queue.quarantine(name, str(exc))
             self.log.error("unreadable", msg=name, error=str(exc))
             return
+        self.log.info("claimed", msg=name, sender=msg.sender)
+        started = time.monotonic()
+        drops_before = Counter(self.pipeline.drops)
         stem = item_stem(name)
         try:
-            finals = self._run_job(stem, token, 0, [(self.pipeline.enter(msg, name), stem)])
+            items = [(self.pipeline.enter(msg, name), stem)]
+            finals = self._run_job(stem, token, 0, items, resume=resume)
             for out in finals:
                 self.queue.emit(out)
         except OperatorError as exc:
@@ -100,10 +106,16 @@ class PipeProcess:
             self._fail(name, msg, f"{type(exc).__name__}: {exc}", None, "internal")
             return
         self.queue.acknowledge(name)
-        if finals:
-            self.log.info("processed", msg=name, outputs=[f.filename for f in finals])
-        else:
-            self.log.info("processed", msg=name, outputs=[], detail="nothing forwarded")
+        # Which operator dropped it: `loom trace` and the metrics read this line.
+        for label, count in (self.pipeline.drops - drops_before).items():
+            self.log.info("dropped", msg=name, operator=label, count=count)
+        self.log.info(
+            "processed",
+            msg=name,
+            outputs=[f.filename for f in finals],
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            detail=None if finals else "nothing forwarded",
+        )
 
     def _fail(
         self, name: str, msg: Message, problem: str, label: str | None, error_type: str
@@ -115,13 +127,19 @@ class PipeProcess:
         self.log.error("failed", msg=name, operator=label, error_type=error_type, error=problem)
 
     # -- the steps of one job ------------------------------------------------------
-    def _run_job(self, job: str, token: str, start: int, items: Items) -> list[Message]:
-        """Run `items` through operators `start..`, skipping steps already completed."""
+    def _run_job(
+        self, job: str, token: str, start: int, items: Items, *, resume: bool
+    ) -> list[Message]:
+        """Run `items` through operators `start..`, skipping steps already completed.
+
+        Only a job resumed after a crash (`resume`) can have completed steps: a fresh
+        claim has a token no manifest or state commit carries yet, so nothing is looked up.
+        """
         current = items
         for pos in range(start, len(self.pipeline)):
             number = pos + 1
-            keys = self.journal.read_done(number, job, token)
-            if keys is None:
+            keys = self.journal.read_done(number, job, token) if resume else None
+            if keys is None and resume:
                 applied = self.pipeline.applied(pos)
                 if applied and applied.get("job") == job and applied.get("token") == token:
                     # Crashed after the state commit, before the manifest: the step's
@@ -174,7 +192,7 @@ class PipeProcess:
             raise
         produced = self._record(pos, job, job, items)
         self.log.info("timer", job=job, operator=self.pipeline.label(pos), outputs=len(produced))
-        self._finish_timer(job, pos, produced)
+        self._finish_timer(job, pos, produced, resume=False)
 
     def _recover_timer(self, job: str, pos: int) -> None:
         number = pos + 1
@@ -188,14 +206,17 @@ class PipeProcess:
             return
         produced = [(self.journal.read_output(number, k), k) for k in keys]
         self.log.info("resuming", job=job, operator=self.pipeline.label(pos))
-        self._finish_timer(job, pos, produced)
+        self._finish_timer(job, pos, produced, resume=True)
 
-    def _finish_timer(self, job: str, pos: int, produced: Items) -> None:
+    def _finish_timer(self, job: str, pos: int, produced: Items, *, resume: bool) -> None:
         """Take each released message through the rest of the chain, one job each."""
         last = pos == len(self.pipeline) - 1
         for msg, key in produced:
             try:
-                finals = [msg] if last else self._run_job(key, job, pos + 1, [(msg, key)])
+                if last:
+                    finals = [msg]
+                else:
+                    finals = self._run_job(key, job, pos + 1, [(msg, key)], resume=resume)
                 for out in finals:
                     self.queue.emit(out)
             except OperatorError as exc:

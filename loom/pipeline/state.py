@@ -15,6 +15,7 @@ commit did not happen.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from loom.pipeline.spec import OperatorSpec
 STATE_VERSION = 1
 JOURNAL = "journal.ndjson"
 COMPACT_EVERY = 2000
+# `json.dumps` with keyword arguments builds a new encoder on every call.
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class Saved:
@@ -44,6 +47,8 @@ class StateStore:
         self.dir = state_dir
         self._seq: dict[str, int] = {}  # last commit number per operator folder
         self._journal_lines: dict[str, int] = {}
+        # Per operator: its folder and journal file as plain strings (appends are per message).
+        self._journals: dict[tuple[int, str], tuple[str, str]] = {}
 
     def path(self, spec: OperatorSpec) -> Path:
         return self.dir / f"{spec.number}-{spec.kind}" / "state.json"
@@ -96,23 +101,29 @@ class StateStore:
                 continue  # a torn append: that commit never completed
         return entries
 
+    def _journal(self, spec: OperatorSpec) -> tuple[str, str]:
+        """`(folder, journal file)` of the operator of `spec`."""
+        found = self._journals.get((spec.number, spec.kind))
+        if found is None:
+            folder = str(self.path(spec).parent)
+            found = self._journals[(spec.number, spec.kind)] = (
+                folder,
+                os.path.join(folder, JOURNAL),
+            )
+        return found
+
     def append(self, spec: OperatorSpec, delta: Any, applied: dict[str, Any] | None) -> bool:
         """Journal one commit's change; False when the journal is due for compaction."""
-        folder = self.path(spec).parent
-        key = str(folder)
+        key, journal = self._journal(spec)
         if self._journal_lines.get(key, 0) >= COMPACT_EVERY:
             return False
         seq = self._seq.get(key, 0) + 1
-        line = json.dumps(
-            {"seq": seq, "delta": delta, "applied": applied},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+        line = _compact({"seq": seq, "delta": delta, "applied": applied})
         try:
-            atomic.append_line(folder / JOURNAL, line)
+            atomic.append_line(journal, line)
         except FileNotFoundError:
-            atomic.make_private_dir(folder)
-            atomic.append_line(folder / JOURNAL, line)
+            atomic.make_private_dir(Path(key))
+            atomic.append_line(journal, line)
         self._seq[key] = seq
         self._journal_lines[key] = self._journal_lines.get(key, 0) + 1
         return True
@@ -129,7 +140,7 @@ class StateStore:
             "state": state,
             "applied": applied,
         }
-        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        text = _compact(doc)
         try:
             atomic.write_text(path, text)
         except FileNotFoundError:

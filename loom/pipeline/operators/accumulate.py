@@ -6,7 +6,6 @@ The state starts as null; after every message the new state is emitted as the bo
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from loom.message import Message
@@ -27,7 +26,7 @@ class AccumulateOperator(Operator):
 
     def process(self, msg: Message, key: str, now: float) -> list[Message]:
         self.value = self.expr.search([self.value, parse_body(msg.body)], msg)
-        return [replace(msg, body=render_value(self.value))]
+        return [msg.with_body(render_value(self.value))]
 
     def dump_state(self) -> Any:
         return {"value": self.value}

@@ -15,7 +15,6 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, TextIO, TypeVar
 
@@ -281,7 +280,7 @@ def batch_message(
     items: list[Any] = [envelope_dict(m) for m in held]
     if marker is not None:
         items.append(marker)
-    return replace(trigger, body=compact_json(items))
+    return trigger.with_body(compact_json(items))
 
 
 def message_to_state(msg: Message) -> dict[str, Any]:

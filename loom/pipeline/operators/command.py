@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import replace
 
 from loom.message import Message
 from loom.pipeline.catalog import catalog_dir
 from loom.pipeline.errors import ArgError
 from loom.pipeline.expressions import compact_json
 from loom.pipeline.operators.base import Args, Operator
-from loom.pipeline.operators.command_stream import ChildDied, ChildTimedOut, LineProcess, kill_group
+from loom.pipeline.operators.command_once import exchange, plain_argv, shell_environment, start
+from loom.pipeline.operators.command_stream import ChildDied, ChildTimedOut, LineProcess
 from loom.pipeline.operators.registry import register
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -50,9 +50,12 @@ class CommandOperator(Operator):
 
     def configure(self, args: Args) -> None:
         cmd = args.raw("cmd")
+        # A shell command line without shell syntax also has its direct form (command_once).
+        self.direct: list[str] | None = None
         if isinstance(cmd, str) and cmd.strip():
             self.argv = ["/bin/sh", "-c", cmd]
             self.shell = True
+            self.direct = plain_argv(cmd)
         elif isinstance(cmd, list) and cmd and all(isinstance(a, str) and a for a in cmd):
             self.argv = list(cmd)
             self.shell = False
@@ -65,17 +68,16 @@ class CommandOperator(Operator):
         self.timeout = args.duration("timeout") or DEFAULT_TIMEOUT_S
         self.stream = args.flag("stream")
         self._child: LineProcess | None = None
+        self._operators_dir: str | None = None
 
     def _env(self, msg: Message | None) -> dict[str, str]:
         env = dict(os.environ)
         # The external operators shipped with loom run by name; the user's own PATH
         # comes first, so a local tool of the same name wins.
+        if self._operators_dir is None:
+            self._operators_dir = str(catalog_dir("operators"))
         path = env.get("PATH", os.defpath)
-        env["PATH"] = (
-            f"{path}{os.pathsep}{catalog_dir('operators')}"
-            if path
-            else str(catalog_dir("operators"))
-        )
+        env["PATH"] = f"{path}{os.pathsep}{self._operators_dir}" if path else self._operators_dir
         env["LOOM_PIPE"] = self.ctx.pipe
         if msg is not None:
             env["LOOM_MSG_ID"] = msg.id
@@ -93,23 +95,14 @@ class CommandOperator(Operator):
         if not data.endswith(b"\n"):
             data += b"\n"
         try:
-            proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=self._env(msg),
-                start_new_session=True,
-            )
+            proc = self._start(self._env(msg))
         except OSError as exc:
             self.ctx.warn("command failed to start", msg=msg.filename, error=str(exc))
             self.ctx.drop()
             return []
-        try:
-            out, err = proc.communicate(data, timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            out, err = proc.communicate()
+        finished = exchange(proc, data, self.timeout)
+        out, err, code = finished.out, finished.err, finished.code
+        if code is None:
             self._stderr(msg, err)
             self.ctx.warn(
                 "command timed out",
@@ -118,7 +111,6 @@ class CommandOperator(Operator):
             )
             return [msg]
         self._stderr(msg, err)
-        code = proc.returncode
         signum = -code if code < 0 else None
         if self.shell and _SHELL_SIGNAL_BASE < code <= _SHELL_SIGNAL_BASE + 64:
             signum = code - _SHELL_SIGNAL_BASE
@@ -134,7 +126,15 @@ class CommandOperator(Operator):
             self.ctx.drop()
             return []
         lines = [line.rstrip("\r") for line in self._decode(msg, out).split("\n")]
-        return [replace(msg, body=line) for line in lines if line]
+        return [msg.with_body(line) for line in lines if line]
+
+    def _start(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        if self.direct is not None:
+            try:
+                return start(self.direct, shell_environment(env))
+            except OSError:
+                pass  # not found, not executable, a script without #!: the shell decides
+        return start(self.argv, env)
 
     def _decode(self, msg: Message, data: bytes) -> str:
         try:
@@ -188,7 +188,7 @@ class CommandOperator(Operator):
         if not text:
             self.ctx.drop()
             return []
-        return [replace(msg, body=text)]
+        return [msg.with_body(text)]
 
     def close(self) -> None:
         if self._child is not None:

@@ -85,9 +85,18 @@ class LineProcess:
             self.start()
         proc = self._proc
         assert proc is not None and proc.stdin and proc.stdout
+        stdin, stdout = proc.stdin.fileno(), proc.stdout.fileno()
         pending = memoryview(line + b"\n")
         deadline = time.monotonic() + timeout
+        writable = True  # a line usually fits in the pipe: write before the first select
         while True:
+            if writable and pending:
+                try:
+                    pending = pending[os.write(stdin, pending[:_CHUNK]) :]
+                except BlockingIOError:
+                    pass
+                except BrokenPipeError:
+                    raise ChildDied(self._exit_text()) from None
             newline = self._buffer.find(b"\n")
             if newline >= 0 and not pending:
                 answer, self._buffer = self._buffer[:newline], self._buffer[newline + 1 :]
@@ -95,19 +104,11 @@ class LineProcess:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ChildTimedOut()
-            writers = [proc.stdin] if pending else []
-            readable, writable, _ = select.select([proc.stdout], writers, [], left)
-            if writable:
-                try:
-                    written = os.write(proc.stdin.fileno(), pending[:_CHUNK])
-                except BlockingIOError:
-                    written = 0
-                except BrokenPipeError:
-                    raise ChildDied(self._exit_text()) from None
-                pending = pending[written:]
+            readable, ready, _ = select.select([stdout], [stdin] if pending else [], [], left)
+            writable = bool(ready)
             if readable:
                 try:
-                    chunk = os.read(proc.stdout.fileno(), _CHUNK)
+                    chunk = os.read(stdout, _CHUNK)
                 except BlockingIOError:
                     continue
                 if not chunk:

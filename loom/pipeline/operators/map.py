@@ -6,8 +6,6 @@ text, so `map: title` gives `Hello` and `map: "{t: title}"` gives `{"t":"Hello"}
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from loom.message import Message
 from loom.pipeline.expressions import render_value
 from loom.pipeline.operators.base import Args, Operator
@@ -23,4 +21,4 @@ class MapOperator(Operator):
         self.expr = args.required_expr("expr")
 
     def process(self, msg: Message, key: str, now: float) -> list[Message]:
-        return [replace(msg, body=render_value(self.expr.evaluate(msg)))]
+        return [msg.with_body(render_value(self.expr.evaluate(msg)))]

@@ -8,7 +8,6 @@ group, loaded the first time a name is not found.
 from __future__ import annotations
 
 import difflib
-from importlib import metadata
 
 from loom.pipeline.errors import ArgError
 from loom.pipeline.operators.base import Operator
@@ -34,6 +33,10 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
+    # Imported here: importlib.metadata costs `loom pipe run` start-up time, and most
+    # runs never look for a plug-in.
+    from importlib import metadata
+
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         loaded = entry.load()
         if isinstance(loaded, type) and issubclass(loaded, Operator):

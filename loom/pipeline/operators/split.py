@@ -7,8 +7,6 @@ a wrong expression.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from loom.message import Message
 from loom.pipeline.errors import ExpressionError
 from loom.pipeline.expressions import render_value
@@ -32,4 +30,4 @@ class SplitOperator(Operator):
         if not isinstance(result, list):
             kind = type(result).__name__.replace("dict", "object").replace("str", "string")
             raise ExpressionError(f"{self.expr.text!r} gave {kind}, split needs a list")
-        return [replace(msg, body=render_value(item)) for item in result]
+        return [msg.with_body(render_value(item)) for item in result]
