@@ -270,7 +270,7 @@ def test_the_corpus_covers_the_catalog_and_the_docs() -> None:
     assert len(CORPUS) > len(HAND_WRITTEN) + 10
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(value=st.one_of(json_values, bodies), msg=messages)
 def test_compiled_corpus_matches_jmespath(value: Any, msg: Message) -> None:
     for text in CORPUS:
@@ -278,7 +278,7 @@ def test_compiled_corpus_matches_jmespath(value: Any, msg: Message) -> None:
             assert_same(text, value, msg)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=generated_expressions, value=st.one_of(json_values, bodies), msg=messages)
 def test_compiled_random_expressions_match_jmespath(text: str, value: Any, msg: Message) -> None:
     assert_same(text, value, msg)
