@@ -27,12 +27,9 @@ TAIL_BYTES = 4096
 
 
 def command(proc: ProcessDir) -> list[str]:
-    """The command line that runs `proc` detached."""
-    base = [sys.executable, "-m", "loom"]
-    if proc.kind == "agents":
-        return [*base, "agent", "serve", proc.name]
-    # The stored definition, not one found from the supervisor's working folder.
-    return [*base, "pipe", "serve", proc.name]
+    """The command line that runs `proc` detached (`loom agent serve` / `loom pipe serve`
+    without the CLI layer, and from the stored definition, not the working folder's)."""
+    return [sys.executable, "-m", "loom.supervisor.child_main", proc.kind, proc.name]
 
 
 def child_env(proc: ProcessDir, home: Path) -> dict[str, str]:
