@@ -20,10 +20,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import LOOM, cleanup, env_for, percentile, table, temp_home  # noqa: E402
+from _common import (  # noqa: E402
+    LOOM,
+    cleanup,
+    env_for,
+    hop_latencies,
+    percentile,
+    table,
+    temp_home,
+)
 
 from loom.message import new_message  # noqa: E402
-from loom.watch import watcher  # noqa: E402
 
 PIPES = {
     "map+filter+dedupe": [
@@ -87,18 +94,7 @@ def latency(pipe: str, samples: int) -> tuple[float, float]:
     try:
         proc = _start(home, pipe, False)
         inbox, outbox = home / "pipes/bench/inbox", home / "pipes/bench/outbox"
-        watch = watcher([outbox])
-        results = []
-        for i in range(samples):
-            msg = new_message("bench", _body(i))
-            tmp = inbox / f".tmp-{i}"
-            tmp.write_bytes(msg.to_bytes())
-            before = len(os.listdir(outbox))
-            started = time.perf_counter()
-            os.rename(tmp, inbox / msg.filename)
-            while len(os.listdir(outbox)) == before:
-                watch.wait(1.0)
-            results.append((time.perf_counter() - started) * 1000)
+        results = hop_latencies(inbox, outbox, samples, _body)
         proc.terminate()
         proc.wait(10)
     finally:
