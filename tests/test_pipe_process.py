@@ -339,6 +339,13 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(
         proc.wait(timeout=10)
     proc = spawn(reap, "crashy", cwd=tmp_path)
     wait_for(lambda: processed() == total, timeout=30, what=f"all messages (seed {seed})")
+    # The earlier runs may have finished the work: wait until this one is serving
+    # (its signal handlers are in place) before asking it to stop.
+    wait_for(
+        lambda: pdir.pid == proc.pid and pdir.status == "idle",
+        timeout=30,
+        what=f"the last run serving (seed {seed})",
+    )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0, f"seed {seed}"
 
