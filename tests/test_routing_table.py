@@ -148,3 +148,18 @@ def test_pipe_instances_get_a_folder_the_supervisor_can_spawn(loom_home: Path) -
     proc.set_status("running")
     ensure_instance(loom_home, "p~a→b", "p")
     assert proc.status == "running"
+
+
+def test_replace_routes_swaps_one_owner_s_edges_and_keeps_the_rest(loom_home: Path) -> None:
+    from loom.routing import replace_routes
+
+    agents(loom_home, "a", "b", "c", "d")
+    add_route(loom_home, Edge("c", "d"))  # someone else's, added with `loom route`
+    old = [Edge("a", "b")]
+    replace_routes(loom_home, [], old)
+    table = replace_routes(loom_home, old, [Edge("a", "c", when="x")])
+    assert [(e.source, e.dest, e.when) for e in table] == [("c", "d", None), ("a", "c", "x")]
+    assert load_routes(loom_home) == table
+    with pytest.raises(ConfigError, match="circular route"):
+        replace_routes(loom_home, [], [Edge("d", "c")])
+    assert load_routes(loom_home) == table

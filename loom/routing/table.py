@@ -131,6 +131,20 @@ def save_routes(home: Path, edges: Sequence[Edge]) -> None:
         _write_locked(home, edges)
 
 
+def replace_routes(home: Path, remove: Sequence[Edge], add: Sequence[Edge]) -> list[Edge]:
+    """Drop the routes `remove` names and put `add` in their place, in one locked change.
+
+    What a weave does on `loom up`: routes added meanwhile by `loom route` are kept.
+    """
+    for edge in add:
+        validate_edge(edge)
+    gone = {e.identity for e in remove} | {e.identity for e in add}
+    with routes_lock(home):
+        edges = [e for e in load_routes(home) if e.identity not in gone] + list(add)
+        _write_locked(home, edges)
+    return edges
+
+
 def add_route(home: Path, edge: Edge) -> list[Edge]:
     """Add `edge`, or update the `when`/`limit` of the same route; return the new table.
 

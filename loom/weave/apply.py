@@ -15,7 +15,7 @@ from loom.pipeline import save_definition
 from loom.processes import effective_status, stop
 from loom.routing.edge import Edge, edge_from_json
 from loom.routing.endpoints import instances
-from loom.routing.table import load_routes, save_routes
+from loom.routing.table import replace_routes
 from loom.supervisor import control
 from loom.weave.edges import weave_edges
 from loom.weave.model import AgentDef, Weave
@@ -84,11 +84,7 @@ def up(weave: Weave, home: Path) -> Plan:
         if f"{proc.kind}/{proc.name}" not in wanted and proc.status in ACTIVE:
             stop(proc.name)
             plan.stopped.append(proc.name)
-    previous = {e.identity for e in _owned_edges(home, weave)}
-    table = [e for e in load_routes(home) if e.identity not in previous]
-    mine = {e.identity for e in edges}
-    table = [e for e in table if e.identity not in mine] + edges
-    save_routes(home, table)
+    replace_routes(home, _owned_edges(home, weave), edges)
     atomic.make_private_dir(_ledger(home, weave).parent)
     atomic.write_text(
         _ledger(home, weave),
