@@ -176,21 +176,34 @@ def test_malformed_events_fail_the_message_without_retry(
     assert only_json(loom_home / "agents/a/outbox")["error"] is True
 
 
+def serve_openai(server: LLMServer, reap: list) -> subprocess.Popen[bytes]:
+    """Agent `a` serving its inbox in the foreground against the fake server."""
+    p = spawn_loom("agent", "start", "a", "--model", "openai/gpt-test", env=openai_env(server))
+    reap.append(p)
+    return p
+
+
+def stuck_in_a_call(
+    server: LLMServer, loom_home: Path, reap: list, body: str
+) -> subprocess.Popen[bytes]:
+    """A serving runner whose model call for `body` hangs on the server."""
+    server.script(Hang(30))
+    p = serve_openai(server, reap)
+    wait_for(lambda: (loom_home / "agents/a/status").exists(), what="runner start")
+    run_loom("send", "a", body)
+    wait_for(lambda: len(server.requests) == 1, what="the model call")
+    return p
+
+
 def test_sigkill_mid_message_then_restart_answers_exactly_once(
     server: LLMServer, loom_home: Path, reap: list
 ) -> None:
-    server.script(Hang(30))
-    p = spawn_loom("agent", "start", "a", "--model", "openai/gpt-test", env=openai_env(server))
-    reap.append(p)
+    p = stuck_in_a_call(server, loom_home, reap, "do not lose me")
     a = loom_home / "agents/a"
-    wait_for(lambda: (a / "status").exists(), what="runner start")
-    run_loom("send", "a", "do not lose me")
-    wait_for(lambda: len(server.requests) == 1, what="the model call")
     assert len(msgs(a / "inbox/.in-progress")) == 1
     p.kill()
     p.wait()
-    p2 = spawn_loom("agent", "start", "a", "--model", "openai/gpt-test", env=openai_env(server))
-    reap.append(p2)
+    serve_openai(server, reap)
     wait_for(lambda: len(msgs(a / "outbox")) == 1, what="the reply after restart")
     wait_for(lambda: len(msgs(a / "inbox/.processed")) == 1, what="the ack")
     assert only_json(a / "outbox")["body"] == "echo: do not lose me"
@@ -209,8 +222,7 @@ def test_crash_after_the_reply_but_before_the_ack_is_not_answered_twice(
     q.send(msg)
     q.claim(msg.filename)
     q.emit(msg.reply("a", "the answer"))
-    p = spawn_loom("agent", "start", "a", "--model", "openai/gpt-test", env=openai_env(server))
-    reap.append(p)
+    serve_openai(server, reap)
     wait_for(lambda: msgs(a / "inbox/.processed") == [msg.filename], what="recovery ack")
     assert len(msgs(a / "outbox")) == 1
     assert server.requests == []
@@ -219,13 +231,8 @@ def test_crash_after_the_reply_but_before_the_ack_is_not_answered_twice(
 def test_sigterm_during_a_call_puts_the_message_back_and_exits_cleanly(
     server: LLMServer, loom_home: Path, reap: list
 ) -> None:
-    server.script(Hang(30))
-    p = spawn_loom("agent", "start", "a", "--model", "openai/gpt-test", env=openai_env(server))
-    reap.append(p)
+    p = stuck_in_a_call(server, loom_home, reap, "interrupted")
     a = loom_home / "agents/a"
-    wait_for(lambda: (a / "status").exists(), what="runner start")
-    run_loom("send", "a", "interrupted")
-    wait_for(lambda: len(server.requests) == 1, what="the model call")
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=5) == 0
     assert len(msgs(a / "inbox")) == 1
