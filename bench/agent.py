@@ -59,20 +59,26 @@ def _place(home: Path, count: int) -> Path:
     return home / "agents" / "a" / "outbox"
 
 
+def _echo_runner(home: Path, fsync: bool = False) -> subprocess.Popen[bytes]:
+    """An echo agent `a` serving its inbox; returns once it has started (its status file)."""
+    proc = subprocess.Popen(
+        [*LOOM, "agent", "start", "a", "--model", "echo"],
+        env=env_for(home, fsync),
+        stdout=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    while not (home / "agents" / "a" / "status").exists():
+        time.sleep(0.001)
+    return proc
+
+
 def drain(count: int, where: str, fsync: bool) -> float:
     """Messages per second for one echo agent answering `count` pre-placed messages."""
     home = temp_home(where)
     try:
         outbox = _place(home, count)
-        proc = subprocess.Popen(
-            [*LOOM, "agent", "start", "a", "--model", "echo"],
-            env=env_for(home, fsync),
-            stdout=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
         # Timed from the runner's start (its status file), not from the fork.
-        while not (home / "agents" / "a" / "status").exists():
-            time.sleep(0.001)
+        proc = _echo_runner(home, fsync)
         started = time.perf_counter()
         while not outbox.is_dir() or len(os.listdir(outbox)) < count:
             time.sleep(0.005)
@@ -92,14 +98,7 @@ def latency(samples: int) -> tuple[float, float]:
         outbox = home / "agents" / "a" / "outbox"
         inbox.mkdir(parents=True)
         outbox.mkdir(parents=True)
-        proc = subprocess.Popen(
-            [*LOOM, "agent", "start", "a", "--model", "echo"],
-            env=env_for(home),
-            stdout=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-        while not (home / "agents" / "a" / "status").exists():
-            time.sleep(0.01)
+        proc = _echo_runner(home)
         time.sleep(0.3)
         results = hop_latencies(inbox, outbox, samples, lambda i: f"ping {i}")
         proc.terminate()
@@ -113,14 +112,7 @@ def idle_rss() -> float:
     """Peak resident memory (MiB) of a runner that started and waits for messages."""
     home = temp_home("tmpfs")
     try:
-        proc = subprocess.Popen(
-            [*LOOM, "agent", "start", "a", "--model", "echo"],
-            env=env_for(home),
-            stdout=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-        while not (home / "agents" / "a" / "status").exists():
-            time.sleep(0.01)
+        proc = _echo_runner(home)
         time.sleep(1.0)
         status = Path(f"/proc/{proc.pid}/status").read_text()
         hwm = next(line for line in status.splitlines() if line.startswith("VmHWM"))
