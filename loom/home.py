@@ -102,6 +102,12 @@ class ProcessDir:
         except ValueError:
             return None
 
+    @property
+    def restarts(self) -> int:
+        """How many times the supervisor restarted this process (the `restarts` file)."""
+        raw = self.read("restarts") or ""
+        return int(raw) if raw.isdigit() else 0
+
     def alive_pid(self) -> int | None:
         """The pid from the pid file if that process is alive and is a loom process."""
         pid = self.pid

@@ -283,7 +283,6 @@ class Collector:
             tally = self.tallies.setdefault(key, Tally())
             self.changed |= read_logs(proc.logs, tally, budget)
             status, pid = effective_status(proc)
-            raw = proc.read("restarts") or "0"
             orphans = supervisor.by_child.get(key, 0)
             found.append(
                 ProcessMetrics(
@@ -291,7 +290,7 @@ class Collector:
                     kind="agent" if proc.kind == "agents" else "pipe",
                     status=status,
                     up=pid is not None,
-                    restarts=int(raw) if raw.isdigit() else 0,
+                    restarts=proc.restarts,
                     counts={**tally.counts, "failed": tally.counts["failed"] + orphans},
                     queues=queue_depths(proc),
                     seconds_sum=tally.seconds_sum,

@@ -68,9 +68,7 @@ def rows(include_all: bool = False) -> list[ProcessRow]:
         if not include_all and status not in ACTIVE:
             continue
         model = proc.read("model") or ("-" if proc.kind == "agents" else "pipe")
-        restarts = (
-            int(proc.read("restarts") or 0) if (proc.read("restarts") or "0").isdigit() else 0
-        )
+        restarts = proc.restarts
         out.append(
             ProcessRow(
                 name=proc.name,

@@ -210,9 +210,7 @@ class Supervisor:
         key = _key(proc)
         policy = proc.read("restart") or "always"
         failures = recent_failures(proc.crashes) + 1
-        restarts = (
-            int(proc.read("restarts") or 0) if (proc.read("restarts") or "0").isdigit() else 0
-        )
+        restarts = proc.restarts
         will_restart = wants_restart(policy, code, stopped=False) and failures < DEAD_AFTER
         delay = self.backoff.delay(failures - 1) if will_restart else None
         children.record_crash(
@@ -253,12 +251,8 @@ class Supervisor:
             proc = ProcessDir(self.home, kind, name)
             if proc.status != "restarting":
                 continue  # stopped (or taken over) while waiting
-            proc.write("restarts", str(_int(proc.read("restarts")) + 1))
+            proc.write("restarts", str(proc.restarts + 1))
             self._start(proc)
-
-
-def _int(raw: str | None) -> int:
-    return int(raw) if raw and raw.isdigit() else 0
 
 
 def _key(proc: ProcessDir) -> str:
