@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 from pathlib import Path
+from typing import IO
 
+import pytest
 from conftest import run_loom, spawn_loom, wait_for
 
 from loom.message import new_message
@@ -255,12 +258,21 @@ def test_logs_show_recent_lines_and_follow_new_ones(loom_home: Path, reap: list)
     assert json.loads(r.stdout)["event"] == "replied"
     human = run_loom("agent", "logs", "a").stdout
     assert "claimed" in human and "replied" in human
-    p = spawn_loom("agent", "logs", "a", "-f", "-n", "0")
+    p = spawn_loom("agent", "logs", "a", "-f", "-n", "1", bufsize=0)  # select-safe reads
     reap.append(p)
-    run_loom("agent", "start", "a", "--model", "echo", "--stdin", input="two")
     assert p.stdout is not None
-    line = p.stdout.readline().decode()
-    assert "claimed" in line
+    # The last old line comes first: from then on the follower is reading.
+    assert "replied" in read_line(p.stdout)
+    run_loom("agent", "start", "a", "--model", "echo", "--stdin", input="two")
+    assert "claimed" in read_line(p.stdout)
+
+
+def read_line(stream: IO[bytes], timeout: float = 10.0) -> str:
+    """One line from a child's stdout, failing the test instead of hanging."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    if not ready:
+        pytest.fail(f"no output within {timeout}s")
+    return stream.readline().decode()
 
 
 def test_send_validates_its_input(loom_home: Path) -> None:
