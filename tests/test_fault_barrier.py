@@ -18,12 +18,16 @@ from pathlib import Path
 
 import pytest
 from conftest import run_loom, spawn_loom, wait_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from llm_server import LLMServer, Reply
 
+from loom.errors import UnreadableMessage
 from loom.home import pid_is_loom
 from loom.ids import new_id
+from loom.logs import Log
 from loom.message import MAX_BYTES, new_message
-from loom.queue import Queue
+from loom.queue import Queue, read_message
 
 FAST = {"LOOM_RESTART_BASE": "0.05", "LOOM_RESTART_JITTER": "0.05"}
 PIPE = "tag~first→last"
@@ -378,3 +382,91 @@ def test_a_full_disk_pauses_the_runner_and_it_resumes_when_space_returns(
     assert runner.poll() is None
     runner.send_signal(signal.SIGTERM)
     runner.wait(timeout=20)
+
+
+# -- the reader and the writer, on real files ---------------------------------------------
+def test_a_file_over_the_size_limit_is_unreadable_without_being_read(tmp_path: Path) -> None:
+    path = tmp_path / fresh_name()
+    too_large(path)
+    with pytest.raises(UnreadableMessage) as caught:
+        read_message(path)
+    assert str(caught.value) == f"too large: {MAX_BYTES + 1} bytes, limit {MAX_BYTES}"
+
+
+def test_records_and_logs_holding_lone_surrogates_are_written_and_read_back(
+    tmp_path: Path,
+) -> None:
+    queue = Queue(tmp_path / "inbox", tmp_path / "outbox").ensure()
+    msg = new_message("t\udc80", "body \ud800")
+    queue.send(msg)
+    queue.claim(msg.filename)
+    reply = msg.reply("a", "could not: \udfff", error=True)
+    queue.fail(msg.filename, reply, error_type="internal", last_error="bad \ud800", attempts=1)
+    record = json.loads((queue.failed / f"{msg.filename}.error.json").read_bytes())
+    assert record["last_error"] == "bad \ud800"
+    assert read_message(queue.failed / msg.filename) == msg
+    assert read_message(queue.outbox / reply.filename).body == "could not: \udfff"
+    Log(tmp_path / "logs", "a").error("failed", msg=msg.filename, error="bad \ud800")
+    [line] = "".join(p.read_text() for p in (tmp_path / "logs").iterdir()).splitlines()
+    assert json.loads(line)["error"] == "bad \ud800"
+
+
+# -- everything at once, generated ---------------------------------------------------------
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=20), st.floats(allow_nan=False)
+)
+wrong_fields = st.dictionaries(
+    st.sampled_from(["v", "id", "from", "ts", "body", "origin", "error", "to"]),
+    st.one_of(json_scalars, st.lists(json_scalars, max_size=3)),
+    min_size=3,
+)
+hostile_entries = st.one_of(
+    st.sampled_from(sorted(HOSTILE)).map(lambda kind: HOSTILE[kind][0]),
+    st.binary(max_size=300).map(regular),
+    # `v` stays 1 when it is an integer: a newer schema stops the consumer (SPEC 2).
+    wrong_fields.map(
+        lambda d: regular(json.dumps(d | ({"v": 1} if type(d.get("v")) is int else {})))
+    ),
+    st.text(max_size=50).map(lambda body: regular(new_message("gen", body).to_bytes())),
+)
+TARGETS = ("first inbox", "pipe inbox", "routed outbox")
+
+
+def test_generated_hostile_files_never_stop_the_weave(weave: Weave) -> None:
+    before = weave.pids()
+    folders = {
+        "first inbox": weave.dir("first") / "inbox",
+        "pipe inbox": weave.dir(PIPE) / "inbox",
+        "routed outbox": weave.dir("first") / "outbox",
+    }
+
+    def accounted(target: str, name: str) -> bool:
+        if target != "routed outbox":
+            return places(folders[target], name) in ([p] for p in SETTLED)
+        # The router either delivered it (then the pipe settles it) or reported it.
+        if any(r.get("msg") == name and r["level"] == "error" for r in router_log(weave.home)):
+            return True
+        return places(folders["pipe inbox"], name) in ([p] for p in SETTLED)
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(st.lists(st.tuples(st.sampled_from(TARGETS), hostile_entries), min_size=1, max_size=3))
+    def drop_and_settle(entries: list[tuple[str, Callable[[Path], None]]]) -> None:
+        dropped = []
+        for target, make in entries:
+            name = fresh_name()
+            drop(make, folders[target] / name)
+            dropped.append((target, name))
+        wait_for(
+            lambda: all(accounted(t, n) for t, n in dropped),
+            timeout=30,
+            what=f"accounted for: {[(t, n) for t, n in dropped if not accounted(t, n)]}",
+        )
+
+    drop_and_settle()
+    assert weave.pids() == before
+    weave.round_trip()
