@@ -244,7 +244,7 @@ def answer(session: Session, messages: list[Message]) -> list[Outcome]:
             if session.queue.claim(name) is None:
                 continue  # a detached runner on the same agent took it: it will answer
             session.proc.set_status("running")
-            session.runner.handle(name)
+            session.worker.handle(name)
             if session.worker.stopping:
                 break
         status = "stopped"

@@ -78,9 +78,23 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         fsync_dir(directory or ".")
 
 
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8; a lone surrogate, which UTF-8 cannot encode, is written `\\udXXX`.
+
+    Every text loom writes is encoded here. What loom writes is JSON, and the JSON
+    encoder only emits such a character inside a string, where `\\udXXX` is the JSON
+    escape for that same character (RFC 8259 section 7): the text reads back identical.
+    Such characters come from input that escaped them (`"\\ud800"` is valid JSON).
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write UTF-8 text atomically."""
-    write_bytes(path, text.encode("utf-8"))
+    """Write UTF-8 text atomically (encoded by `utf8`)."""
+    write_bytes(path, utf8(text))
 
 
 def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
@@ -95,7 +109,7 @@ def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
 
 def append_line(path: str | os.PathLike[str], line: str) -> None:
     """Append one line with a single O_APPEND write, so concurrent writers never interleave."""
-    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    data = utf8(line.rstrip("\n") + "\n")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, data)

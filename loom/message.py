@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
+from loom.atomic import utf8
 from loom.errors import UnreadableMessage, UnsupportedVersion
 from loom.ids import new_id, new_ids
 
@@ -17,6 +20,20 @@ FILENAME_RE = re.compile(r"(\d{1,16})-([A-Za-z0-9]{1,64})\.msg")
 _KNOWN = ("v", "id", "from", "ts", "body", "origin", "error", "to")
 # `json.dumps` with keyword arguments builds a new encoder on every call.
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# A message file larger than this is unreadable, and is never loaded into memory. Bodies
+# of tens of megabytes are legitimate (whole documents); hundreds are a mistake.
+MAX_BYTES = 64 * 1024 * 1024
+# O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: a symbolic link is
+# not a message (it may point anywhere, or nowhere).
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +74,7 @@ class Message:
         return _to_json(self.to_dict())
 
     def to_bytes(self) -> bytes:
-        return self.to_json().encode("utf-8")
+        return utf8(self.to_json())
 
     def reply(
         self,
@@ -186,13 +203,71 @@ def from_dict(d: Any) -> Message:
     return _build(mid, sender, ts, body, origin or None, error, to, v, extra)
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+# Python's json reads NaN and Infinity, which are not JSON (RFC 8259 section 6); a file
+# holding them could not be read by jq or any other tool, so it is not a message.
+_decode = json.JSONDecoder(parse_constant=_no_constant).decode
+
+
 def parse(data: bytes | str) -> Message:
-    """Decode one message from its file contents."""
+    """Decode one message from its file contents; raise UnreadableMessage if it is none."""
     try:
-        decoded = json.loads(data)
+        text = data if isinstance(data, str) else data.decode(json.detect_encoding(data))
+        decoded = _decode(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UnreadableMessage(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise UnreadableMessage("not a message: JSON nested too deeply") from None
     return from_dict(decoded)
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The contents of a message file, read safely whatever the file is.
+
+    Anything but a regular file (a FIFO, a symbolic link, a directory, a socket, a
+    device) and any file over MAX_BYTES raise UnreadableMessage saying what it is;
+    nothing blocks, and nothing larger than the limit is loaded. FileNotFoundError
+    means the file is gone (another consumer took it).
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        # ELOOP: a symbolic link (O_NOFOLLOW); ENXIO: a socket. Say what it is.
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise UnreadableMessage(_not_a_file(path) or f"cannot be read: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableMessage(f"not a regular file: {_kind(info.st_mode)}")
+        if info.st_size > MAX_BYTES:
+            raise UnreadableMessage(f"too large: {info.st_size} bytes, limit {MAX_BYTES}")
+        chunks: list[bytes] = []
+        size = 0
+        # Read to the end, but never past the limit: the file may still grow.
+        while chunk := os.read(fd, min(max(info.st_size, 65536), MAX_BYTES + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BYTES:
+                raise UnreadableMessage(f"too large: over {MAX_BYTES} bytes, limit {MAX_BYTES}")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _not_a_file(path: str | os.PathLike[str]) -> str | None:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else f"not a regular file: {_kind(mode)}"
 
 
 def looks_like_envelope(d: Any) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from loom import atomic
 from loom.errors import UnreadableMessage
 from loom.home import now_iso
-from loom.message import FILENAME_RE, Message, parse
+from loom.message import FILENAME_RE, Message, parse, read_file
 
 IN_PROGRESS = ".in-progress"
 PROCESSED = ".processed"
@@ -45,13 +46,8 @@ def write_message(directory: Path, msg: Message, filename: str | None = None) ->
 
 
 def read_message(path: str | os.PathLike[str]) -> Message:
-    """Read and validate one message file."""
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except IsADirectoryError:
-        raise UnreadableMessage("is a directory") from None
-    return parse(data)
+    """Read and validate one message file (safely: see `loom.message.read_file`)."""
+    return parse(read_file(path))
 
 
 def list_messages(directory: Path) -> list[str]:
@@ -139,10 +135,11 @@ class Queue:
         """
         path = self.in_progress / name
         try:
-            age = time.time() - path.stat().st_mtime
+            info = os.lstat(path)
         except FileNotFoundError:
             return False
-        if age >= HALF_WRITTEN_GRACE_S:
+        # Only a regular file can be on its way to becoming a message.
+        if not stat.S_ISREG(info.st_mode) or time.time() - info.st_mtime >= HALF_WRITTEN_GRACE_S:
             return False
         with contextlib.suppress(FileNotFoundError):
             os.rename(path, self.inbox / name)

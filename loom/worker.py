@@ -8,6 +8,7 @@ The supervisor can therefore manage agents and pipes with one code path (SPEC 1)
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import threading
@@ -16,15 +17,28 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Protocol
 
-from loom.errors import UnsupportedVersion
+from loom.errors import UnreadableMessage, UnsupportedVersion
 from loom.home import ProcessDir, now_iso
 from loom.logs import Log
-from loom.queue import Queue
+from loom.queue import Queue, read_message
 from loom.watch import watcher
 
 # Even with inotify, rescan now and then: an event can be missed when the inbox
 # folder itself is replaced, and a file can be put back by another process.
 RESCAN_S = 1.0
+# The disk cannot take writes right now. Waiting is the cure (the operator frees space),
+# so the message is kept as it is, never failed, and the worker pauses, doubling the
+# pause from the first to the last value, until a write succeeds again.
+RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+PAUSE_FIRST_S = 0.5
+PAUSE_MAX_S = 30.0
+# How much of an unexpected error's text goes into the failure reply and records.
+_PROBLEM_CHARS = 500
+
+
+def is_resource_fault(exc: BaseException) -> bool:
+    """Whether `exc` says the disk is full or read-only (the process waits, SPEC 4)."""
+    return isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS
 
 
 class Stopping(BaseException):
@@ -55,6 +69,10 @@ class Worker:
         self.log = log
         self._stop = threading.Event()
         self._interruptible = False
+        self._pause_s = PAUSE_FIRST_S
+        self._paused: OSError | None = None  # the fault of the current pause, if any
+        self._pause_logged = False
+        self._paused_at = 0.0
 
     # -- signals -------------------------------------------------------------------
     def stop(self) -> None:
@@ -107,22 +125,109 @@ class Worker:
 
     # -- the loop ------------------------------------------------------------------
     def serve(self) -> None:
-        """Recover, then process every message that arrives until stopped."""
+        """Recover, then process every message that arrives until stopped.
+
+        A full or read-only disk pauses the loop instead of stopping it: what was in
+        hand stays in `.in-progress/`, and recovery runs again once writes succeed,
+        exactly as after a crash at that instant.
+        """
         self.queue.ensure()
         watch = watcher([self.queue.inbox])
         try:
-            self.handler.recover()
-            self.log.info("serving", pid=os.getpid())
+            recovered = False
             while not self._stop.is_set():
-                worked = self.drain()
+                try:
+                    if not recovered:
+                        self.handler.recover()
+                        recovered = True
+                        if self._paused is None:
+                            self.log.info("serving", pid=os.getpid())
+                    worked = self.drain()
+                except OSError as exc:
+                    if not is_resource_fault(exc):
+                        raise
+                    self._pause(exc)
+                    recovered = False
+                    continue
+                self._resume()
                 if self._stop.is_set():
                     break
                 if not worked:
                     self._wait(watch)
-        except UnsupportedVersion:
-            raise
         finally:
             watch.close()
+
+    def handle(self, name: str) -> None:
+        """Handle one claimed message behind the fault barrier.
+
+        Whatever goes wrong with the message ends with it in exactly one of
+        `.processed/`, `.failed/` (failure reply first) or `.unreadable/` (SPEC 4), and
+        returns. Only faults of the process itself propagate: a stop, a newer message
+        schema, a full or read-only disk (the message is left in `.in-progress/`), and
+        its queue folders gone.
+        """
+        try:
+            self.handler.handle(name)
+        except UnsupportedVersion:
+            raise
+        except Exception as exc:
+            if is_resource_fault(exc) or not os.path.isdir(self.queue.in_progress):
+                raise
+            problem = f"{type(exc).__name__}: {exc}"[:_PROBLEM_CHARS]
+            self._settle(name, problem)
+
+    def _settle(self, name: str, problem: str) -> None:
+        """Fail (or, if it cannot be read, quarantine) a message its handler choked on."""
+        path = self.queue.claimed_path(name)
+        if not os.path.lexists(path):
+            # Already acknowledged or failed: the fault came after, e.g. while logging.
+            self.log.error("error after the message was settled", msg=name, error=problem)
+            return
+        try:
+            msg = read_message(path)
+        except UnreadableMessage as exc:
+            self.queue.quarantine(name, str(exc))
+            self.log.error("unreadable", msg=name, error=str(exc))
+            return
+        text = f"{self.proc.name} could not process {name}: {problem}"
+        try:
+            reply = msg.reply(self.proc.name, text, parent_filename=name, error=True)
+            self.queue.fail(name, reply, error_type="internal", last_error=problem, attempts=1)
+        except Exception as exc:
+            if is_resource_fault(exc) or not os.path.lexists(path):
+                raise
+            # Not even a failure reply can be written for it: keep it aside, with why.
+            self.queue.quarantine(name, f"{problem}; then, failing it: {type(exc).__name__}")
+            self.log.error("unreadable", msg=name, error=problem)
+            return
+        self.log.error("failed", msg=name, error_type="internal", error=problem)
+
+    def _pause(self, exc: OSError) -> None:
+        """Wait out a full or read-only disk; say so once per pause (best effort)."""
+        if self._paused is None:
+            self._paused, self._pause_logged = exc, False
+            self._paused_at = time.monotonic()
+            self._pause_s = PAUSE_FIRST_S
+        if not self._pause_logged:
+            with contextlib.suppress(OSError):  # the log may be on the same full disk
+                self.log.error(
+                    "paused: cannot write",
+                    error=f"{exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})",
+                    detail="messages are kept; resuming by itself when writes succeed",
+                )
+                self._pause_logged = True
+        self._stop.wait(self._pause_s)
+        self._pause_s = min(self._pause_s * 2, PAUSE_MAX_S)
+
+    def _resume(self) -> None:
+        if self._paused is None:
+            return
+        exc, self._paused = self._paused, None
+        self.log.info(
+            "resumed",
+            paused_s=round(time.monotonic() - self._paused_at, 1),
+            detail=f"writes succeed again after: {exc.strerror}",
+        )
 
     def drain(self) -> bool:
         """Claim and handle every pending message; True if any was handled."""
@@ -139,7 +244,7 @@ class Worker:
                     # process does, and a backlog is one long stretch of work.
                     self.proc.set_status("running")
                     worked = True
-                self.handler.handle(name)
+                self.handle(name)
         finally:
             if worked and not self._stop.is_set():
                 self.proc.set_status("idle")

@@ -35,7 +35,7 @@ from loom.pipeline.errors import OperatorError
 from loom.pipeline.journal import Journal
 from loom.pipeline.spec import PipeDef
 from loom.queue import Queue, list_messages
-from loom.worker import Worker
+from loom.worker import Worker, is_resource_fault
 
 Items = list[tuple[Message, str]]
 
@@ -103,6 +103,8 @@ class PipeProcess:
             self._fail(name, msg, exc.problem, exc.label, "operator_error")
             return
         except Exception as exc:  # any other failure must not stop the pipe (SPEC 6)
+            if is_resource_fault(exc):
+                raise  # a full disk: the Worker pauses and resumes this job later
             self._fail(name, msg, f"{type(exc).__name__}: {exc}", None, "internal")
             return
         self.queue.acknowledge(name)
@@ -168,13 +170,18 @@ class PipeProcess:
     def _record(self, pos: int, job: str, token: str, produced: Items) -> Items:
         """Write a step's outputs, then commit the operator's state, then the manifest."""
         number = pos + 1
-        if pos == len(self.pipeline) - 1:
-            produced = [(self.pipeline.finish(msg), key) for msg, key in produced]
-        for msg, key in produced:
-            self.journal.write_output(number, key, msg)
-        keys = [key for _, key in produced]
-        self.pipeline.commit(pos, {"job": job, "token": token, "outputs": keys})
-        self.journal.write_done(number, job, token, keys)
+        try:
+            if pos == len(self.pipeline) - 1:
+                produced = [(self.pipeline.finish(msg), key) for msg, key in produced]
+            for msg, key in produced:
+                self.journal.write_output(number, key, msg)
+            keys = [key for _, key in produced]
+            self.pipeline.commit(pos, {"job": job, "token": token, "outputs": keys})
+            self.journal.write_done(number, job, token, keys)
+        except BaseException:
+            # Back to the state on disk, so a resumed or failed job is not counted twice.
+            self.pipeline.rollback(pos)
+            raise
         return produced
 
     # -- timed work ----------------------------------------------------------------
@@ -222,6 +229,8 @@ class PipeProcess:
             except OperatorError as exc:
                 self._fail_released(msg, key, exc.problem, exc.label)
             except Exception as exc:
+                if is_resource_fault(exc):
+                    raise
                 self._fail_released(msg, key, f"{type(exc).__name__}: {exc}", None)
         self.journal.end_timer(job)
 

@@ -180,8 +180,9 @@ class Start:
         if m and int(m.group(1)) > self.ms:
             return False  # created after the start, so it cannot have arrived before it
         try:
-            # A rename into the outbox sets ctime: the moment the file appeared there.
-            return os.stat(name, dir_fd=outbox_fd).st_ctime_ns < self.fs_ns
+            # A rename into the outbox sets ctime: the moment the file appeared there
+            # (the entry's own: a symbolic link is not followed).
+            return os.stat(name, dir_fd=outbox_fd, follow_symlinks=False).st_ctime_ns < self.fs_ns
         except FileNotFoundError:
             return True
 

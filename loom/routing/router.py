@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from loom import atomic
 from loom.errors import ConfigError, InvalidName, LoomError
 from loom.home import ProcessDir, now_iso
 from loom.logs import Log
-from loom.message import Message, parse
+from loom.message import Message, parse, read_file
 from loom.names import validate_name
 from loom.queue import (
     FAILED,
@@ -253,6 +254,13 @@ class Router:
             except OSError as exc:
                 self._problem(state, name, "delivery failed; will retry", str(exc))
                 break
+            except Exception as exc:
+                # One hostile file must not stop routing for the whole home: it is
+                # reported, counted in the edge's errors, and left where it is.
+                detail = f"{type(exc).__name__}: {exc}"[:500]
+                self._problem(state, name, "message not routed", detail)
+                state.waiting.discard(name)
+                continue
             delivered += count
             if outcome == _HELD:
                 break
@@ -265,11 +273,11 @@ class Router:
     ) -> tuple[str, int]:
         path = outbox / name
         try:
-            raw = path.read_bytes()
+            # The queue's reader: a FIFO, a link or a huge file is refused, not followed.
+            raw = read_file(path)
+            msg = parse(raw)
         except FileNotFoundError:
             return _DONE, 0
-        try:
-            msg = parse(raw)
         except LoomError as exc:
             if _young(path):
                 return _RETRY, 0  # a writer that does not rename into place may still be at it
@@ -405,6 +413,8 @@ class Router:
 
 def _young(path: Path) -> bool:
     try:
-        return time.time() - path.stat().st_mtime < HALF_WRITTEN_GRACE_S
+        info = os.lstat(path)
     except FileNotFoundError:
         return False
+    # Only a regular file can still be on its way to becoming a message.
+    return stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime < HALF_WRITTEN_GRACE_S
