@@ -13,6 +13,8 @@ from loom.names import validate_name, validate_process_name
 
 STATUSES = ("pending", "running", "idle", "stopped", "restarting", "dead", "error")
 KINDS = ("agents", "pipes")
+# Names the pid a stop was asked for: written before the signal, read when the exit is reaped.
+STOP_FILE = "stop"
 
 
 def home(path: str | os.PathLike[str] | None = None) -> Path:
@@ -107,6 +109,23 @@ class ProcessDir:
         """How many times the supervisor restarted this process (the `restarts` file)."""
         raw = self.read("restarts") or ""
         return int(raw) if raw.isdigit() else 0
+
+    def request_stop(self, pid: int) -> None:
+        """Record that process `pid` is being stopped, before it is signalled.
+
+        Whoever reaps `pid` then knows its exit was a stop, whatever the status file
+        says by that time (`loom up` writes `pending` right after a restart's stop).
+        """
+        self.write(STOP_FILE, str(pid))
+
+    def stop_requested(self, pid: int) -> bool:
+        """Whether a stop was asked for this very pid (not an earlier one)."""
+        return self.read(STOP_FILE) == str(pid)
+
+    def forget_stop(self) -> None:
+        """Drop an old stop request, so a new process that reuses the pid is not taken for it."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.path / STOP_FILE).unlink()
 
     def alive_pid(self) -> int | None:
         """The pid from the pid file if that process is alive and is a loom process."""

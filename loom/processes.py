@@ -109,8 +109,10 @@ def stop(name: str, timeout: float = 10.0) -> StopResult:
     The process finishes or puts back its current message; nothing restarts it.
     """
     proc = homes.find(name)
-    proc.set_status("stopped")
     pid = proc.alive_pid()
+    if pid is not None:
+        proc.request_stop(pid)  # first: the supervisor may reap it before we return
+    proc.set_status("stopped")
     if pid is None:
         return StopResult(name, was_running=False, exited=True)
     try:

@@ -66,6 +66,7 @@ class Child:
 
 def spawn(proc: ProcessDir, home: Path) -> Child:
     """Start `proc` in its own session, stderr appended to its `stderr.log`."""
+    proc.forget_stop()
     with open(proc.path / STDERR_LOG, "ab") as err:
         popen = subprocess.Popen(
             command(proc),

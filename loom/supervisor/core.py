@@ -135,7 +135,7 @@ class Supervisor:
 
     def _wait(self, watch: _OutboxWatch, last_scan: float) -> None:
         now = time.monotonic()
-        timeout = last_scan + RESCAN_S - now
+        timeout = 0.0 if self._rescan else last_scan + RESCAN_S - now
         if self.restart_at:
             timeout = min(timeout, min(self.restart_at.values()) - now)
         if any(c.popen is None for c in self.children.values()):
@@ -194,11 +194,15 @@ class Supervisor:
             del self.children[key]
             code, signum = ended
             proc = child.proc
-            stopped = proc.status == "stopped"
+            # Decided by the stop request naming this pid, written before the signal:
+            # by now `loom up` may already have written `pending` for the next process.
+            stopped = proc.stop_requested(child.pid) or proc.status == "stopped"
             policy = proc.read("restart") or "always"
-            self.log.info("exited", child=key, exit_code=code, signal=signum)
+            self.log.info("exited", child=key, exit_code=code, signal=signum, stopped=stopped)
             if stopped:
                 proc.write("pid", "")
+                if proc.status == "pending":
+                    self._rescan = True  # restarted by `loom up`: start the new one now
                 continue
             clean = code == 0 and signum is None
             if clean and not wants_restart(policy, code, stopped=False):
@@ -227,8 +231,9 @@ class Supervisor:
                 if failures >= DEAD_AFTER
                 else f"it exited (code {code}, signal {signum}) and its restart policy is {policy}"
             )
-            proc.set_status("dead")
+            # Answers first: whoever sees `dead` can rely on the orphans having replies.
             orphans = children.fail_orphans(proc, reason)
+            proc.set_status("dead")
             for name in orphans:
                 self.log.error("failed", msg=name, child=key, error_type="dead", error=reason)
             self.log.error("dead", child=key, reason=reason, failed_messages=len(orphans))
