@@ -159,8 +159,9 @@ class AgentRunner:
         """Answer the claimed message `name`: reply and acknowledge, or fail it."""
         try:
             msg = self.queue.read_claimed(name)
-        except UnsupportedVersion:
+        except UnsupportedVersion as exc:
             self.queue.put_back(name)
+            self.log.error("unsupported version", msg=name, error=str(exc))
             raise
         except (UnreadableMessage, UnicodeDecodeError) as exc:
             if self.queue.half_written(name):

@@ -3,14 +3,19 @@ consumer that stopped because a message needs a newer loom (SPEC 2)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 from conftest import run_loom, spawn_loom, wait_for
+from home_kit import stop_all  # noqa: F401
 
 from loom.home import pid_is_loom
+from loom.message import new_message
+from loom.supervisor.policy import recent_failures
 
 WEAVE = "version: 1\nagents:\n  - name: a\n    model: echo\n    system: prompt {n}\n"
 
@@ -64,3 +69,117 @@ def test_up_restarting_an_edited_agent_never_records_a_crash(
         assert list((loom_home / "agents/a/crashes").iterdir()) == [], f"round {n}"
         previous = int(current)
     assert read(loom_home, "a", "restarts") in ("", "0")
+
+
+FAST = {"LOOM_RESTART_BASE": "0.02", "LOOM_RESTART_JITTER": "0"}
+
+
+def newer_message(home: Path, sender: str, kind: str = "") -> str:
+    """A message from a loom whose schema is v2, in `sender`'s inbox (or `kind`'s, a
+    process folder); its filename."""
+    msg = new_message("cli", "from the future")
+    data = {**msg.to_dict(), "v": 2}
+    inbox = home / (kind or f"agents/{sender}") / "inbox"
+    (inbox / f".tmp-{msg.filename}").write_text(json.dumps(data))
+    os.rename(inbox / f".tmp-{msg.filename}", inbox / msg.filename)
+    return msg.filename
+
+
+def crash_records(home: Path, name: str) -> list[dict[str, object]]:
+    folder = home / "agents" / name / "crashes"
+    return [json.loads(p.read_text()) for p in sorted(folder.iterdir())]
+
+
+def held_for_upgrade(home: Path, name: str) -> str:
+    """Start agent `name`, give it a v2 message, wait until it stopped for it; the filename."""
+    r = run_loom("agent", "start", name, "--model", "echo", "-d", env=FAST)
+    assert r.returncode == 0, r.stderr
+    filename = newer_message(home, name)
+    wait_for(
+        lambda: read(home, name, "status") == "error" and crash_records(home, name),
+        what="the stop for a newer message",
+    )
+    return filename
+
+
+def supervisor_went_on(home: Path) -> None:
+    """Return once the supervisor has started another agent that answered: time enough
+    for a crash loop (restart delay 20 ms) to have shown itself."""
+    r = run_loom("agent", "start", "b", "--model", "echo", "-d", env=FAST)
+    assert r.returncode == 0, r.stderr
+    run_loom("send", "b", "ping")
+    wait_for(lambda: list((home / "agents/b/outbox").iterdir()), what="b's reply")
+
+
+@pytest.mark.usefixtures("stop_all")
+def test_a_message_from_a_newer_loom_stops_the_agent_once_without_a_crash_loop(
+    loom_home: Path,
+) -> None:
+    filename = held_for_upgrade(loom_home, "a")
+    supervisor_went_on(loom_home)
+    assert read(loom_home, "a", "status") == "error" and read(loom_home, "a", "pid") == ""
+    [record] = crash_records(loom_home, "a")
+    assert record["error_type"] == "unsupported_version" and record["msg"] == filename
+    assert record["nextRestartAt"] is None
+    assert read(loom_home, "a", "restarts") in ("", "0")
+    assert (loom_home / "agents/a/inbox" / filename).exists()  # never quarantined
+    rows = json.loads(run_loom("agent", "ps", "--all", "--json").stdout)
+    assert {r["name"]: r["status"] for r in rows} == {"a": "error", "b": "idle"}
+    logs = run_loom("agent", "logs", "a", "--level", "error")
+    assert filename in logs.stdout and "v2" in logs.stdout and "upgrade loom" in logs.stdout
+
+
+@pytest.mark.usefixtures("stop_all")
+def test_the_agent_comes_back_once_the_newer_message_is_removed(
+    loom_home: Path,
+) -> None:
+    filename = held_for_upgrade(loom_home, "a")
+    supervisor_went_on(loom_home)
+    assert read(loom_home, "a", "status") == "error"
+    os.unlink(loom_home / "agents/a/inbox" / filename)
+    wait_for(
+        lambda: read(loom_home, "a", "status") == "idle" and read(loom_home, "a", "pid"),
+        what="the restart",
+    )
+    run_loom("send", "a", "hello again")
+    wait_for(lambda: list((loom_home / "agents/a/outbox").iterdir()), what="a's reply")
+    assert len(crash_records(loom_home, "a")) == 1
+
+
+@pytest.mark.usefixtures("stop_all")
+def test_starting_it_again_retries_the_newer_message(loom_home: Path) -> None:
+    held_for_upgrade(loom_home, "a")
+    r = run_loom("agent", "start", "a", "--model", "echo", "-d", env=FAST)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: len(crash_records(loom_home, "a")) == 2, what="the second stop")
+    assert read(loom_home, "a", "status") == "error"
+
+
+def test_a_pipe_process_stops_for_a_newer_message_the_same_way(
+    weave_dir: Path, loom_home: Path
+) -> None:
+    (weave_dir / "loom.yml").write_text(
+        "version: 1\npipes:\n  tidy:\n    from: [a]\n    operators:\n      - map: '@'\n"
+        "agents:\n  - {name: a, model: echo}\n"
+    )
+    r = run_loom("up", "-d", cwd=weave_dir, env=FAST)
+    assert r.returncode == 0, r.stderr
+    pipe = loom_home / "pipes/tidy"
+    filename = newer_message(loom_home, "a", kind="pipes/tidy")
+    wait_for(lambda: list((pipe / "crashes").iterdir()), what="the stop record")
+    supervisor_went_on(loom_home)
+    [record] = [json.loads(p.read_text()) for p in (pipe / "crashes").iterdir()]
+    assert record["error_type"] == "unsupported_version" and record["msg"] == filename
+    assert (pipe / "status").read_text().strip() == "error"
+    logs = run_loom("agent", "logs", "tidy")
+    assert filename in logs.stdout and "upgrade loom" in logs.stdout
+
+
+def test_stops_for_a_newer_message_do_not_count_toward_dead(tmp_path: Path) -> None:
+    crashes = tmp_path / "crashes"
+    crashes.mkdir()
+    now = int(time.time() * 1000)
+    for n, error_type in enumerate(["unsupported_version"] * 3 + ["timeout"]):
+        record = {"exitCode": 78 if n < 3 else 1, "error_type": error_type}
+        (crashes / f"{now - n}-{n:016d}.json").write_text(json.dumps(record))
+    assert recent_failures(crashes) == 1

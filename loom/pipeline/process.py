@@ -81,8 +81,9 @@ class PipeProcess:
             token = str(os.stat(self.queue.claimed_path(name)).st_ctime_ns)
         except FileNotFoundError:
             return
-        except UnsupportedVersion:
+        except UnsupportedVersion as exc:
             self.queue.put_back(name)
+            self.log.error("unsupported version", msg=name, error=str(exc))
             raise
         except (UnreadableMessage, UnicodeDecodeError) as exc:
             if self.queue.half_written(name):

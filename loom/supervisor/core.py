@@ -19,7 +19,14 @@ from loom.home import ProcessDir
 from loom.logs import Log
 from loom.supervisor import children, lock
 from loom.supervisor.children import Child
-from loom.supervisor.policy import DEAD_AFTER, Backoff, recent_failures, wants_restart
+from loom.supervisor.policy import (
+    DEAD_AFTER,
+    UPGRADE_ERROR,
+    UPGRADE_EXIT,
+    Backoff,
+    recent_failures,
+    wants_restart,
+)
 from loom.watch import InotifyWatcher
 
 RESCAN_S = 2.0  # periodic rescan: signals are a nudge, not a requirement (SPEC 8)
@@ -167,6 +174,13 @@ class Supervisor:
                 if pid is not None:
                     self.children[key] = children.adopt(proc, pid)
                     self.log.info("adopted", child=key, pid=pid)
+                elif status == "error" and (held := children.upgrade_stop(proc)) is not None:
+                    if children.still_blocked(proc, held):
+                        continue
+                    # The operator removed the message it could not read: go on.
+                    self.log.info("resuming", child=key, detail="the newer message is gone")
+                    proc.set_status("restarting")
+                    self.restart_at[key] = time.monotonic()
                 else:
                     # It died while no supervisor was watching.
                     self._crashed(proc, None, None)
@@ -204,10 +218,39 @@ class Supervisor:
                 if proc.status == "pending":
                     self._rescan = True  # restarted by `loom up`: start the new one now
                 continue
+            if code == UPGRADE_EXIT:
+                self._needs_upgrade(proc, code)
+                continue
             clean = code == 0 and signum is None
             if clean and not wants_restart(policy, code, stopped=False):
                 continue
             self._crashed(proc, code, signum)
+
+    def _needs_upgrade(self, proc: ProcessDir, code: int) -> None:
+        """Record once that `proc` stopped for a message from a newer loom (SPEC 2).
+
+        No restart and no count toward `dead`: it would only stop again. The periodic
+        scan restarts it once that message has left the inbox.
+        """
+        blocking = children.newer_message(proc)
+        children.record_crash(
+            proc,
+            exit_code=code,
+            signum=None,
+            restart_count=proc.restarts,
+            next_restart_at=None,
+            error_type=UPGRADE_ERROR,
+            msg=blocking,
+        )
+        proc.write("pid", "")
+        if proc.status != "error":  # killed before it could say so itself
+            proc.set_status("error")
+        self.log.error(
+            "needs a newer loom",
+            child=_key(proc),
+            msg=blocking,
+            detail="upgrade loom and start it again, or remove the message from its inbox",
+        )
 
     def _crashed(self, proc: ProcessDir, code: int | None, signum: int | None) -> None:
         """Record a crash, then schedule a restart or declare the process dead."""

@@ -14,6 +14,10 @@ POLICIES = ("always", "on-failure", "never")
 MAX_DELAY_S = 300.0
 DEAD_AFTER = 10  # failures ...
 DEAD_WINDOW_S = 3600.0  # ... within this many seconds
+# A consumer that met a message from a newer loom exits with EX_CONFIG (sysexits.h):
+# restarting it would only meet the same message again (SPEC 2).
+UPGRADE_EXIT = 78
+UPGRADE_ERROR = "unsupported_version"  # its crash record's error_type
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,11 @@ def wants_restart(policy: str, exit_code: int | None, stopped: bool) -> bool:
 
 
 def recent_failures(crashes: Path, now: float | None = None) -> int:
-    """How many crash records are younger than the dead-after window."""
+    """How many crash records are younger than the dead-after window.
+
+    A stop for a message from a newer loom is recorded but is no failure: restarting
+    would not have helped, so it must not push the process toward `dead`.
+    """
     horizon = (time.time() if now is None else now) - DEAD_WINDOW_S
     count = 0
     try:
@@ -57,9 +65,17 @@ def recent_failures(crashes: Path, now: float | None = None) -> int:
         if not name.endswith(".json"):
             continue
         stamp = name.split("-", 1)[0]
-        if stamp.isdigit() and int(stamp) / 1000 >= horizon:
+        if stamp.isdigit() and int(stamp) / 1000 >= horizon and _is_failure(crashes / name):
             count += 1
     return count
+
+
+def _is_failure(record: Path) -> bool:
+    try:
+        data = json.loads(record.read_text("utf-8"))
+    except (OSError, ValueError):
+        return True  # a crash it is, even if its record cannot be read
+    return not (isinstance(data, dict) and data.get("error_type") == UPGRADE_ERROR)
 
 
 def last_crash(crashes: Path) -> dict[str, object] | None:
