@@ -12,6 +12,8 @@ from loom import atomic
 from loom.home import now_iso
 
 LEVELS = ("debug", "info", "warning", "error")
+# The original TypeScript loom writes `warn`: the same level, spelled its way.
+_ALIASES = {"warn": "warning"}
 # `json.dumps` with keyword arguments builds a new encoder on every call; a queued pipe
 # logs a few lines per message.
 _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
@@ -56,6 +58,13 @@ class Log:
 
     def error(self, event: str, **fields: Any) -> None:
         self.event(event, "error", **fields)
+
+
+def severity(level: object) -> int | None:
+    """How severe a record's `level` is (its place in LEVELS), whichever loom wrote it;
+    None for a level neither writes."""
+    name = _ALIASES.get(level, level) if isinstance(level, str) else None
+    return LEVELS.index(name) if name in LEVELS else None
 
 
 def stderr_log(logs_dir: Path, process: str, foreground: bool) -> Log:

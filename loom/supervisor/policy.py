@@ -49,6 +49,25 @@ def wants_restart(policy: str, exit_code: int | None, stopped: bool) -> bool:
     return True
 
 
+def crash_time(name: str) -> float | None:
+    """When the crash record called `name` (`<stamp>-<id>.json`) was written, Unix seconds.
+
+    Ours stamp milliseconds (13 digits); the original TypeScript loom stamps nanoseconds
+    (19): the number of digits tells the unit, 16 being microseconds.
+    """
+    stamp, sep, rest = name.partition("-")
+    if not sep or not stamp.isdigit() or not rest.endswith(".json") or not rest[:-5].isalnum():
+        return None
+    digits = len(stamp)
+    if digits <= 13:
+        return int(stamp) / 1e3
+    if digits <= 16:
+        return int(stamp) / 1e6
+    if digits <= 19:
+        return int(stamp) / 1e9
+    return None
+
+
 def recent_failures(crashes: Path, now: float | None = None) -> int:
     """How many crash records are younger than the dead-after window.
 
@@ -62,10 +81,8 @@ def recent_failures(crashes: Path, now: float | None = None) -> int:
     except FileNotFoundError:
         return 0
     for name in names:
-        if not name.endswith(".json"):
-            continue
-        stamp = name.split("-", 1)[0]
-        if stamp.isdigit() and int(stamp) / 1000 >= horizon and _is_failure(crashes / name):
+        written = crash_time(name)
+        if written is not None and written >= horizon and _is_failure(crashes / name):
             count += 1
     return count
 
@@ -81,9 +98,11 @@ def _is_failure(record: Path) -> bool:
 def last_crash(crashes: Path) -> dict[str, object] | None:
     """The newest crash record, if any (for `ps` and the operations guide)."""
     try:
-        newest = max((n for n in os.listdir(crashes) if n.endswith(".json")), default=None)
+        names = os.listdir(crashes)
     except FileNotFoundError:
         return None
+    dated = [(t, n) for n in names if (t := crash_time(n)) is not None]
+    newest = max(dated)[1] if dated else None
     if newest is None:
         return None
     try:
