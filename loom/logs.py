@@ -29,8 +29,11 @@ class Log:
         self._day = ""
         self._file = ""  # today's log file, a plain string (joined once a day)
 
-    def event(self, event: str, level: str = "info", **fields: Any) -> None:
-        """Log `event` with `fields`; `msg` names the message file involved, if any."""
+    def event(self, event: str, level: str = "info", *, echo: bool = True, **fields: Any) -> None:
+        """Log `event` with `fields`; `msg` names the message file involved, if any.
+
+        `echo=False` keeps a warning or error off the stream, for one the caller reports.
+        """
         ts = now_iso()
         record: dict[str, Any] = {"ts": ts, "level": level, "event": event}
         record["process"] = self.process
@@ -44,7 +47,7 @@ class Log:
         except FileNotFoundError:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             atomic.append_line(self._file, line)
-        if self.echo is not None and level in ("warning", "error"):
+        if echo and self.echo is not None and level in ("warning", "error"):
             detail = fields.get("error") or fields.get("detail") or ""
             about = f" {fields['msg']}" if fields.get("msg") else ""
             text = f"loom: {self.process}: {event}{about}" + (f": {detail}" if detail else "")

@@ -183,3 +183,15 @@ def test_stops_for_a_newer_message_do_not_count_toward_dead(tmp_path: Path) -> N
         record = {"exitCode": 78 if n < 3 else 1, "error_type": error_type}
         (crashes / f"{now - n}-{n:016d}.json").write_text(json.dumps(record))
     assert recent_failures(crashes) == 1
+
+
+def test_a_foreground_runner_says_which_message_needs_a_newer_loom_in_one_line(
+    loom_home: Path,
+) -> None:
+    (loom_home / "agents/a/inbox").mkdir(parents=True)
+    filename = newer_message(loom_home, "a")
+    r = run_loom("agent", "start", "a", "--model", "echo", timeout=30)
+    assert r.returncode == 1
+    [line] = r.stderr.splitlines()
+    assert line.startswith(f"loom: {filename}: ") and "upgrade loom" in line
+    assert (loom_home / "agents/a/inbox" / filename).exists()

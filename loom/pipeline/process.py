@@ -83,8 +83,9 @@ class PipeProcess:
             return
         except UnsupportedVersion as exc:
             self.queue.put_back(name)
-            self.log.error("unsupported version", msg=name, error=str(exc))
-            raise
+            # Not echoed: the error raised is the one line the foreground user sees.
+            self.log.event("unsupported version", "error", echo=False, msg=name, error=str(exc))
+            raise UnsupportedVersion(f"{name}: {exc}") from None
         except (UnreadableMessage, UnicodeDecodeError) as exc:
             if self.queue.half_written(name):
                 return
@@ -268,7 +269,8 @@ def serve(
         worker.serve()
         status = "stopped"
     except BaseException as exc:
-        log.error("stopped on error", error=f"{type(exc).__name__}: {exc}")
+        # Not echoed: the caller reports the error it gets (one line for the user).
+        log.event("stopped on error", "error", echo=False, error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
         if pipeline is not None:
