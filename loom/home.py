@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +14,12 @@ from loom.names import validate_name, validate_process_name
 
 STATUSES = ("pending", "running", "idle", "stopped", "restarting", "dead", "error")
 KINDS = ("agents", "pipes")
+# Names the pid a stop was asked for: written before the signal, read when the exit is reaped.
+STOP_FILE = "stop"
+# The original TypeScript loom's runner is `bun .../main.ts`: no "loom" in its command
+# line. Its pid is trusted when the status says it runs and it started before its pid
+# file was written; this much slack covers the whole-second boot time in /proc/stat.
+START_SLACK_S = 1.0
 
 
 def home(path: str | os.PathLike[str] | None = None) -> Path:
@@ -108,10 +115,85 @@ class ProcessDir:
         raw = self.read("restarts") or ""
         return int(raw) if raw.isdigit() else 0
 
+    def request_stop(self, pid: int) -> None:
+        """Record that process `pid` is being stopped, before it is signalled.
+
+        Whoever reaps `pid` then knows its exit was a stop, whatever the status file
+        says by that time (`loom up` writes `pending` right after a restart's stop).
+        """
+        self.write(STOP_FILE, str(pid))
+
+    def stop_requested(self, pid: int) -> bool:
+        """Whether a stop was asked for this very pid (not an earlier one)."""
+        return self.read(STOP_FILE) == str(pid)
+
+    def forget_stop(self) -> None:
+        """Drop an old stop request, so a new process that reuses the pid is not taken for it."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.path / STOP_FILE).unlink()
+
     def alive_pid(self) -> int | None:
-        """The pid from the pid file if that process is alive and is a loom process."""
+        """The pid from the pid file if that process is alive and runs this process.
+
+        That is a loom process, or, for a runner of the original TypeScript loom, any
+        process the status says runs that was started before the pid file was written
+        (a pid reused later by another program started after it).
+        """
         pid = self.pid
-        return pid if pid is not None and pid_is_loom(pid) else None
+        if pid is None:
+            return None
+        if pid_is_loom(pid):
+            return pid
+        if self.status not in ("running", "idle"):
+            return None
+        started = process_start(pid)
+        try:
+            written = (self.path / "pid").stat().st_mtime
+        except OSError:
+            return None
+        return pid if started is not None and started <= written + START_SLACK_S else None
+
+
+def process_start(pid: int) -> float | None:
+    """When process `pid` started, in Unix seconds; None when it is gone or a zombie, or
+    when there is no /proc to tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text("ascii", errors="replace")
+    except OSError:
+        return None
+    # proc(5): the command name in parentheses may hold spaces; fields follow the last ")".
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X") or not fields[19].isdigit():
+        return None
+    boot = _boot_time()
+    if boot is None:
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: ticks after boot
+
+
+@functools.cache
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (whatever program it runs)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    if not Path(f"/proc/{pid}").is_dir():
+        return True  # no /proc: trust kill(0)
+    return process_start(pid) is not None
 
 
 def pid_is_loom(pid: int) -> bool:

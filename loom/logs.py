@@ -12,6 +12,8 @@ from loom import atomic
 from loom.home import now_iso
 
 LEVELS = ("debug", "info", "warning", "error")
+# The original TypeScript loom writes `warn`: the same level, spelled its way.
+_ALIASES = {"warn": "warning"}
 # `json.dumps` with keyword arguments builds a new encoder on every call; a queued pipe
 # logs a few lines per message.
 _encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
@@ -27,8 +29,11 @@ class Log:
         self._day = ""
         self._file = ""  # today's log file, a plain string (joined once a day)
 
-    def event(self, event: str, level: str = "info", **fields: Any) -> None:
-        """Log `event` with `fields`; `msg` names the message file involved, if any."""
+    def event(self, event: str, level: str = "info", *, echo: bool = True, **fields: Any) -> None:
+        """Log `event` with `fields`; `msg` names the message file involved, if any.
+
+        `echo=False` keeps a warning or error off the stream, for one the caller reports.
+        """
         ts = now_iso()
         record: dict[str, Any] = {"ts": ts, "level": level, "event": event}
         record["process"] = self.process
@@ -42,7 +47,7 @@ class Log:
         except FileNotFoundError:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             atomic.append_line(self._file, line)
-        if self.echo is not None and level in ("warning", "error"):
+        if echo and self.echo is not None and level in ("warning", "error"):
             detail = fields.get("error") or fields.get("detail") or ""
             about = f" {fields['msg']}" if fields.get("msg") else ""
             text = f"loom: {self.process}: {event}{about}" + (f": {detail}" if detail else "")
@@ -56,6 +61,13 @@ class Log:
 
     def error(self, event: str, **fields: Any) -> None:
         self.event(event, "error", **fields)
+
+
+def severity(level: object) -> int | None:
+    """How severe a record's `level` is (its place in LEVELS), whichever loom wrote it;
+    None for a level neither writes."""
+    name = _ALIASES.get(level, level) if isinstance(level, str) else None
+    return LEVELS.index(name) if name in LEVELS else None
 
 
 def stderr_log(logs_dir: Path, process: str, foreground: bool) -> Log:

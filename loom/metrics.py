@@ -36,9 +36,10 @@ STATE_VERSION = 1
 # logs (the first run) is spread over several updates instead of stalling the caller.
 BUDGET_BYTES = 1 << 20
 COUNTERS = ("received", "processed", "failed", "dropped", "unreadable")
-# Only lines that can count are parsed; the rest are skipped by this cheap test.
+# Only lines that can count are parsed; the rest are skipped by this cheap test. The
+# original TypeScript loom writes compact JSON (`"event":"claimed"`), ours has a space.
 _EVENT_RE = re.compile(
-    rb'"event": "(claimed|replied|processed|failed|dropped|unreadable|recovered)"'
+    rb'"event":\s*"(claimed|replied|processed|failed|dropped|unreadable|recovered)"'
 )
 _DAY_RE = re.compile(r"(\d{4}-\d{2}-\d{2})\.ndjson(\.gz)?")
 _QUEUES = (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from loom import home as homes
 from loom.home import ProcessDir
-from loom.logs import LEVELS
+from loom.logs import severity
 
 ACTIVE = ("pending", "running", "idle", "restarting")
 
@@ -109,8 +109,10 @@ def stop(name: str, timeout: float = 10.0) -> StopResult:
     The process finishes or puts back its current message; nothing restarts it.
     """
     proc = homes.find(name)
-    proc.set_status("stopped")
     pid = proc.alive_pid()
+    if pid is not None:
+        proc.request_stop(pid)  # first: the supervisor may reap it before we return
+    proc.set_status("stopped")
     if pid is None:
         return StopResult(name, was_running=False, exited=True)
     try:
@@ -119,7 +121,7 @@ def stop(name: str, timeout: float = 10.0) -> StopResult:
         return StopResult(name, was_running=False, exited=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not homes.pid_is_loom(pid):
+        if not homes.pid_alive(pid):  # also for a runner of the original, not named loom
             return StopResult(name, was_running=True, exited=True)
         time.sleep(0.02)
     return StopResult(name, was_running=True, exited=False)
@@ -141,9 +143,10 @@ def at_least(line: str, level: str | None) -> bool:
         found = rec.get("level") if isinstance(rec, dict) else None
     except ValueError:
         return True  # not a record: show it rather than hide it
-    if found not in LEVELS:
+    rank = severity(found)
+    if rank is None:
         return True
-    return LEVELS.index(found) >= LEVELS.index(level)
+    return rank >= (severity(level) or 0)
 
 
 def tail_lines(name: str, count: int, level: str | None = None) -> list[str]:

@@ -159,9 +159,11 @@ class AgentRunner:
         """Answer the claimed message `name`: reply and acknowledge, or fail it."""
         try:
             msg = self.queue.read_claimed(name)
-        except UnsupportedVersion:
+        except UnsupportedVersion as exc:
             self.queue.put_back(name)
-            raise
+            # Not echoed: the error raised is the one line the foreground user sees.
+            self.log.event("unsupported version", "error", echo=False, msg=name, error=str(exc))
+            raise UnsupportedVersion(f"{name}: {exc}") from None
         except (UnreadableMessage, UnicodeDecodeError) as exc:
             if self.queue.half_written(name):
                 self.log.info("half-written", msg=name, detail="looking again shortly")

@@ -200,9 +200,9 @@ def logs(
     Example: loom agent logs summarizer -n 50 --level warning
     """
     from loom import processes
-    from loom.logs import LEVELS
+    from loom.logs import LEVELS, severity
 
-    if level is not None and level not in LEVELS:
+    if level is not None and severity(level) is None:
         raise die(f"unknown level '{level}'; use one of {', '.join(LEVELS)}", 2)
     render = (lambda line: line) if as_json else processes.render_log_line
     recent, position = processes.tail(name, lines, level)

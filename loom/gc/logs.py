@@ -14,9 +14,9 @@ from pathlib import Path
 
 from loom.gc import archive
 from loom.gc.report import Report
+from loom.supervisor.policy import crash_time
 
 DAY_FILE_RE = re.compile(r"(\d{4}-\d{2}-\d{2})\.ndjson(\.gz)?")
-CRASH_RE = re.compile(r"(\d{1,16})-[A-Za-z0-9]+\.json")
 # A late writer may still append while a file is compressed: read again until stable.
 _MAX_ROUNDS = 5
 
@@ -95,10 +95,8 @@ def tidy_crashes(crashes_dir: Path, *, keep: int, now: float, report: Report) ->
         names = sorted(os.listdir(crashes_dir))
     except (FileNotFoundError, NotADirectoryError):
         return
-    cutoff_ms = (now - keep) * 1000
+    cutoff = now - keep
     for name in names:
-        m = CRASH_RE.fullmatch(name)
-        if m is None:
-            continue
-        if int(m.group(1)) < cutoff_ms:
+        written = crash_time(name)
+        if written is not None and written < cutoff:
             _delete(crashes_dir / name, report)

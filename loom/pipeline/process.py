@@ -81,9 +81,11 @@ class PipeProcess:
             token = str(os.stat(self.queue.claimed_path(name)).st_ctime_ns)
         except FileNotFoundError:
             return
-        except UnsupportedVersion:
+        except UnsupportedVersion as exc:
             self.queue.put_back(name)
-            raise
+            # Not echoed: the error raised is the one line the foreground user sees.
+            self.log.event("unsupported version", "error", echo=False, msg=name, error=str(exc))
+            raise UnsupportedVersion(f"{name}: {exc}") from None
         except (UnreadableMessage, UnicodeDecodeError) as exc:
             if self.queue.half_written(name):
                 return
@@ -276,7 +278,8 @@ def serve(
         worker.serve()
         status = "stopped"
     except BaseException as exc:
-        log.error("stopped on error", error=f"{type(exc).__name__}: {exc}")
+        # Not echoed: the caller reports the error it gets (one line for the user).
+        log.event("stopped on error", "error", echo=False, error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
         if pipeline is not None:

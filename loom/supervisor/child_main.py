@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from loom.errors import LoomError
+from loom.errors import LoomError, UnsupportedVersion
+from loom.supervisor.policy import UPGRADE_EXIT
 
 
 def main(argv: list[str]) -> int:
@@ -25,6 +26,11 @@ def main(argv: list[str]) -> int:
             from loom.pipeline.process import serve
 
             serve(name)
+    except UnsupportedVersion as exc:
+        # The consumer has put the message back and written `error`; the supervisor
+        # must leave it until the operator upgrades loom or removes the message.
+        print(f"loom: {exc}", file=sys.stderr, flush=True)
+        return UPGRADE_EXIT
     except LoomError as exc:
         print(f"loom: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code

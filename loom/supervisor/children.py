@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loom import atomic
-from loom.errors import UnreadableMessage
+from loom.errors import UnreadableMessage, UnsupportedVersion
 from loom.home import ProcessDir, now_iso, pid_is_loom
 from loom.ids import new_id
+from loom.message import from_dict
 from loom.queue import Queue, list_messages
+from loom.supervisor.policy import UPGRADE_ERROR, last_crash
 
 STDERR_LOG = "stderr.log"
 # How much of stderr.log's tail goes into a crash record as `last_error`.
@@ -66,6 +68,7 @@ class Child:
 
 def spawn(proc: ProcessDir, home: Path) -> Child:
     """Start `proc` in its own session, stderr appended to its `stderr.log`."""
+    proc.forget_stop()
     with open(proc.path / STDERR_LOG, "ab") as err:
         popen = subprocess.Popen(
             command(proc),
@@ -110,8 +113,13 @@ def record_crash(
     signum: int | None,
     restart_count: int,
     next_restart_at: float | None,
+    error_type: str | None = None,
+    msg: str | None = None,
 ) -> Path:
-    """Write `crashes/<ts>-<id>.json` (SPEC 8) and return its path."""
+    """Write `crashes/<ts>-<id>.json` (SPEC 8) and return its path.
+
+    `error_type` says why, when the supervisor knows; `msg` names the message involved.
+    """
     ts, cid = new_id()
     record: dict[str, object] = {
         "ts": now_iso(),
@@ -124,6 +132,10 @@ def record_crash(
             else None
         ),
     }
+    if error_type:
+        record["error_type"] = error_type
+    if msg:
+        record["msg"] = msg
     error = last_error(proc)
     if error:
         record["last_error"] = error
@@ -131,6 +143,39 @@ def record_crash(
     path = proc.crashes / f"{ts}-{cid}.json"
     atomic.write_text(path, json.dumps(record, ensure_ascii=False))
     return path
+
+
+def newer_message(proc: ProcessDir) -> str | None:
+    """The first pending message of `proc`'s inbox written by a newer loom, if any.
+
+    Messages are taken oldest first, so it is the one that stopped the consumer.
+    """
+    for name in list_messages(proc.inbox):
+        try:
+            from_dict(json.loads((proc.inbox / name).read_bytes()))
+        except UnsupportedVersion:
+            return name
+        except (OSError, ValueError, UnreadableMessage):
+            continue  # gone, or the consumer's to quarantine
+    return None
+
+
+def upgrade_stop(proc: ProcessDir) -> dict[str, object] | None:
+    """The last crash record of `proc` when it says it stopped for a newer message."""
+    record = last_crash(proc.crashes)
+    return record if record is not None and record.get("error_type") == UPGRADE_ERROR else None
+
+
+def still_blocked(proc: ProcessDir, record: dict[str, object]) -> bool:
+    """Whether the message named by an `upgrade_stop` record is still in the inbox.
+
+    Until it is gone, or the operator starts the process again (`pending`), the
+    process is left alone.
+    """
+    name = record.get("msg")
+    if not isinstance(name, str) or not name:
+        return True  # which message is unknown: only the operator can tell
+    return (proc.inbox / name).is_file()
 
 
 def fail_orphans(proc: ProcessDir, reason: str) -> list[str]:

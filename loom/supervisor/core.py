@@ -19,7 +19,14 @@ from loom.home import ProcessDir
 from loom.logs import Log
 from loom.supervisor import children, lock
 from loom.supervisor.children import Child
-from loom.supervisor.policy import DEAD_AFTER, Backoff, recent_failures, wants_restart
+from loom.supervisor.policy import (
+    DEAD_AFTER,
+    UPGRADE_ERROR,
+    UPGRADE_EXIT,
+    Backoff,
+    recent_failures,
+    wants_restart,
+)
 from loom.watch import InotifyWatcher
 
 RESCAN_S = 2.0  # periodic rescan: signals are a nudge, not a requirement (SPEC 8)
@@ -135,7 +142,7 @@ class Supervisor:
 
     def _wait(self, watch: _OutboxWatch, last_scan: float) -> None:
         now = time.monotonic()
-        timeout = last_scan + RESCAN_S - now
+        timeout = 0.0 if self._rescan else last_scan + RESCAN_S - now
         if self.restart_at:
             timeout = min(timeout, min(self.restart_at.values()) - now)
         if any(c.popen is None for c in self.children.values()):
@@ -167,6 +174,13 @@ class Supervisor:
                 if pid is not None:
                     self.children[key] = children.adopt(proc, pid)
                     self.log.info("adopted", child=key, pid=pid)
+                elif status == "error" and (held := children.upgrade_stop(proc)) is not None:
+                    if children.still_blocked(proc, held):
+                        continue
+                    # The operator removed the message it could not read: go on.
+                    self.log.info("resuming", child=key, detail="the newer message is gone")
+                    proc.set_status("restarting")
+                    self.restart_at[key] = time.monotonic()
                 else:
                     # It died while no supervisor was watching.
                     self._crashed(proc, None, None)
@@ -194,16 +208,49 @@ class Supervisor:
             del self.children[key]
             code, signum = ended
             proc = child.proc
-            stopped = proc.status == "stopped"
+            # Decided by the stop request naming this pid, written before the signal:
+            # by now `loom up` may already have written `pending` for the next process.
+            stopped = proc.stop_requested(child.pid) or proc.status == "stopped"
             policy = proc.read("restart") or "always"
-            self.log.info("exited", child=key, exit_code=code, signal=signum)
+            self.log.info("exited", child=key, exit_code=code, signal=signum, stopped=stopped)
             if stopped:
                 proc.write("pid", "")
+                if proc.status == "pending":
+                    self._rescan = True  # restarted by `loom up`: start the new one now
+                continue
+            if code == UPGRADE_EXIT:
+                self._needs_upgrade(proc, code)
                 continue
             clean = code == 0 and signum is None
             if clean and not wants_restart(policy, code, stopped=False):
                 continue
             self._crashed(proc, code, signum)
+
+    def _needs_upgrade(self, proc: ProcessDir, code: int) -> None:
+        """Record once that `proc` stopped for a message from a newer loom (SPEC 2).
+
+        No restart and no count toward `dead`: it would only stop again. The periodic
+        scan restarts it once that message has left the inbox.
+        """
+        blocking = children.newer_message(proc)
+        children.record_crash(
+            proc,
+            exit_code=code,
+            signum=None,
+            restart_count=proc.restarts,
+            next_restart_at=None,
+            error_type=UPGRADE_ERROR,
+            msg=blocking,
+        )
+        proc.write("pid", "")
+        if proc.status != "error":  # killed before it could say so itself
+            proc.set_status("error")
+        self.log.error(
+            "needs a newer loom",
+            child=_key(proc),
+            msg=blocking,
+            detail="upgrade loom and start it again, or remove the message from its inbox",
+        )
 
     def _crashed(self, proc: ProcessDir, code: int | None, signum: int | None) -> None:
         """Record a crash, then schedule a restart or declare the process dead."""
@@ -227,8 +274,9 @@ class Supervisor:
                 if failures >= DEAD_AFTER
                 else f"it exited (code {code}, signal {signum}) and its restart policy is {policy}"
             )
-            proc.set_status("dead")
+            # Answers first: whoever sees `dead` can rely on the orphans having replies.
             orphans = children.fail_orphans(proc, reason)
+            proc.set_status("dead")
             for name in orphans:
                 self.log.error("failed", msg=name, child=key, error_type="dead", error=reason)
             self.log.error("dead", child=key, reason=reason, failed_messages=len(orphans))

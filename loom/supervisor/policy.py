@@ -14,6 +14,10 @@ POLICIES = ("always", "on-failure", "never")
 MAX_DELAY_S = 300.0
 DEAD_AFTER = 10  # failures ...
 DEAD_WINDOW_S = 3600.0  # ... within this many seconds
+# A consumer that met a message from a newer loom exits with EX_CONFIG (sysexits.h):
+# restarting it would only meet the same message again (SPEC 2).
+UPGRADE_EXIT = 78
+UPGRADE_ERROR = "unsupported_version"  # its crash record's error_type
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,31 @@ def wants_restart(policy: str, exit_code: int | None, stopped: bool) -> bool:
     return True
 
 
+def crash_time(name: str) -> float | None:
+    """When the crash record called `name` (`<stamp>-<id>.json`) was written, Unix seconds.
+
+    Ours stamp milliseconds (13 digits); the original TypeScript loom stamps nanoseconds
+    (19): the number of digits tells the unit, 16 being microseconds.
+    """
+    stamp, sep, rest = name.partition("-")
+    if not sep or not stamp.isdigit() or not rest.endswith(".json") or not rest[:-5].isalnum():
+        return None
+    digits = len(stamp)
+    if digits <= 13:
+        return int(stamp) / 1e3
+    if digits <= 16:
+        return int(stamp) / 1e6
+    if digits <= 19:
+        return int(stamp) / 1e9
+    return None
+
+
 def recent_failures(crashes: Path, now: float | None = None) -> int:
-    """How many crash records are younger than the dead-after window."""
+    """How many crash records are younger than the dead-after window.
+
+    A stop for a message from a newer loom is recorded but is no failure: restarting
+    would not have helped, so it must not push the process toward `dead`.
+    """
     horizon = (time.time() if now is None else now) - DEAD_WINDOW_S
     count = 0
     try:
@@ -54,20 +81,28 @@ def recent_failures(crashes: Path, now: float | None = None) -> int:
     except FileNotFoundError:
         return 0
     for name in names:
-        if not name.endswith(".json"):
-            continue
-        stamp = name.split("-", 1)[0]
-        if stamp.isdigit() and int(stamp) / 1000 >= horizon:
+        written = crash_time(name)
+        if written is not None and written >= horizon and _is_failure(crashes / name):
             count += 1
     return count
+
+
+def _is_failure(record: Path) -> bool:
+    try:
+        data = json.loads(record.read_text("utf-8"))
+    except (OSError, ValueError):
+        return True  # a crash it is, even if its record cannot be read
+    return not (isinstance(data, dict) and data.get("error_type") == UPGRADE_ERROR)
 
 
 def last_crash(crashes: Path) -> dict[str, object] | None:
     """The newest crash record, if any (for `ps` and the operations guide)."""
     try:
-        newest = max((n for n in os.listdir(crashes) if n.endswith(".json")), default=None)
+        names = os.listdir(crashes)
     except FileNotFoundError:
         return None
+    dated = [(t, n) for n in names if (t := crash_time(n)) is not None]
+    newest = max(dated)[1] if dated else None
     if newest is None:
         return None
     try:
