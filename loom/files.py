@@ -17,8 +17,11 @@ from loom.errors import UsageError
 KiB = 1 << 10
 MiB = 1 << 20
 
-# The largest message body loom writes or reads (loom send --file/--stdin, agent --stdin).
-MESSAGE_LIMIT = 64 * MiB
+# The largest message file loom reads, and the largest body it takes from the user
+# (loom send --file/--stdin, agent start --stdin): half, so that the body still fits in
+# a message file once JSON has escaped its quotes, backslashes and line breaks.
+MESSAGE_FILE_LIMIT = 64 * MiB
+MESSAGE_BODY_LIMIT = MESSAGE_FILE_LIMIT // 2
 # loom.yml, pipes/<name>.yml and pipe definition files: far past any real weave.
 CONFIG_LIMIT = 4 * MiB
 # Text put into a model request: system prompts, prompt.md, memory files (4 MiB is about

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import httpx
 
 from loom.errors import MissingApiKey, ProviderError, UsageError
-from loom.files import MESSAGE_LIMIT, KiB
+from loom.files import MESSAGE_FILE_LIMIT, KiB
 from loom.providers.base import Completion, Provider, Request, TextSink
 from loom.providers.redact import redact
 from loom.providers.response import ResponseReader
@@ -29,9 +29,12 @@ TIMEOUT_VARIABLE = "LOOM_HTTP_TIMEOUT"
 DEFAULT_READ_TIMEOUT = 600.0
 CONNECT_TIMEOUT = 10.0
 EXCERPT_LENGTH = 300
-# A reply becomes one message, so it is held to a message's limit. Of an error body only
-# the start is read: enough for the excerpt, and a JSON error is never near this long.
-REPLY_LIMIT = MESSAGE_LIMIT
+# A reply becomes one message, so a whole JSON reply is held to a message file's limit;
+# a stream may be larger, since SSE or NDJSON framing is many times the text it carries.
+# Of an error body only the start is read: enough for the excerpt, and a JSON error is
+# never near this long.
+REPLY_LIMIT = MESSAGE_FILE_LIMIT
+STREAM_LIMIT = 4 * MESSAGE_FILE_LIMIT
 ERROR_BODY_LIMIT = 64 * KiB
 
 Secrets = Iterable[str]
@@ -216,8 +219,8 @@ class HttpProvider(ABC):
         """Stream one completion; see `loom.providers.base.Provider`."""
         self.check()
         with self._stream(request) as response:
-            reader = self._reader(response, REPLY_LIMIT)
             if not _is_whole(response):
+                reader = self._reader(response, STREAM_LIMIT)
 
                 def progressed(text: str) -> None:
                     reader.progress()
@@ -226,13 +229,14 @@ class HttpProvider(ABC):
                 return self._read(reader, progressed)
             # Some servers ignore `stream: true` (Ollama did when tools were offered, and
             # so do some OpenAI-compatible proxies) and send one JSON body instead.
+            reader = self._reader(response, REPLY_LIMIT)
             completion = self._whole(decode_object(reader.text(), self.name, self._secrets))
             if completion.text:
                 on_text(completion.text)
             return completion
 
     def _reader(self, response: httpx.Response, limit: int) -> ResponseReader:
-        """The response body, read within the progress timeout and `limit`, redacted."""
+        """The response body, read within the progress timeout and `limit`."""
         return ResponseReader(
             response.iter_bytes(),
             source=self.name,
