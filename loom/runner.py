@@ -83,7 +83,7 @@ def system_prompt(proc: ProcessDir) -> str | None:
     """`prompt.md` followed by every file in `memory/`, in name order (SPEC 3); raise
     PromptUnreadable when one is not a regular file, is past PROMPT_LIMIT or unreadable."""
     parts: list[str] = []
-    base = _prompt_file(proc.path / "prompt.md", "prompt.md", missing_ok=True)
+    base = _prompt_file(proc.path / "prompt.md", "prompt.md")
     if base:
         parts.append(base)
     if proc.memory.is_dir():
@@ -98,13 +98,12 @@ def system_prompt(proc: ProcessDir) -> str | None:
     return "\n\n".join(parts) or None
 
 
-def _prompt_file(path: Path, what: str, *, missing_ok: bool = False) -> str:
+def _prompt_file(path: Path, what: str) -> str:
+    """The stripped text of one prompt file; "" when it does not exist (any more)."""
     try:
         return read_bounded_text(path, PROMPT_LIMIT, what).strip()
     except FileNotFoundError:
-        if missing_ok:
-            return ""
-        raise PromptUnreadable(f"{what} {path} disappeared while the prompt was built") from None
+        return ""
     except OSError as exc:
         raise PromptUnreadable(f"cannot read {what} {path}: {exc.strerror}") from None
     except UsageError as exc:

@@ -2,8 +2,8 @@
 that turn a failure into a ProviderError labelled transient or permanent (SPEC 5).
 
 Each error text names the HTTP status and a short excerpt of the server's own message.
-Everything read from the server passes through `redact` before it is parsed or cut, so
-the API key, whole or in part, never reaches logs or error files.
+Every excerpt of what the server sent is redacted before it is cut, and every error text
+once more as it leaves, so the API key, whole or in part, never reaches logs or files.
 """
 
 from __future__ import annotations
