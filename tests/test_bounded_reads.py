@@ -56,19 +56,21 @@ def one_clear_line(stderr: str, *needles: str) -> None:
         assert needle in lines[0], lines[0]
 
 
-def test_validate_refuses_a_system_file_that_is_not_a_bounded_file(
-    tmp_path: Path, bad: tuple[Path, str]
+def test_validate_and_up_refuse_a_system_file_that_is_not_a_bounded_file(
+    tmp_path: Path, bad: tuple[Path, str], loom_home: Path
 ) -> None:
     path, says = bad
     config = tmp_path / "loom.yml"
     config.write_text(
         f"version: 1\nagents:\n  - name: a\n    model: echo\n    system_file: {path}\n"
     )
-    started = time.monotonic()
-    r = run_loom("validate", "--config", str(config), timeout=30)
-    assert time.monotonic() - started < 20
-    assert r.returncode == 2
-    one_clear_line(r.stderr, str(path), says, "system_file", "loom.yml:5")
+    for command in ("validate", "up"):
+        started = time.monotonic()
+        r = run_loom(command, "--config", str(config), timeout=30)
+        assert time.monotonic() - started < 20
+        assert r.returncode == 2, (command, r.stderr)
+        one_clear_line(r.stderr, str(path), says, "system_file", "loom.yml:5")
+    assert not (loom_home / "supervisor.pid").exists()
 
 
 def test_the_config_file_itself_is_bounded(tmp_path: Path, bad: tuple[Path, str]) -> None:
