@@ -36,6 +36,7 @@ from loom.errors import LoomError, MissingApiKey, ProviderError, UsageError
 from loom.providers import register, resolve
 from loom.providers.base import Completion, Request, ToolSpec, Turn, Usage
 from loom.providers.openai import OpenAIProvider
+from loom.providers.redact import REDACTED, redact
 from loom.providers.sse import parse_sse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -413,6 +414,29 @@ def test_api_key_never_appears_in_error_text(
     assert key not in str(error) and key not in repr(error.args)
     assert "[redacted]" in str(error)
     assert error.error_type == "auth"
+
+
+def test_a_key_across_the_excerpt_cut_of_a_mid_stream_error_is_redacted(
+    keyed: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    key = KEYS[str(keyed.key_variable)]
+    # The excerpt keeps 299 characters; the key starts at 285 of it (the OpenAI wire puts
+    # "api_error: " first), so a cut would keep 14 characters of it.
+    pad = 285 - (len("api_error: ") if keyed.wire == "openai" else 0)
+    server.script(StreamError("api_error", "x" * pad + key + " was refused"))
+    error = failure(keyed, env)
+    assert key[:8] not in str(error)
+    assert "[reda" in str(error)  # the marker itself may be what the cut shortens
+
+
+def test_redact_removes_the_key_whole_cut_and_repeated() -> None:
+    key = "sk-LEAKCHECK-0123456789"
+    text = f"a {key} b Bearer {key[:9]}… c {key[:8]} d {key[:7]} e {key}{key}"
+    assert redact(text, [key]) == (
+        f"a {REDACTED} b Bearer {REDACTED}… c {REDACTED} d {key[:7]} e {REDACTED}{REDACTED}"
+    )
+    assert redact("short k stays", ["k"]) == f"short {REDACTED} stays"
+    assert redact("nothing", ["", key]) == "nothing"
 
 
 # ---------------------------------------------------------------- Ollama specifics
