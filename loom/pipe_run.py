@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from loom.errors import NotFound, UnreadableMessage, UsageError
+from loom.files import MESSAGE_BODY_LIMIT, size_text, too_large
 from loom.message import Message, from_dict, looks_like_envelope, new_message, new_messages
 from loom.pipeline import OperatorError, Pipeline, load_definition
 
@@ -51,37 +52,74 @@ class Framer:
     Bytes are decoded as UTF-8 with replacement, so binary input never fails. A line
     ending in CR LF loses the CR. Empty lines are skipped, as jq and most NDJSON tools
     do. `bad_envelopes` collects `(line number, reason)` for lines shaped like an
-    envelope that fail validation; they are not processed (SPEC 2, unreadable).
+    envelope that fail validation, `too_long` the numbers of lines longer than `limit`
+    bytes; neither is processed (SPEC 2, unreadable). With `whole`, input past `limit`
+    raises FileTooLarge.
     """
 
-    def __init__(self, whole: bool = False) -> None:
+    def __init__(self, whole: bool = False, limit: int = MESSAGE_BODY_LIMIT) -> None:
         self.whole = whole
+        self.limit = limit
         self.lines_read = 0
         self.bad_envelopes: list[tuple[int, str]] = []
+        self.too_long: list[int] = []
         self._pending: list[bytes] = []
+        self._held = 0  # bytes in _pending
+        self._skipping = False  # inside a line already reported as too long
 
     def feed(self, chunk: bytes) -> list[Message]:
         """Messages completed by `chunk`; an unfinished last line waits for more."""
         if self.whole:
-            self._pending.append(chunk)
+            self._hold(chunk)
+            if self._held > self.limit:
+                raise too_large(None, self.limit, "stdin (--whole)")
             return []
+        if self._skipping:
+            cut = chunk.find(b"\n")
+            if cut < 0:
+                return []
+            self._skipping = False
+            chunk = chunk[cut + 1 :]
         end = chunk.rfind(b"\n")
         if end < 0:
-            self._pending.append(chunk)
+            self._hold(chunk)
+            if self._held > self.limit:
+                self._skip_long_line()
             return []
-        complete = chunk[:end]
+        complete: bytes | None = chunk[:end]
         if self._pending:
-            self._pending.append(complete)
-            complete = b"".join(self._pending)
-            self._pending = []
+            # Only the held line can pass the limit: a line inside one chunk is shorter
+            # than a read (1 MiB), far below any limit a message has.
+            first = chunk.find(b"\n")
+            if self._held + first > self.limit:
+                self._skip_long_line()
+                self._skipping = False
+                complete = chunk[first + 1 : end] if first < end else None
+            else:
+                self._pending.append(chunk[:end])
+                complete = b"".join(self._pending)
+                self._pending, self._held = [], 0
         if end + 1 < len(chunk):
-            self._pending.append(chunk[end + 1 :])
+            self._hold(chunk[end + 1 :])
+        if complete is None:
+            return []
         return self._frame_lines(complete.decode("utf-8", "replace"))
+
+    def _hold(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._held += len(data)
+
+    def _skip_long_line(self) -> None:
+        """Drop the line being held: memory stays bounded and the rest of stdin goes on."""
+        self._pending, self._held = [], 0
+        self._skipping = True
+        self.lines_read += 1
+        self.too_long.append(self.lines_read)
 
     def end(self) -> list[Message]:
         """The messages still held at end of input (a last line without newline)."""
         data = b"".join(self._pending)
-        self._pending = []
+        self._pending, self._held = [], 0
         if not data:
             return []
         text = data.decode("utf-8", "replace")
@@ -292,6 +330,15 @@ class Filter:
                 f"loom: pipe {self.name}: line {number} is an unreadable message "
                 f"envelope ({reason}); skipped\n"
             )
+        for number in framer.too_long:
+            self.failures += 1
+            self.errors.write(
+                f"loom: pipe {self.name}: line {number} is longer than "
+                f"{size_text(framer.limit)}, the limit for a message; skipped\n"
+            )
+        if framer.too_long:
+            framer.too_long.clear()
+            self.errors.flush()
         if framer.bad_envelopes:
             framer.bad_envelopes.clear()
             self.errors.flush()

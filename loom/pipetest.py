@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from loom.errors import ConfigError, LoomError, UsageError
+from loom.files import CONFIG_LIMIT, read_bounded
 from loom.ids import new_id
 from loom.message import ID_RE, Message, new_message
 from loom.pipeline import PipeDef, Pipeline, load_definition
@@ -103,7 +104,7 @@ def discover(path: Path | None = None) -> list[Path]:
 def load(path: Path, home: Path | None = None) -> Suite:
     """Parse and validate a test file; raise MalformedTest naming the file and line."""
     try:
-        raw = read_yaml(path.read_text("utf-8"), str(path))
+        raw = read_yaml(read_bounded(path, CONFIG_LIMIT, "test file").decode("utf-8"), str(path))
     except OSError as exc:
         raise MalformedTest(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:

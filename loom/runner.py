@@ -11,9 +11,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from loom import atomic
-from loom.errors import ProviderError, UnreadableMessage, UnsupportedVersion
+from loom.errors import ProviderError, UnreadableMessage, UnsupportedVersion, UsageError
+from loom.files import PROMPT_LIMIT, read_bounded_text
 from loom.home import ProcessDir, today
 from loom.logs import Log
 from loom.message import Message
@@ -69,22 +71,43 @@ class Answer:
             self.output_tokens = (self.output_tokens or 0) + usage.output_tokens
 
 
+class PromptUnreadable(ProviderError):
+    """prompt.md or a memory file cannot be read: the request cannot be built, so the
+    message fails (not retried) and the runner goes on with the next one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, error_type="prompt_unreadable", transient=False)
+
+
 def system_prompt(proc: ProcessDir) -> str | None:
-    """`prompt.md` followed by every file in `memory/`, in name order (SPEC 3)."""
+    """`prompt.md` followed by every file in `memory/`, in name order (SPEC 3); raise
+    PromptUnreadable when one is not a regular file, is past PROMPT_LIMIT or unreadable."""
     parts: list[str] = []
-    try:
-        base = (proc.path / "prompt.md").read_text("utf-8").strip()
-    except FileNotFoundError:
-        base = ""
+    base = _prompt_file(proc.path / "prompt.md", "prompt.md")
     if base:
         parts.append(base)
     if proc.memory.is_dir():
         for entry in sorted(proc.memory.iterdir()):
-            if entry.is_file() and not entry.name.startswith("."):
-                text = entry.read_text("utf-8", errors="replace").strip()
-                if text:
-                    parts.append(f"# Memory: {entry.name}\n\n{text}")
+            # Hidden files are an editor's or a writer's temporaries; folders hold notes
+            # the user keeps aside.
+            if entry.name.startswith(".") or entry.is_dir():
+                continue
+            text = _prompt_file(entry, "memory file")
+            if text:
+                parts.append(f"# Memory: {entry.name}\n\n{text}")
     return "\n\n".join(parts) or None
+
+
+def _prompt_file(path: Path, what: str) -> str:
+    """The stripped text of one prompt file; "" when it does not exist (any more)."""
+    try:
+        return read_bounded_text(path, PROMPT_LIMIT, what).strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise PromptUnreadable(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UsageError as exc:
+        raise PromptUnreadable(str(exc)) from None
 
 
 class _ResumingSink:

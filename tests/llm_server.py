@@ -28,6 +28,7 @@ import itertools
 import json
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
@@ -54,6 +55,7 @@ class Reply:
     chunk_size: int | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    pause: float = 0.0  # seconds between streamed chunks, for a slow but steady model
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,12 @@ class ModelNotFound:
 
 @dataclass(frozen=True)
 class EchoAuth:
-    """An error whose body repeats the request's credential header, as careless servers do."""
+    """An error whose body repeats the request's credential header, as careless servers do.
+    With `key_at`, filler comes first so the key itself starts at that character of the
+    error message (to put it across a client's cut)."""
 
     code: int = 401
+    key_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,24 @@ class Hang:
     """Send nothing until `seconds` pass (None: until the server stops), then hang up."""
 
     seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class KeepAlive:
+    """Open the stream, then send only the wire's keep-alive frames (SSE comments, Anthropic
+    `ping` events, empty NDJSON lines) every `interval` seconds, never a part of the answer,
+    until `seconds` pass (None: until the client or the server gives up)."""
+
+    interval: float = 0.2
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Endless:
+    """A 200 with a JSON body (or with `status`, an error body) that never ends: it starts
+    like one, then sends whitespace until the client hangs up or the server stops."""
+
+    status: int = 200
 
 
 @dataclass(frozen=True)
@@ -127,7 +150,17 @@ class CallTool:
 
 
 Behaviour = (
-    Reply | Status | ModelNotFound | EchoAuth | Hang | Drop | Malformed | StreamError | CallTool
+    Reply
+    | Status
+    | ModelNotFound
+    | EchoAuth
+    | Hang
+    | KeepAlive
+    | Endless
+    | Drop
+    | Malformed
+    | StreamError
+    | CallTool
 )
 
 BEHAVIOURS: dict[str, type[Behaviour]] = {
@@ -136,6 +169,8 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
     "model_not_found": ModelNotFound,
     "echo_auth": EchoAuth,
     "hang": Hang,
+    "keep_alive": KeepAlive,
+    "endless": Endless,
     "drop": Drop,
     "malformed": Malformed,
     "stream_error": StreamError,
@@ -241,7 +276,7 @@ class _Answer:
 
     def run(self, behaviour: Behaviour) -> None:
         match behaviour:
-            case Reply(text, chunk_size, input_tokens, output_tokens):
+            case Reply(text, chunk_size, input_tokens, output_tokens, pause):
                 chunks = chunks_of(self.text(text), chunk_size)
                 tokens = (
                     self.x.words_in if input_tokens is None else input_tokens,
@@ -249,7 +284,7 @@ class _Answer:
                 )
                 if self.stream:
                     self.open(tokens)
-                    self.deltas(chunks)
+                    self.deltas(chunks, pause)
                     self.close(tokens)
                 else:
                     self.handler.send_json(200, self.wire.complete(self.x, "".join(chunks), tokens))
@@ -260,13 +295,33 @@ class _Answer:
             case ModelNotFound():
                 message = self.wire.model_not_found(self.x.model)
                 self.handler.send_json(404, self.wire.error_body(404, message))
-            case EchoAuth(code):
+            case EchoAuth(code, key_at):
                 headers = self.handler.headers
                 credential = headers.get("Authorization") or headers.get("x-api-key") or ""
                 message = f"Incorrect API key provided: {credential}"
+                if key_at is not None:
+                    key = credential.removeprefix("Bearer ")
+                    message = "x" * max(0, key_at - message.index(key)) + message
                 self.handler.send_json(code, self.wire.error_body(code, message))
             case Hang(seconds):
                 self.fake.stopping.wait(seconds)
+                self.handler.close_connection = True
+            case KeepAlive(interval, seconds):
+                self.open(self.default_tokens([]))
+                deadline = None if seconds is None else time.monotonic() + seconds
+                while not self.fake.stopping.wait(interval):
+                    if deadline is not None and time.monotonic() > deadline:
+                        break
+                    self.send(self.wire.keep_alive())
+                self.handler.close_connection = True
+            case Endless(status):
+                self.handler.send_response(status)
+                self.handler.send_header("Content-Type", "application/json")
+                self.handler.end_headers()
+                self.handler.wfile.write(b'{"error": {"message": "')
+                block = b" " * (1 << 16)
+                while not self.fake.stopping.is_set():
+                    self.handler.wfile.write(block)
                 self.handler.close_connection = True
             case Drop(after, graceful, text):
                 chunks = chunks_of(self.text(text), None)
@@ -316,8 +371,10 @@ class _Answer:
         for frame in self.wire.opening(self.x, tokens[0]):
             self.send(frame)
 
-    def deltas(self, chunks: list[str]) -> None:
-        for chunk in chunks:
+    def deltas(self, chunks: list[str], pause: float = 0.0) -> None:
+        for number, chunk in enumerate(chunks):
+            if pause and number:
+                self.fake.stopping.wait(pause)
             self.send(self.wire.delta(self.x, chunk))
 
     def close(self, tokens: tuple[int, int], tools: bool = False) -> None:

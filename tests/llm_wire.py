@@ -110,6 +110,10 @@ class Wire(ABC):
         """Frames after the last chunk (or call), ending with the stream's terminal event."""
 
     @abstractmethod
+    def keep_alive(self) -> bytes:
+        """A frame that keeps the connection busy and carries no part of the answer."""
+
+    @abstractmethod
     def malformed(self) -> bytes:
         """A frame whose JSON is broken."""
 

@@ -73,6 +73,9 @@ class AnthropicWire(Wire):
             sse({"type": "message_stop"}, "message_stop"),
         ]
 
+    def keep_alive(self) -> bytes:
+        return sse({"type": "ping"}, "ping")
+
     def malformed(self) -> bytes:
         return b'event: content_block_delta\ndata: {"type": "content_block_delta", "delta": {\n\n'
 

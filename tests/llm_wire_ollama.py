@@ -46,6 +46,9 @@ class OllamaWire(Wire):
         counts = {"prompt_eval_count": usage[0], "eval_count": usage[1]}
         return {**self._message(x, text, True, calls), "done_reason": "stop", **counts}
 
+    def keep_alive(self) -> bytes:
+        return b"\n"
+
     def malformed(self) -> bytes:
         return b'{"message": {"content": "unterminated\n'
 

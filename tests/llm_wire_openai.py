@@ -48,6 +48,9 @@ class OpenAIWire(Wire):
             frames.append(sse({"id": "chatcmpl-fake", "choices": [], "usage": usage}))
         return [*frames, sse("[DONE]")]
 
+    def keep_alive(self) -> bytes:
+        return b": ping\n\n"
+
     def malformed(self) -> bytes:
         return b'data: {"choices": [{"delta": {"content": "unterminated\n\n'
 

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 from conftest import loom_cmd, run_loom, spawn_loom, wait_for
-from llm_server import Drop, EchoAuth, Hang, LLMServer, Malformed, ModelNotFound, Reply, Status
+from llm_server import (
+    Drop,
+    EchoAuth,
+    Hang,
+    KeepAlive,
+    LLMServer,
+    Malformed,
+    ModelNotFound,
+    Reply,
+    Status,
+)
 
 SECRET = "sk-test-9f8e7d6c5b4a"
 
@@ -153,6 +163,66 @@ def test_a_timeout_is_retried_then_reported(server: LLMServer, loom_home: Path) 
     assert r.returncode == 0, r.stderr
     assert r.stdout == "after the timeout\n"
     assert "timeout" in "".join(p.read_text() for p in (loom_home / "agents/a/logs").iterdir())
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-test", "anthropic/claude-x", "ollama/qwen3"])
+def test_a_stream_of_keep_alives_only_times_out_and_is_retried(
+    server: LLMServer, loom_home: Path, model: str
+) -> None:
+    # Comments, pings or empty lines every 0.1 s, never a word: each attempt must give up
+    # after LOOM_HTTP_TIMEOUT, not wait for the server.
+    server.script(*[KeepAlive(interval=0.1, seconds=20)] * 2, Reply("at last"))
+    keys = {"ANTHROPIC_API_KEY": SECRET}
+    r = run_loom(
+        "agent",
+        "start",
+        "a",
+        "--model",
+        model,
+        "--stdin",
+        input="hi",
+        env={**openai_env(server), **keys, "LOOM_HTTP_TIMEOUT": "0.5"},
+        timeout=15,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "at last\n"
+    assert len(server.requests) == 3
+    log = "".join(p.read_text() for p in (loom_home / "agents/a/logs").iterdir())
+    assert "no part of the answer for 0.5 s" in log
+
+
+@pytest.mark.parametrize(
+    "model, variable",
+    [
+        ("openai/gpt-test", "OPENAI_API_KEY"),
+        ("openrouter/vendor/model", "OPENROUTER_API_KEY"),
+        ("anthropic/claude-x", "ANTHROPIC_API_KEY"),
+    ],
+)
+def test_a_key_across_the_excerpt_cut_is_written_nowhere(
+    server: LLMServer, loom_home: Path, model: str, variable: str
+) -> None:
+    # The excerpt keeps 299 characters; the key starts at 285, so a cut leaves 14 of it.
+    key = "sk-LEAKCHECK-0123456789abcdef"
+    server.script(EchoAuth(401, key_at=285))
+    r = run_loom(
+        "agent",
+        "start",
+        "a",
+        "--model",
+        model,
+        "--stdin",
+        input="hi",
+        env={**server.env(), variable: key, "LOOM_HTTP_TIMEOUT": "2"},
+        timeout=30,
+    )
+    assert r.returncode == 1
+    assert "HTTP 401" in r.stderr and "[redacted]" in r.stderr
+    assert key[:8] not in r.stderr + r.stdout
+    written = [p for p in loom_home.rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".error.json") for p in written)
+    for path in written:
+        assert key[:8].encode() not in path.read_bytes(), path
 
 
 def test_a_stream_dropped_midway_is_retried_without_repeating_stdout(

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "loom"
 # a new module gets a place on purpose.
 LAYERS: list[tuple[str, ...]] = [
     ("loom.errors", "loom.names", "loom.ids"),
-    ("loom.message", "loom.atomic"),
+    ("loom.message", "loom.atomic", "loom.files"),
     ("loom.home", "loom.queue", "loom.logs", "loom.watch", "loom.retry"),
     ("loom.providers", "loom.pipeline", "loom.worker", "loom.runner", "loom.tools"),
     (

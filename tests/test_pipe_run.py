@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_loom, spawn_loom, wait_for
 
+from loom.files import MESSAGE_BODY_LIMIT
 from loom.message import new_message
 from loom.pipe_run import Framer, parse_envelope
 
@@ -181,6 +182,29 @@ def test_an_unreadable_envelope_is_reported_and_skipped(tmp_path: Path) -> None:
     assert r.returncode == 0
     assert r.stdout == "before\nafter\n"
     assert "line 2" in r.stderr and "unreadable" in r.stderr
+
+
+def test_a_line_past_the_message_limit_is_reported_and_skipped(tmp_path: Path) -> None:
+    pipe = write_pipe(tmp_path, '- map: "@"\n')
+    huge = "x" * (MESSAGE_BODY_LIMIT + 10)
+    r = run_loom("pipe", "run", str(pipe), input=f"before\n{huge}\nafter\n", timeout=60)
+    assert r.returncode == 0
+    assert r.stdout == "before\nafter\n"
+    assert (
+        r.stderr == "loom: pipe p: line 2 is longer than 32 MiB, the limit for a message; skipped\n"
+    )
+    r = run_loom("pipe", "run", str(pipe), "--whole", input=huge, timeout=60)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr == "loom: stdin (--whole) is larger than 32 MiB, the limit for it.\n"
+
+
+def test_framer_counts_lines_across_a_skipped_long_line() -> None:
+    framer = Framer(limit=8)
+    got = framer.feed(b"one\n" + b"y" * 5) + framer.feed(b"y" * 5) + framer.feed(b"yy\ntwo\nthr")
+    got += framer.end()
+    assert [m.body for m in got] == ["one", "two", "thr"]
+    assert framer.too_long == [2]
 
 
 def test_an_envelope_from_a_newer_loom_stops_with_upgrade_advice(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,9 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 from llm_server import (
+    CallTool,
     Drop,
     EchoAuth,
+    Endless,
     Hang,
+    KeepAlive,
     LLMServer,
     Malformed,
     ModelNotFound,
@@ -30,8 +34,9 @@ from llm_server import (
 
 from loom.errors import LoomError, MissingApiKey, ProviderError, UsageError
 from loom.providers import register, resolve
-from loom.providers.base import Completion, Request, Turn, Usage
+from loom.providers.base import Completion, Request, ToolSpec, Turn, Usage
 from loom.providers.openai import OpenAIProvider
+from loom.providers.redact import REDACTED, redact
 from loom.providers.sse import parse_sse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +99,8 @@ CASES = [
 ]
 OPENAI, OPENROUTER, ANTHROPIC, OLLAMA = CASES
 KEYED = [case for case in CASES if case.key_variable]
+
+CALC = ToolSpec("calc", "Evaluates arithmetic.", {"type": "object", "properties": {}})
 
 TURNS = (
     Turn("user", "first question"),
@@ -279,6 +286,59 @@ def test_silence_past_the_timeout_is_transient(
     assert "LOOM_HTTP_TIMEOUT" in str(error)
 
 
+def test_keep_alives_without_any_answer_time_out(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    # Each keep-alive is a read, so a per-read timeout alone would wait forever.
+    server.script(KeepAlive(interval=0.1, seconds=6))
+    started = time.monotonic()
+    error = failure(case, {**env, "LOOM_HTTP_TIMEOUT": "0.5"})
+    assert time.monotonic() - started < 5
+    assert (error.error_type, error.transient) == ("timeout", True)
+    assert "LOOM_HTTP_TIMEOUT" in str(error) and "no part of the answer" in str(error)
+
+
+def test_a_slow_steady_answer_is_not_cut_by_the_timeout(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    text = "one two three four five six"
+    server.script(Reply(text, pause=0.2))
+    completion, deltas = call(case, {**env, "LOOM_HTTP_TIMEOUT": "0.5"})
+    assert completion.text == text and len(deltas) == 6
+
+
+def test_tool_call_fragments_count_as_progress(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    # Arguments long enough to arrive in pieces; the first keep-alive-free stretch is short.
+    server.script(CallTool("calc", {"expression": "1 + 1"}))
+    provider, model_id = resolve(case.model, {**env, "LOOM_HTTP_TIMEOUT": "0.5"})
+    try:
+        completion = provider.complete(Request(model_id, TURNS, tools=(CALC,)), print)
+    finally:
+        provider.close()
+    assert [c.name for c in completion.tool_calls] == ["calc"]
+
+
+def test_a_reply_body_that_never_ends_is_refused_at_the_limit(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    server.stream = False
+    server.script(Endless())
+    error = failure(case, env)
+    assert (error.error_type, error.transient) == ("response_too_large", False)
+    assert "64 MiB" in str(error)
+
+
+def test_an_error_body_that_never_ends_is_read_only_for_its_excerpt(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    server.script(Endless(status=500))
+    error = failure(case, env)
+    assert (error.error_type, error.status) == ("server_error", 500)
+    assert len(str(error)) < 400
+
+
 def test_connection_dropped_mid_stream_is_transient(
     case: Case, server: LLMServer, env: dict[str, str]
 ) -> None:
@@ -354,6 +414,29 @@ def test_api_key_never_appears_in_error_text(
     assert key not in str(error) and key not in repr(error.args)
     assert "[redacted]" in str(error)
     assert error.error_type == "auth"
+
+
+def test_a_key_across_the_excerpt_cut_of_a_mid_stream_error_is_redacted(
+    keyed: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    key = KEYS[str(keyed.key_variable)]
+    # The excerpt keeps 299 characters; the key starts at 285 of it (the OpenAI wire puts
+    # "api_error: " first), so a cut would keep 14 characters of it.
+    pad = 285 - (len("api_error: ") if keyed.wire == "openai" else 0)
+    server.script(StreamError("api_error", "x" * pad + key + " was refused"))
+    error = failure(keyed, env)
+    assert key[:8] not in str(error)
+    assert "[reda" in str(error)  # the marker itself may be what the cut shortens
+
+
+def test_redact_removes_the_key_whole_cut_and_repeated() -> None:
+    key = "sk-LEAKCHECK-0123456789"
+    text = f"a {key} b Bearer {key[:9]}… c {key[:8]} d {key[:7]} e {key}{key}"
+    assert redact(text, [key]) == (
+        f"a {REDACTED} b Bearer {REDACTED}… c {REDACTED} d {key[:7]} e {REDACTED}{REDACTED}"
+    )
+    assert redact("short k stays", ["k"]) == f"short {REDACTED} stays"
+    assert redact("nothing", ["", key]) == "nothing"
 
 
 # ---------------------------------------------------------------- Ollama specifics

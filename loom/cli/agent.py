@@ -58,6 +58,7 @@ def start(
     Example: echo "summarise this" | loom agent start s --model echo --stdin
     """
     from loom import agents
+    from loom.files import MESSAGE_BODY_LIMIT, PROMPT_LIMIT, read_bounded_text, read_stream_bounded
     from loom.message import new_message
     from loom.runner import Outcome
 
@@ -65,7 +66,7 @@ def start(
         raise die("give --system or --system-file, not both", 2)
     if system_file is not None:
         try:
-            system = system_file.read_text("utf-8")
+            system = read_bounded_text(system_file, PROMPT_LIMIT, "--system-file")
         except OSError as exc:
             raise die(f"cannot read --system-file {system_file}: {exc.strerror}", 2) from None
     spec = agents.AgentSpec(
@@ -99,7 +100,8 @@ def start(
         out.flush()
 
     if stdin:
-        messages = agents.stdin_messages(sys.stdin.buffer.read(), prompt)
+        data = read_stream_bounded(sys.stdin.buffer, MESSAGE_BODY_LIMIT, "stdin")
+        messages = agents.stdin_messages(data, prompt)
         session = agents.open_session(spec, sink=None if envelope else stream, foreground=True)
         session.runner.on_done = done
         outcomes = agents.answer(session, messages)

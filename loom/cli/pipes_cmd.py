@@ -56,12 +56,14 @@ def create(
     """
     from loom import home as homes
     from loom import pipe_admin
+    from loom.files import CONFIG_LIMIT, read_bounded_text, read_stream_bounded
 
     if file is None or str(file) == "-":
-        text, source = sys.stdin.read(), "<stdin>"
+        data = read_stream_bounded(sys.stdin.buffer, CONFIG_LIMIT, "stdin")
+        text, source = data.decode("utf-8", errors="replace"), "<stdin>"
     else:
         try:
-            text, source = file.read_text("utf-8"), str(file)
+            text, source = read_bounded_text(file, CONFIG_LIMIT, "pipe definition"), str(file)
         except OSError as exc:
             raise die(f"cannot read {file}: {exc.strerror}", 2) from None
     print(pipe_admin.create(name, text, source, homes.home()))

@@ -28,11 +28,14 @@ def send(
     given = sum(x for x in (message is not None, stdin, file is not None))
     if given != 1:
         raise die("give the message as an argument, or --stdin, or --file (exactly one)", 2)
+    from loom.files import MESSAGE_BODY_LIMIT, read_bounded_text, read_stream_bounded
+
     if stdin:
-        body = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+        data = read_stream_bounded(sys.stdin.buffer, MESSAGE_BODY_LIMIT, "stdin")
+        body = data.decode("utf-8", errors="replace")
     elif file is not None:
         try:
-            body = file.read_bytes().decode("utf-8", errors="replace")
+            body = read_bounded_text(file, MESSAGE_BODY_LIMIT, "--file")
         except OSError as exc:
             raise die(f"cannot read {file}: {exc.strerror}", 2) from None
     else:

@@ -17,6 +17,7 @@ from typing import Any
 from loom import atomic
 from loom import home as homes
 from loom.errors import InvalidName, NotFound
+from loom.files import CONFIG_LIMIT, read_bounded, read_bounded_text
 from loom.names import INSTANCE_RE, validate_name, validate_process_name
 from loom.pipeline.catalog import catalog_dir
 from loom.pipeline.errors import ArgError
@@ -212,7 +213,7 @@ def load_file(path: Path, name: str | None = None) -> PipeDef:
     if name is None:
         name = path.parent.name if path.name == CONFIG_FILE else path.stem
     try:
-        text = path.read_text("utf-8")
+        text = read_bounded(path, CONFIG_LIMIT, "pipe definition").decode("utf-8")
     except FileNotFoundError:
         raise NotFound(f"{path}: no such pipe definition file") from None
     except (IsADirectoryError, UnicodeDecodeError) as exc:
@@ -248,13 +249,15 @@ def load_definition(ref: str, home: Path | None = None, *, cwd: Path | None = No
     if "/" in ref or ref.endswith((".yml", ".yaml", ".json")):
         return load_file(base / Path(ref).expanduser())
     name = validate_name(ref, "pipe name")
+    # exists(), not is_file(): a device or FIFO in the user's own folder is reported by
+    # load_file, not silently passed over for a definition of the same name elsewhere.
     for ext in (".yml", ".yaml"):
         path = base / "pipes" / f"{name}{ext}"
-        if path.is_file():
+        if path.exists():
             return load_file(path, name)
     for config in ("loom.yml", "loom.yaml"):
         path = base / config
-        if path.is_file():
+        if path.exists():
             found = _from_weave(path, name)
             if found is not None:
                 return found
@@ -272,7 +275,7 @@ def load_definition(ref: str, home: Path | None = None, *, cwd: Path | None = No
 
 
 def _from_weave(path: Path, name: str) -> PipeDef | None:
-    data = read_yaml(path.read_text("utf-8"), str(path))
+    data = read_yaml(read_bounded_text(path, CONFIG_LIMIT, "config file"), str(path))
     pipes = data.get("pipes") if isinstance(data, Mapping) else None
     if not isinstance(pipes, Mapping) or name not in pipes:
         return None

@@ -12,7 +12,6 @@ replayed with its `tool_use` blocks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from loom.errors import ProviderError
@@ -24,6 +23,7 @@ from loom.providers.http import (
     stream_interrupted,
     token_count,
 )
+from loom.providers.response import ResponseReader
 from loom.providers.sse import parse_sse
 from loom.providers.tool_calls import PendingCalls, arguments_object, arguments_text, new_call_id
 
@@ -81,13 +81,13 @@ class AnthropicProvider(HttpProvider):
             ]
         return body
 
-    def _read(self, lines: Iterator[str], on_text: TextSink) -> Completion:
+    def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
         parts: list[str] = []
         calls = PendingCalls()
         input_tokens: int | None = None
         output_tokens: int | None = None
-        for event, data in parse_sse(lines):
-            payload = decode_object(data, self.name)
+        for event, data in parse_sse(reply):
+            payload = decode_object(data, self.name, self._secrets)
             kind = payload.get("type", event)
             index = payload.get("index")
             index = index if isinstance(index, int) else 0
@@ -98,10 +98,12 @@ class AnthropicProvider(HttpProvider):
             elif kind == "content_block_start":
                 block = _dict(payload.get("content_block"))
                 if block.get("type") == "tool_use":
+                    reply.progress()
                     calls.start(index, _str(block.get("id")), _str(block.get("name")))
             elif kind == "content_block_delta":
                 delta = _dict(payload.get("delta"))
                 if delta.get("type") == "input_json_delta":
+                    reply.progress()
                     calls.extend(index, _str(delta.get("partial_json")) or "")
                 text = delta.get("text") if delta.get("type") == "text_delta" else None
                 if isinstance(text, str) and text:
@@ -155,7 +157,7 @@ class AnthropicProvider(HttpProvider):
         kind = _dict(payload.get("error")).get("type")
         error_type, transient = _ERROR_TYPES.get(str(kind), ("server_error", True))
         return ProviderError(
-            f"{self.name} reported {kind} mid-stream: {message_of(payload)}",
+            f"{self.name} reported {kind} mid-stream: {message_of(payload, self._secrets)}",
             error_type=error_type,
             transient=transient,
         )

@@ -1,8 +1,9 @@
 """What every remote provider shares: the httpx client, the streaming POST, and the rules
 that turn a failure into a ProviderError labelled transient or permanent (SPEC 5).
 
-Each error text names the HTTP status and a short excerpt of the server's own message,
-and passes through `redact` so the API key never reaches logs or error files.
+Each error text names the HTTP status and a short excerpt of the server's own message.
+Every excerpt of what the server sent is redacted before it is cut, and every error text
+once more as it leaves, so the API key, whole or in part, never reaches logs or files.
 """
 
 from __future__ import annotations
@@ -19,19 +20,31 @@ from typing import Any, ClassVar
 import httpx
 
 from loom.errors import MissingApiKey, ProviderError, UsageError
+from loom.files import MESSAGE_FILE_LIMIT, KiB
 from loom.providers.base import Completion, Provider, Request, TextSink
+from loom.providers.redact import redact
+from loom.providers.response import ResponseReader
 
 TIMEOUT_VARIABLE = "LOOM_HTTP_TIMEOUT"
 DEFAULT_READ_TIMEOUT = 600.0
 CONNECT_TIMEOUT = 10.0
 EXCERPT_LENGTH = 300
-REDACTED = "[redacted]"
+# A reply becomes one message, so a whole JSON reply is held to a message file's limit;
+# a stream may be larger, since SSE or NDJSON framing is many times the text it carries.
+# Of an error body only the start is read: enough for the excerpt, and a JSON error is
+# never near this long.
+REPLY_LIMIT = MESSAGE_FILE_LIMIT
+STREAM_LIMIT = 4 * MESSAGE_FILE_LIMIT
+ERROR_BODY_LIMIT = 64 * KiB
+
+Secrets = Iterable[str]
 
 _PERMANENT = {400: "bad_request", 401: "auth", 403: "forbidden", 404: "not_found"}
 
 
 def timeout_from(env: Mapping[str, str]) -> httpx.Timeout:
-    """Read LOOM_HTTP_TIMEOUT (seconds between bytes of a reply); connecting gets 10 s."""
+    """Read LOOM_HTTP_TIMEOUT (the longest wait for the answer to progress, see
+    `ResponseReader`); connecting gets 10 s."""
     raw = env.get(TIMEOUT_VARIABLE, "").strip()
     if not raw:
         return httpx.Timeout(DEFAULT_READ_TIMEOUT, connect=CONNECT_TIMEOUT)
@@ -47,14 +60,6 @@ def timeout_from(env: Mapping[str, str]) -> httpx.Timeout:
 def make_client(env: Mapping[str, str]) -> httpx.Client:
     """A client with loom's timeouts; proxy and CA settings come from the process, as httpx does."""
     return httpx.Client(timeout=timeout_from(env))
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each non-empty secret in `text`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -88,31 +93,32 @@ def classify_status(status: int) -> tuple[str, bool]:
     return _PERMANENT.get(status, "bad_request"), False
 
 
-def error_message(body: str) -> str:
+def error_message(body: str, secrets: Secrets = ()) -> str:
     """A short, one-line excerpt of the error message inside an API's error body."""
     try:
-        return message_of(json.loads(body))
+        return message_of(json.loads(body), secrets)
     except ValueError:
-        return excerpt(body)
+        return excerpt(body, secrets)
 
 
-def message_of(value: Any) -> str:
+def message_of(value: Any, secrets: Secrets = ()) -> str:
     """The human part of a parsed error payload, as a short excerpt."""
     # Shapes seen: {"error": {"message": ...}} (OpenAI, Anthropic), {"error": "..."}
     # (Ollama), {"message": ...} and {"detail": ...} (proxies and gateways).
     for key in ("error", "message", "detail"):
         if isinstance(value, dict) and key in value:
             value = value[key]
-    return excerpt(value if isinstance(value, str) else json.dumps(value))
+    return excerpt(value if isinstance(value, str) else json.dumps(value), secrets)
 
 
-def excerpt(text: str) -> str:
-    """`text` on one line, cut to EXCERPT_LENGTH characters."""
-    flat = " ".join(text.split())
+def excerpt(text: str, secrets: Secrets = ()) -> str:
+    """`text` on one line with `secrets` redacted, cut to EXCERPT_LENGTH characters."""
+    # Redact before cutting: a cut key no longer matches the whole key.
+    flat = " ".join(redact(text, secrets).split())
     return flat if len(flat) <= EXCERPT_LENGTH else flat[: EXCERPT_LENGTH - 1] + "…"
 
 
-def decode_object(data: str, source: str) -> dict[str, Any]:
+def decode_object(data: str, source: str, secrets: Secrets = ()) -> dict[str, Any]:
     """Parse one event's JSON payload; anything but a JSON object is a malformed response."""
     try:
         value = json.loads(data)
@@ -120,7 +126,7 @@ def decode_object(data: str, source: str) -> dict[str, Any]:
         value = None
     if not isinstance(value, dict):
         raise ProviderError(
-            f"{source} sent a malformed stream event: {excerpt(data)!r}",
+            f"{source} sent a malformed stream event: {excerpt(data, secrets)!r}",
             error_type="malformed_response",
             transient=False,
         )
@@ -214,14 +220,35 @@ class HttpProvider(ABC):
         self.check()
         with self._stream(request) as response:
             if not _is_whole(response):
-                return self._read(response.iter_lines(), on_text)
+                reader = self._reader(response, STREAM_LIMIT)
+
+                def progressed(text: str) -> None:
+                    reader.progress()
+                    on_text(text)
+
+                return self._read(reader, progressed)
             # Some servers ignore `stream: true` (Ollama did when tools were offered, and
             # so do some OpenAI-compatible proxies) and send one JSON body instead.
-            body = response.read().decode("utf-8", errors="replace")
-            completion = self._whole(decode_object(body, self.name))
+            reader = self._reader(response, REPLY_LIMIT)
+            completion = self._whole(decode_object(reader.text(), self.name, self._secrets))
             if completion.text:
                 on_text(completion.text)
             return completion
+
+    def _reader(self, response: httpx.Response, limit: int) -> ResponseReader:
+        """The response body, read within the progress timeout and `limit`."""
+        return ResponseReader(
+            response.iter_bytes(),
+            source=self.name,
+            timeout=self._client.timeout.read,
+            limit=limit,
+            timeout_setting=TIMEOUT_VARIABLE,
+        )
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        """What must never appear in an error text: the API key."""
+        return (self._api_key,) if self._api_key else ()
 
     @abstractmethod
     def _headers(self) -> dict[str, str]:
@@ -232,8 +259,9 @@ class HttpProvider(ABC):
         """The JSON body for the POST, asking for a streamed reply."""
 
     @abstractmethod
-    def _read(self, lines: Iterator[str], on_text: TextSink) -> Completion:
-        """Consume the response lines, sending text deltas to `on_text`.
+    def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
+        """Consume the response lines (iterate `reply`), sending text deltas to `on_text`
+        and calling `reply.progress()` for each tool-call fragment (text counts already).
 
         Raise `stream_interrupted` when the lines end before the terminal event.
         """
@@ -268,10 +296,9 @@ class HttpProvider(ABC):
                 "POST", url, json=self._body(request), headers=self._headers()
             ) as response:
                 if not response.is_success:
-                    response.read()
-                    error = self._status_error(
-                        request, response.status_code, error_message(response.text)
-                    )
+                    body = self._reader(response, ERROR_BODY_LIMIT).text(truncate=True)
+                    message = error_message(body, self._secrets)
+                    error = self._status_error(request, response.status_code, message)
                     error.retry_after = parse_retry_after(response.headers.get("retry-after"))
                     raise error
                 started = True
@@ -317,4 +344,4 @@ class HttpProvider(ABC):
         return ProviderError(self._redact(text), error_type=error_type, transient=transient)
 
     def _redact(self, text: str) -> str:
-        return redact(text, [self._api_key])
+        return redact(text, self._secrets)

@@ -10,7 +10,6 @@ results go back as `role: tool` messages naming the tool.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +22,7 @@ from loom.providers.http import (
     stream_interrupted,
     token_count,
 )
+from loom.providers.response import ResponseReader
 from loom.providers.tool_calls import (
     arguments_object,
     arguments_text,
@@ -64,13 +64,16 @@ class OllamaProvider(HttpProvider):
             body["tools"] = function_tools(request.tools)
         return body
 
-    def _read(self, lines: Iterator[str], on_text: TextSink) -> Completion:
-        reply = _Reply()
-        for line in lines:
+    def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
+        answer = _Reply()
+        for line in reply:
             if not line.strip():
                 continue
-            if self._take(reply, decode_object(line, self.name), on_text):
-                return reply.completion
+            calls_before = len(answer.calls)
+            if self._take(answer, decode_object(line, self.name, self._secrets), on_text):
+                return answer.completion
+            if len(answer.calls) > calls_before:
+                reply.progress()
         raise stream_interrupted(self.name)
 
     def _whole(self, payload: dict[str, Any]) -> Completion:
@@ -87,7 +90,7 @@ class OllamaProvider(HttpProvider):
         """Add one line of the reply; True when it was the last."""
         if "error" in payload:
             raise ProviderError(
-                f"Ollama reported an error mid-stream: {message_of(payload)}",
+                f"Ollama reported an error mid-stream: {message_of(payload, self._secrets)}",
                 error_type="server_error",
                 transient=True,
             )

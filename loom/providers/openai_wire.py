@@ -12,7 +12,6 @@ as `delta.tool_calls` fragments: the first for an `index` brings its `id` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from loom.errors import ProviderError
@@ -25,6 +24,7 @@ from loom.providers.http import (
     stream_interrupted,
     token_count,
 )
+from loom.providers.response import ResponseReader
 from loom.providers.sse import DONE, parse_sse
 from loom.providers.tool_calls import (
     PendingCalls,
@@ -60,14 +60,14 @@ class OpenAIWireProvider(HttpProvider):
             body["tools"] = function_tools(request.tools)
         return body
 
-    def _read(self, lines: Iterator[str], on_text: TextSink) -> Completion:
+    def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
         parts: list[str] = []
         calls = PendingCalls()
         usage = Usage()
-        for _event, data in parse_sse(lines):
+        for _event, data in parse_sse(reply):
             if data == DONE:
                 return Completion(text="".join(parts), usage=usage, tool_calls=calls.done())
-            chunk = decode_object(data, self.name)
+            chunk = decode_object(data, self.name, self._secrets)
             if "error" in chunk:
                 raise self._chunk_error(chunk["error"])
             delta = _first_choice(chunk, "delta", self.name)
@@ -76,6 +76,7 @@ class OpenAIWireProvider(HttpProvider):
                 parts.append(text)
                 on_text(text)
             for fragment in _list(delta.get("tool_calls"), "delta.tool_calls", self.name):
+                reply.progress()
                 index = fragment.get("index")
                 index = index if isinstance(index, int) else 0
                 calls.start(index, *_id_and_name(fragment))
@@ -109,8 +110,9 @@ class OpenAIWireProvider(HttpProvider):
             error_type, transient = classify_status(code)
         else:
             error_type, transient = "server_error", True
+        message = message_of({"error": error}, self._secrets)
         return ProviderError(
-            f"{self.name} reported an error mid-stream: {message_of({'error': error})}",
+            f"{self.name} reported an error mid-stream: {message}",
             error_type=error_type,
             transient=transient,
         )

@@ -13,7 +13,8 @@ from loom.weave.parse import read
 def find_config(explicit: Path | None) -> Path:
     """The config file to use; UsageError listing where it looked."""
     if explicit is not None:
-        if not explicit.is_file():
+        # Only existence here: reading says what is wrong with a device or a FIFO.
+        if not explicit.exists():
             raise UsageError(f"{explicit} does not exist")
         return explicit
     home = Path(os.environ.get("LOOM_HOME") or "~/.loom").expanduser()

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loom.errors import ConfigError, InvalidName
+from loom.errors import ConfigError, InvalidName, UsageError
+from loom.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
 from loom.names import validate_name
 from loom.pipeline import PipeDef, parse_definition
 from loom.pipeline.yaml_lines import LineDict, LineList, read_yaml
@@ -109,7 +110,7 @@ def read(path: Path, environ: Mapping[str, str]) -> Weave:
     """Parse and validate `path`; raise WeaveInvalid listing every problem."""
     source = str(path)
     try:
-        text = path.read_text("utf-8")
+        text = read_bounded(path, CONFIG_LIMIT, "config file").decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -280,10 +281,15 @@ def _read_system_file(r: _Reader, block: LineDict, text: str) -> str | None:
     if not path.is_absolute():
         path = r.base / path
     try:
-        return path.read_text("utf-8")
+        return read_bounded_text(path, PROMPT_LIMIT, "system_file")
     except OSError as exc:
         r.problem(r.value_at(block, "system_file"), f"cannot read {text}: {exc.strerror}")
-        return None
+    except UsageError as exc:
+        # A device, a FIFO or a huge file is refused at once, with its place, rather than
+        # listed among the problems: the file itself is what the user has to change.
+        where = Problem(*r.value_at(block, "system_file"), str(exc))
+        raise UsageError(where.render(r.source)) from None
+    return None
 
 
 def _read_env(r: _Reader, block: LineDict) -> dict[str, str]:

@@ -1,0 +1,114 @@
+"""Reading files named by a user, a config or a message, within a size limit.
+
+A path in loom.yml, on the command line or in an agent's folder may name anything:
+`/dev/zero`, a FIFO nobody writes to, a 100 MB log. `read_bounded` is the one way loom
+reads such a file: it refuses what is not a regular file without blocking on it, and
+never reads more than the limit, so no input can hang a command or fill its memory.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import BinaryIO
+
+from loom.errors import UsageError
+
+KiB = 1 << 10
+MiB = 1 << 20
+
+# The largest message file loom reads, and the largest body it takes from the user
+# (loom send --file/--stdin, agent start --stdin): half, so that the body still fits in
+# a message file once JSON has escaped its quotes, backslashes and line breaks.
+MESSAGE_FILE_LIMIT = 64 * MiB
+MESSAGE_BODY_LIMIT = MESSAGE_FILE_LIMIT // 2
+# loom.yml, pipes/<name>.yml and pipe definition files: far past any real weave.
+CONFIG_LIMIT = 4 * MiB
+# Text put into a model request: system prompts, prompt.md, memory files (4 MiB is about
+# a million tokens, more than any model's context).
+PROMPT_LIMIT = 4 * MiB
+
+
+class FileTooLarge(UsageError):
+    """A file over the limit for what it is used as."""
+
+
+class NotARegularFile(UsageError):
+    """A path that names a device, a FIFO, a socket or a directory."""
+
+
+def size_text(limit: int) -> str:
+    """A byte count as people write limits: "64 MiB", "300 KiB", "12 bytes"."""
+    for unit, name in ((MiB, "MiB"), (KiB, "KiB")):
+        if limit >= unit and limit % unit == 0:
+            return f"{limit // unit} {name}"
+    return f"{limit} bytes"
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` of them.
+
+    `what` names the file's role in the error ("system_file", "memory file"). Raises
+    NotARegularFile for devices, FIFOs and directories, FileTooLarge past `limit`, and
+    OSError (FileNotFoundError, PermissionError) as the system reports it.
+    """
+    # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            raise NotARegularFile(
+                f"{what} {os.fspath(path)} is {_kind_of(kind)}, not a regular file; "
+                "give the path of a file."
+            )
+        chunks: list[bytes] = []
+        left = limit + 1  # one byte past the limit tells a full file from a larger one
+        while left > 0:
+            chunk = os.read(fd, min(left, MiB))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise too_large(path, limit, what)
+    return data
+
+
+def read_bounded_text(path: str | os.PathLike[str], limit: int, what: str) -> str:
+    """`read_bounded` decoded as UTF-8; undecodable bytes become U+FFFD."""
+    return read_bounded(path, limit, what).decode("utf-8", errors="replace")
+
+
+def read_stream_bounded(stream: BinaryIO, limit: int, what: str) -> bytes:
+    """Read a binary stream (stdin) to its end, failing once it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = stream.read(min(MiB, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise too_large(None, limit, what)
+
+
+def too_large(path: str | os.PathLike[str] | None, limit: int, what: str) -> FileTooLarge:
+    """The error for input past its limit; `path` None for a stream."""
+    where = f"{what} {os.fspath(path)}" if path is not None else what
+    return FileTooLarge(f"{where} is larger than {size_text(limit)}, the limit for it.")
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"

@@ -1,0 +1,111 @@
+"""Reading a provider's HTTP response within bounds: in time and in size.
+
+httpx's read timeout is per read, so a server that keeps sending keep-alive comments or
+pings never trips it. Here the timeout measures progress of the answer instead: the
+provider calls `progress()` whenever a part of the answer arrives (text, a tool-call
+fragment), and a response that brings none for `timeout` seconds fails as a transient
+timeout. Every byte read counts against a size limit.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from loom.errors import ProviderError
+from loom.files import size_text
+
+_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class ResponseReader:
+    """The body of one response, read as lines or as one text.
+
+    `chunks` are the decoded body bytes (`httpx.Response.iter_bytes()`); `timeout` is the
+    longest wait for progress (None: no deadline); `limit` the most bytes read.
+    """
+
+    def __init__(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        source: str,
+        timeout: float | None,
+        limit: int,
+        timeout_setting: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._chunks = iter(chunks)
+        self._source = source
+        self._timeout = timeout
+        self._limit = limit
+        self._setting = timeout_setting
+        self._clock = clock
+        self._read = 0
+        self._deadline = self._next_deadline()
+
+    def progress(self) -> None:
+        """A part of the answer arrived: the wait for the next one starts now."""
+        self._deadline = self._next_deadline()
+
+    def __iter__(self) -> Iterator[str]:
+        """The body's lines, without their line breaks (\\n, \\r\\n or \\r)."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        held: list[str] = []  # the start of a line not yet ended
+        after_cr = False  # the last chunk ended with \r: a \n opening the next one is its pair
+        for chunk in self._bounded():
+            text = decoder.decode(chunk)
+            if after_cr and text.startswith("\n"):
+                text = text[1:]
+            after_cr = text.endswith("\r")
+            pieces = _BREAK.split(text)
+            if len(pieces) == 1:
+                held.append(pieces[0])
+                continue
+            held.append(pieces[0])
+            yield "".join(held)
+            yield from pieces[1:-1]
+            held = [pieces[-1]]
+        rest = "".join(held) + decoder.decode(b"", final=True)
+        if rest:
+            yield rest
+
+    def text(self, *, truncate: bool = False) -> str:
+        """The whole body as text. Past the limit it fails, or with `truncate` it stops
+        reading and returns what came (enough for an error excerpt)."""
+        parts: list[bytes] = []
+        kept = 0
+        for chunk in self._bounded(truncate=truncate):
+            parts.append(chunk[: self._limit - kept])
+            kept += len(parts[-1])
+            if kept >= self._limit:
+                break
+        return b"".join(parts).decode("utf-8", errors="replace")
+
+    def _bounded(self, *, truncate: bool = False) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            if self._deadline is not None and self._clock() > self._deadline:
+                raise self._stalled()
+            self._read += len(chunk)
+            if self._read > self._limit and not truncate:
+                raise ProviderError(
+                    f"{self._source} sent a reply larger than {size_text(self._limit)}; "
+                    "gave up reading it.",
+                    error_type="response_too_large",
+                    transient=False,
+                )
+            yield chunk
+
+    def _stalled(self) -> ProviderError:
+        setting = f" ({self._setting})" if self._setting else ""
+        return ProviderError(
+            f"{self._source} sent no part of the answer for {self._timeout:g} s{setting}; "
+            "gave up waiting.",
+            error_type="timeout",
+            transient=True,
+        )
+
+    def _next_deadline(self) -> float | None:
+        return None if self._timeout is None else self._clock() + self._timeout
