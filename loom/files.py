@@ -32,9 +32,17 @@ PROMPT_LIMIT = 4 * MiB
 class FileTooLarge(UsageError):
     """A file over the limit for what it is used as."""
 
+    def __init__(self, message: str, *, size: int | None = None) -> None:
+        super().__init__(message)
+        self.size = size  # bytes, when known before reading
+
 
 class NotARegularFile(UsageError):
-    """A path that names a device, a FIFO, a socket or a directory."""
+    """A path that names a device, a FIFO, a socket, a directory or (not followed) a link."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "a FIFO", "a device", ...
 
 
 def size_text(limit: int) -> str:
@@ -45,26 +53,39 @@ def size_text(limit: int) -> str:
     return f"{limit} bytes"
 
 
-def read_bounded(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
+def read_bounded(
+    path: str | os.PathLike[str], limit: int, what: str, *, follow: bool = True
+) -> bytes:
     """The bytes of the regular file at `path`, at most `limit` of them.
 
     `what` names the file's role in the error ("system_file", "memory file"). Raises
-    NotARegularFile for devices, FIFOs and directories, FileTooLarge past `limit`, and
-    OSError (FileNotFoundError, PermissionError) as the system reports it.
+    NotARegularFile for devices, FIFOs and directories (and for a symbolic link when
+    `follow` is false), FileTooLarge past `limit`, and OSError (FileNotFoundError,
+    PermissionError) as the system reports it. Nothing blocks, and nothing past the
+    limit is loaded.
     """
     # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        kind = os.fstat(fd).st_mode
-        if not stat.S_ISREG(kind):
-            raise NotARegularFile(
-                f"{what} {os.fspath(path)} is {_kind_of(kind)}, not a regular file; "
-                "give the path of a file."
-            )
+        fd = os.open(path, flags)
+    except OSError as exc:
+        # ELOOP: a link refused by O_NOFOLLOW; ENXIO: a socket. Say what the path is.
+        if isinstance(exc, FileNotFoundError):
+            raise
+        kind = _lkind(path)
+        if kind is None:
+            raise
+        raise _not_regular(path, kind, what) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_regular(path, _kind_of(info.st_mode), what)
+        if info.st_size > limit:
+            raise too_large(path, limit, what, size=info.st_size)
         chunks: list[bytes] = []
         left = limit + 1  # one byte past the limit tells a full file from a larger one
         while left > 0:
-            chunk = os.read(fd, min(left, MiB))
+            chunk = os.read(fd, min(left, max(info.st_size, 64 * KiB), MiB))
             if not chunk:
                 break
             chunks.append(chunk)
@@ -73,7 +94,7 @@ def read_bounded(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
         os.close(fd)
     data = b"".join(chunks)
     if len(data) > limit:
-        raise too_large(path, limit, what)
+        raise too_large(path, limit, what)  # it grew while being read
     return data
 
 
@@ -96,10 +117,28 @@ def read_stream_bounded(stream: BinaryIO, limit: int, what: str) -> bytes:
             raise too_large(None, limit, what)
 
 
-def too_large(path: str | os.PathLike[str] | None, limit: int, what: str) -> FileTooLarge:
+def too_large(
+    path: str | os.PathLike[str] | None, limit: int, what: str, *, size: int | None = None
+) -> FileTooLarge:
     """The error for input past its limit; `path` None for a stream."""
     where = f"{what} {os.fspath(path)}" if path is not None else what
-    return FileTooLarge(f"{where} is larger than {size_text(limit)}, the limit for it.")
+    return FileTooLarge(f"{where} is larger than {size_text(limit)}, the limit for it.", size=size)
+
+
+def _not_regular(path: str | os.PathLike[str], kind: str, what: str) -> NotARegularFile:
+    return NotARegularFile(
+        f"{what} {os.fspath(path)} is {kind}, not a regular file; give the path of a file.",
+        kind=kind,
+    )
+
+
+def _lkind(path: str | os.PathLike[str]) -> str | None:
+    """What `path` itself is (a link is not followed), when it is not a regular file."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else _kind_of(mode)
 
 
 def _kind_of(mode: int) -> str:
@@ -111,4 +150,6 @@ def _kind_of(mode: int) -> str:
         return "a device"
     if stat.S_ISSOCK(mode):
         return "a socket"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
     return "not a regular file"

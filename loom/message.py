@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from typing import Any
 
 from loom.atomic import utf8
 from loom.errors import UnreadableMessage, UnsupportedVersion
+from loom.files import MESSAGE_FILE_LIMIT, FileTooLarge, NotARegularFile, read_bounded
 from loom.ids import new_id, new_ids
 
 SCHEMA_VERSION = 1
@@ -22,18 +22,7 @@ _KNOWN = ("v", "id", "from", "ts", "body", "origin", "error", "to")
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # A message file larger than this is unreadable, and is never loaded into memory. Bodies
 # of tens of megabytes are legitimate (whole documents); hundreds are a mistake.
-MAX_BYTES = 64 * 1024 * 1024
-# O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: a symbolic link is
-# not a message (it may point anywhere, or nowhere).
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISLNK, "a symbolic link"),
-)
+MAX_BYTES = MESSAGE_FILE_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,45 +218,20 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
 
     Anything but a regular file (a FIFO, a symbolic link, a directory, a socket, a
     device) and any file over MAX_BYTES raise UnreadableMessage saying what it is;
-    nothing blocks, and nothing larger than the limit is loaded. FileNotFoundError
-    means the file is gone (another consumer took it).
+    nothing blocks, no link is followed, and nothing larger than the limit is loaded.
+    FileNotFoundError means the file is gone (another consumer took it).
     """
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        return read_bounded(path, MAX_BYTES, "message", follow=False)
+    except NotARegularFile as exc:
+        raise UnreadableMessage(f"not a regular file: {exc.kind}") from None
+    except FileTooLarge as exc:
+        size = f"{exc.size} bytes" if exc.size is not None else f"over {MAX_BYTES} bytes"
+        raise UnreadableMessage(f"too large: {size}, limit {MAX_BYTES}") from None
+    except FileNotFoundError:
+        raise
     except OSError as exc:
-        # ELOOP: a symbolic link (O_NOFOLLOW); ENXIO: a socket. Say what it is.
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise UnreadableMessage(_not_a_file(path) or f"cannot be read: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnreadableMessage(f"not a regular file: {_kind(info.st_mode)}")
-        if info.st_size > MAX_BYTES:
-            raise UnreadableMessage(f"too large: {info.st_size} bytes, limit {MAX_BYTES}")
-        chunks: list[bytes] = []
-        size = 0
-        # Read to the end, but never past the limit: the file may still grow.
-        while chunk := os.read(fd, min(max(info.st_size, 65536), MAX_BYTES + 1 - size)):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_BYTES:
-                raise UnreadableMessage(f"too large: over {MAX_BYTES} bytes, limit {MAX_BYTES}")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _kind(mode: int) -> str:
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
-
-
-def _not_a_file(path: str | os.PathLike[str]) -> str | None:
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return None
-    return None if stat.S_ISREG(mode) else f"not a regular file: {_kind(mode)}"
+        raise UnreadableMessage(f"cannot be read: {exc.strerror}") from None
 
 
 def looks_like_envelope(d: Any) -> bool:
