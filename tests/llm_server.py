@@ -86,6 +86,14 @@ class Hang:
 
 
 @dataclass(frozen=True)
+class Slow:
+    """Answer like `Reply(text)`, but only after `seconds` (a slow model, not a broken one)."""
+
+    seconds: float
+    text: str | None = None
+
+
+@dataclass(frozen=True)
 class Drop:
     """Stream `after` text chunks, then close the connection in the middle of the body.
     With `graceful`, end the body cleanly instead, but without the final event."""
@@ -127,7 +135,16 @@ class CallTool:
 
 
 Behaviour = (
-    Reply | Status | ModelNotFound | EchoAuth | Hang | Drop | Malformed | StreamError | CallTool
+    Reply
+    | Slow
+    | Status
+    | ModelNotFound
+    | EchoAuth
+    | Hang
+    | Drop
+    | Malformed
+    | StreamError
+    | CallTool
 )
 
 BEHAVIOURS: dict[str, type[Behaviour]] = {
@@ -136,6 +153,7 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
     "model_not_found": ModelNotFound,
     "echo_auth": EchoAuth,
     "hang": Hang,
+    "slow": Slow,
     "drop": Drop,
     "malformed": Malformed,
     "stream_error": StreamError,
@@ -265,6 +283,9 @@ class _Answer:
                 credential = headers.get("Authorization") or headers.get("x-api-key") or ""
                 message = f"Incorrect API key provided: {credential}"
                 self.handler.send_json(code, self.wire.error_body(code, message))
+            case Slow(seconds, text):
+                if not self.fake.stopping.wait(seconds):
+                    self.run(Reply(text))
             case Hang(seconds):
                 self.fake.stopping.wait(seconds)
                 self.handler.close_connection = True
