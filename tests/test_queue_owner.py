@@ -189,3 +189,49 @@ def test_sigterm_while_waiting_for_the_owner_leaves_the_message_to_be_answered(
     assert "stopped waiting" in one_line(asking.stderr.read().decode())
     outbox = loom_home / "agents/w/outbox"
     wait_for(lambda: bodies(outbox) == ["echo: wait for me"], what="the owner's answer")
+
+
+def test_detach_beside_a_foreground_owner_is_refused_and_changes_nothing(
+    loom_home: Path, reap: list
+) -> None:
+    a = loom_home / "agents/a"
+    fg = spawn_loom("agent", "start", "a", "--model", "echo")
+    reap.append(fg)
+    wait_for(lambda: read(a / "status") == "idle", what="the foreground owner")
+    env = {"OPENAI_API_KEY": "sk-test-owner"}
+    r = run_loom("agent", "start", "a", "--model", "openai/gpt-x", "-d", env=env, timeout=30)
+    assert r.returncode == 1
+    assert f"agent 'a' is already served by pid {fg.pid}" in one_line(r.stderr)
+    assert (read(a / "mode"), read(a / "model"), read(a / "status")) == (
+        "foreground",
+        "echo",
+        "idle",
+    )
+    assert not (loom_home / "supervisor.pid").exists()
+
+
+def test_a_supervisor_giving_up_leaves_a_live_owners_claims_alone(
+    server: LLMServer, loom_home: Path, reap: list
+) -> None:
+    env = env_for(server)
+    a = loom_home / "agents/a"
+    server.script(Slow(60))
+    fg = spawn_loom("agent", "start", "a", "--model", MODEL, env=env)
+    reap.append(fg)
+    wait_for(lambda: read(a / "status") == "idle", what="the foreground owner")
+    assert run_loom("send", "a", "in flight", env=env).returncode == 0
+    wait_for(lambda: len(server.requests) == 1, what="the owner's model call")
+    [claimed] = msgs(a / "inbox/.in-progress")
+    # Files that hand the agent to a supervisor, whose every runner is then refused.
+    (a / "mode").write_text("detached\n")
+    (a / "status").write_text("pending\n")
+    fast = {**env, "LOOM_RESTART_BASE": "0.002", "LOOM_RESTART_JITTER": "0.002"}
+    sup = spawn_loom("supervisor", "run", env=fast)
+    reap.append(sup)
+    wait_for(lambda: read(a / "status") == "dead", timeout=60, what="given up")
+    # The owner is still at work on its claim: no failure reply was written for it.
+    assert msgs(a / "inbox/.in-progress") == [claimed]
+    assert msgs(a / "outbox") == [] and msgs(a / "inbox/.failed") == []
+    fg.send_signal(signal.SIGTERM)
+    assert fg.wait(timeout=10) == 0
+    assert msgs(a / "inbox") == [claimed]

@@ -163,7 +163,9 @@ class Supervisor:
             if status == "pending":
                 self._start(proc)
             elif status in ("running", "idle", "error"):
-                pid = proc.alive_pid()
+                # The queue's lock names a live owner for certain; the pid file is the
+                # fallback for runners that take no lock (the original loom's).
+                pid = proc.owner_pid() or proc.alive_pid()
                 if pid is not None:
                     self.children[key] = children.adopt(proc, pid)
                     self.log.info("adopted", child=key, pid=pid)
