@@ -210,28 +210,28 @@ def test_detach_beside_a_foreground_owner_is_refused_and_changes_nothing(
     assert not (loom_home / "supervisor.pid").exists()
 
 
-def test_a_supervisor_giving_up_leaves_a_live_owners_claims_alone(
+def test_a_supervisor_watches_a_live_owner_instead_of_starting_a_second_runner(
     server: LLMServer, loom_home: Path, reap: list
 ) -> None:
     env = env_for(server)
     a = loom_home / "agents/a"
-    server.script(Slow(60))
+    server.script(Slow(3))
     fg = spawn_loom("agent", "start", "a", "--model", MODEL, env=env)
     reap.append(fg)
     wait_for(lambda: read(a / "status") == "idle", what="the foreground owner")
     assert run_loom("send", "a", "in flight", env=env).returncode == 0
     wait_for(lambda: len(server.requests) == 1, what="the owner's model call")
-    [claimed] = msgs(a / "inbox/.in-progress")
-    # Files that hand the agent to a supervisor, whose every runner is then refused.
+    # Files that hand the agent to a supervisor while its owner still runs.
     (a / "mode").write_text("detached\n")
     (a / "status").write_text("pending\n")
-    fast = {**env, "LOOM_RESTART_BASE": "0.002", "LOOM_RESTART_JITTER": "0.002"}
-    sup = spawn_loom("supervisor", "run", env=fast)
+    sup = spawn_loom("supervisor", "run", env=env)
     reap.append(sup)
-    wait_for(lambda: read(a / "status") == "dead", timeout=60, what="given up")
-    # The owner is still at work on its claim: no failure reply was written for it.
-    assert msgs(a / "inbox/.in-progress") == [claimed]
-    assert msgs(a / "outbox") == [] and msgs(a / "inbox/.failed") == []
-    fg.send_signal(signal.SIGTERM)
-    assert fg.wait(timeout=10) == 0
-    assert msgs(a / "inbox") == [claimed]
+    log = loom_home / "supervisor/logs"
+    wait_for(
+        lambda: log.is_dir() and any('"adopted"' in p.read_text() for p in log.iterdir()),
+        what="the supervisor adopting the owner",
+    )
+    wait_for(lambda: msgs(a / "inbox/.processed"), timeout=20, what="the owner's answer")
+    assert bodies(a / "outbox") == ["echo: in flight"]
+    assert list((a / "crashes").iterdir()) == [] and msgs(a / "inbox/.failed") == []
+    assert read(a / "pid") == str(fg.pid)

@@ -177,6 +177,13 @@ class Supervisor:
 
     def _start(self, proc: ProcessDir) -> None:
         key = _key(proc)
+        owner = proc.owner_pid()
+        if owner:
+            # A live process already serves this queue (SPEC 4): a runner spawned now
+            # would only be refused, so that process is the one to watch.
+            self.children[key] = children.adopt(proc, owner)
+            self.log.info("adopted", child=key, pid=owner)
+            return
         try:
             child = children.spawn(proc, self.home)
         except OSError as exc:
