@@ -235,3 +235,29 @@ def test_a_supervisor_watches_a_live_owner_instead_of_starting_a_second_runner(
     assert bodies(a / "outbox") == ["echo: in flight"]
     assert list((a / "crashes").iterdir()) == [] and msgs(a / "inbox/.failed") == []
     assert read(a / "pid") == str(fg.pid)
+
+
+def test_stdin_says_so_when_the_owner_stops_before_answering(
+    server: LLMServer, loom_home: Path, reap: list
+) -> None:
+    env = env_for(server)
+    a = loom_home / "agents/a"
+    server.script(Slow(30))
+    fg = spawn_loom("agent", "start", "a", "--model", MODEL, env=env)
+    reap.append(fg)
+    wait_for(lambda: read(a / "status") == "idle", what="the foreground owner")
+    asking = spawn_loom(
+        "agent", "start", "a", "--model", MODEL, "--stdin", env=env, stdin=subprocess.PIPE
+    )
+    reap.append(asking)
+    assert asking.stdin is not None and asking.stdout and asking.stderr
+    asking.stdin.write(b"never answered")
+    asking.stdin.close()
+    wait_for(lambda: len(server.requests) == 1, what="the owner's model call")
+    fg.send_signal(signal.SIGTERM)  # it puts the message back and exits
+    assert fg.wait(timeout=10) == 0
+    assert asking.wait(timeout=10) == 1
+    [waiting] = msgs(a / "inbox")
+    line = one_line(asking.stderr.read().decode())
+    assert f"agent 'a' stopped before answering; {waiting} waits in its inbox" in line
+    assert asking.stdout.read() == b""
