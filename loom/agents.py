@@ -12,7 +12,7 @@ from typing import TextIO
 
 from loom import home as homes
 from loom.errors import UsageError
-from loom.home import ProcessDir
+from loom.home import AlreadyServed, Ownership, ProcessDir
 from loom.logs import Log
 from loom.message import Message, from_dict, looks_like_envelope, new_message
 from loom.providers import resolve
@@ -78,7 +78,10 @@ def prepare(spec: AgentSpec, mode: str = "foreground") -> ProcessDir:
     ones belong to the shell that started them and are never restarted. Tools named in
     the spec are looked up first, so an unknown one fails before anything is written.
     """
-    links = _tool_links(spec)
+    return _write_files(spec, mode, _tool_links(spec))
+
+
+def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> ProcessDir:
     proc = homes.agent(spec.name).create()
     proc.write("mode", mode)
     proc.write("model", spec.model)
@@ -146,12 +149,30 @@ def open_session(
     interactive: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> Session:
-    """Prepare the folder, resolve the provider (a missing key fails here), build the runner."""
+    """Resolve the provider (a missing key fails here), own the agent's queue, prepare
+    the folder, build the runner.
+
+    AlreadyServed when another process serves the agent, raised before anything is
+    written, so a refused start rewrites none of the running agent's files.
+    """
+    proc = homes.agent(spec.name)
+    served_by = proc.owner_pid()
+    if served_by is not None:
+        # Said first: handing a message to the owner needs no provider settings here.
+        raise AlreadyServed(proc, served_by)
     env = dict(os.environ if environ is None else environ)
     env.update(spec.env)
     provider, model_id = provider_for(spec.model, env)
-    proc = prepare(spec, mode="foreground" if foreground else "detached")
-    return _session(proc, spec, provider, model_id, env, sink=sink, interactive=interactive)
+    links = _tool_links(spec)
+    owner = proc.own()
+    try:
+        proc = _write_files(spec, "foreground" if foreground else "detached", links)
+        return _session(
+            proc, spec, provider, model_id, env, sink=sink, interactive=interactive, owner=owner
+        )
+    except BaseException:
+        owner.release()
+        raise
 
 
 def _session(
@@ -163,6 +184,7 @@ def _session(
     *,
     sink: Callable[[str], None] | None,
     interactive: bool,
+    owner: Ownership,
 ) -> Session:
     log = Log(proc.logs, spec.name, echo=sys.stderr)
     toolbox = Toolbox(
@@ -185,7 +207,7 @@ def _session(
         context=[] if interactive else None,
         toolbox=toolbox,
     )
-    worker = Worker(proc, runner.queue, runner, log)
+    worker = Worker(proc, runner.queue, runner, log, owner=owner)
     runner.worker = worker
     return Session(proc, runner, worker)
 
@@ -200,12 +222,13 @@ def detached_session(name: str) -> Session:
     model = proc.read("model")
     if not proc.exists() or not model:
         raise UsageError(f"agent '{name}' has no model file; start it with 'loom agent start'")
+    owner = proc.own()
     spec = AgentSpec(name, model, env=read_env_file(proc), restart=proc.read("restart") or "always")
     env = dict(os.environ)
     env.update(spec.env)
     provider, model_id = provider_for(model, env)
     proc.create()
-    return _session(proc, spec, provider, model_id, env, sink=None, interactive=False)
+    return _session(proc, spec, provider, model_id, env, sink=None, interactive=False, owner=owner)
 
 
 def stdin_messages(data: bytes, prompt: str | None) -> list[Message]:
@@ -279,7 +302,7 @@ def converse(session: Session, lines: TextIO, initial: list[Message], prompt: Te
     session.worker.install_signals()
     session.worker.mark_started()
     try:
-        session.runner.recover()
+        session.worker.recover()
         pending = list(initial)
         while not session.worker.stopping:
             if not pending:

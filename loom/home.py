@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from loom import atomic
-from loom.errors import NotFound
+from loom.errors import LoomError, NotFound
 from loom.names import validate_name, validate_process_name
 
 STATUSES = ("pending", "running", "idle", "stopped", "restarting", "dead", "error")
@@ -20,6 +22,11 @@ STOP_FILE = "stop"
 # line. Its pid is trusted when the status says it runs and it started before its pid
 # file was written; this much slack covers the whole-second boot time in /proc/stat.
 START_SLACK_S = 1.0
+LOCK_FILE = "lock"
+# A process that only looks whether a queue is owned holds the lock for a moment
+# (see ProcessDir.owner_pid); a starting owner retries this long before giving up.
+OWN_RETRY_S = 0.25
+OWN_RETRY_STEP_S = 0.01
 
 
 def home(path: str | os.PathLike[str] | None = None) -> Path:
@@ -153,6 +160,60 @@ class ProcessDir:
             return None
         return pid if started is not None and started <= written + START_SLACK_S else None
 
+    # The queue's owner (SPEC 4): one process at a time serves this folder.
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
+    def own(self) -> Ownership:
+        """Become the one process that serves this queue, for as long as it lives.
+
+        The ownership is of the whole queue, not of one message: everything in
+        `.in-progress/` belongs to the owner, so `recover` may re-queue it only when
+        no owner holds it, and one owner with N claims in flight (`concurrency: N`)
+        needs no other lock. Raise AlreadyServed when another process owns it.
+        """
+        atomic.make_private_dir(self.path)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + OWN_RETRY_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise AlreadyServed(self, self.owner_pid()) from None
+                time.sleep(OWN_RETRY_STEP_S)
+        # Written in place, not by rename: a new inode would carry no lock. The line is
+        # a few bytes, so a reader sees it whole or (for a moment) an empty file.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return Ownership(fd)
+
+    def owner_pid(self) -> int | None:
+        """The pid of the process that owns this queue now; None when nobody does.
+
+        The kernel drops the lock when its holder dies, however it dies, so this never
+        names a dead process. 0 means owned by a process whose pid is not known.
+        """
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raw = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+                if raw.isdigit():
+                    return int(raw)
+                return self.pid or 0  # between the owner's lock and its pid line
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
 
 def process_start(pid: int) -> float | None:
     """When process `pid` started, in Unix seconds; None when it is gone or a zombie, or
@@ -194,6 +255,41 @@ def pid_alive(pid: int) -> bool:
     if not Path(f"/proc/{pid}").is_dir():
         return True  # no /proc: trust kill(0)
     return process_start(pid) is not None
+
+
+class Ownership:
+    """A held queue lock (an flock on the process folder's `lock` file).
+
+    Held until `release` or the process's end; the descriptor is close-on-exec, so
+    no program the owner runs (tools, command operators) can keep it after a crash.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Give the queue up (idempotent); closing the descriptor drops the lock."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class AlreadyServed(LoomError):
+    """A second process for an agent or pipe instance that another process serves."""
+
+    def __init__(self, proc: ProcessDir, pid: int | None) -> None:
+        what = "agent" if proc.kind == "agents" else "pipe instance"
+        by = f"pid {pid}" if pid else "another process"
+        super().__init__(
+            f"{what} '{proc.name}' is already served by {by}; send it messages with "
+            f"'loom send {proc.name} ...', or stop it first with 'loom agent stop {proc.name}'"
+        )
+        self.proc = proc
+        self.pid = pid
 
 
 def pid_is_loom(pid: int) -> bool:

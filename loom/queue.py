@@ -202,7 +202,8 @@ class Queue:
 
         A message whose reply already reached the outbox is acknowledged (or failed, if
         that reply is a failure reply), so it is never answered twice; any other goes
-        back to the inbox to be processed again.
+        back to the inbox to be processed again. Only the queue's owner may call it
+        (ProcessDir.own): every claim is then an earlier, dead owner's.
         """
         report = Recovery()
         stranded = list_messages(self.in_progress)

@@ -1,7 +1,8 @@
 """The serve loop shared by agent runners and pipe processes.
 
-A Worker owns the process-level files (pid, status, started_at, stopped_at), the
-signals, and the wait for new messages; a Handler owns what happens to one message.
+A Worker owns the queue (its lock, held from start to exit), the process-level files
+(pid, status, started_at, stopped_at), the signals, and the wait for new messages; a
+Handler owns what happens to one message.
 The supervisor can therefore manage agents and pipes with one code path (SPEC 1).
 """
 
@@ -18,7 +19,7 @@ from types import FrameType
 from typing import Protocol
 
 from loom.errors import UnreadableMessage, UnsupportedVersion
-from loom.home import ProcessDir, now_iso
+from loom.home import Ownership, ProcessDir, now_iso
 from loom.logs import Log
 from loom.queue import Queue, read_message
 from loom.watch import watcher
@@ -62,11 +63,19 @@ class Handler(Protocol):
 class Worker:
     """Serves one inbox until stopped by a signal, `stop()`, or (with `once`) an empty inbox."""
 
-    def __init__(self, proc: ProcessDir, queue: Queue, handler: Handler, log: Log) -> None:
+    def __init__(
+        self,
+        proc: ProcessDir,
+        queue: Queue,
+        handler: Handler,
+        log: Log,
+        owner: Ownership | None = None,
+    ) -> None:
         self.proc = proc
         self.queue = queue
         self.handler = handler
         self.log = log
+        self.owner = owner
         self._stop = threading.Event()
         self._interruptible = False
         self._pause_s = PAUSE_FIRST_S
@@ -108,20 +117,43 @@ class Worker:
             signal.signal(signal.SIGTERM, self._on_signal)
             signal.signal(signal.SIGINT, self._on_signal)
 
-    # -- lifecycle files -----------------------------------------------------------
+    # -- ownership and lifecycle files ---------------------------------------------
+    def own(self) -> None:
+        """Take the queue's lock unless already held; AlreadyServed when another owns it.
+
+        Taken before anything is written, so a refused second process changes nothing.
+        """
+        if self.owner is None or not self.owner.held:
+            self.owner = self.proc.own()
+
     def mark_started(self) -> None:
+        self.own()
         self.proc.write("pid", str(os.getpid()))
         self.proc.write("started_at", now_iso())
         self.proc.set_status("idle")
 
     def mark_stopped(self, status: str = "stopped") -> None:
-        """Write the final status on the way out, so `ps` never believes a dead pid."""
-        current = self.proc.status
-        # The supervisor owns restarting/dead (SPEC 8); a CLI stop already wrote stopped.
-        if current not in ("dead", "restarting") or status == "error":
-            self.proc.set_status(status)
-        self.proc.write("pid", "")
-        self.proc.write("stopped_at", now_iso())
+        """Write the final status on the way out, so `ps` never believes a dead pid,
+        then give the queue up (after the files, so a next owner's are not overwritten)."""
+        try:
+            current = self.proc.status
+            # The supervisor owns restarting/dead (SPEC 8); a CLI stop already wrote stopped.
+            if current not in ("dead", "restarting") or status == "error":
+                self.proc.set_status(status)
+            self.proc.write("pid", "")
+            self.proc.write("stopped_at", now_iso())
+        finally:
+            if self.owner is not None:
+                self.owner.release()
+
+    def recover(self) -> None:
+        """Finish or re-queue what a crash left behind, as the queue's owner.
+
+        Only the owner may: anything in `.in-progress/` is then an earlier owner's,
+        and that owner is gone.
+        """
+        self.own()
+        self.handler.recover()
 
     # -- the loop ------------------------------------------------------------------
     def serve(self) -> None:
@@ -131,6 +163,7 @@ class Worker:
         hand stays in `.in-progress/`, and recovery runs again once writes succeed,
         exactly as after a crash at that instant.
         """
+        self.own()
         self.queue.ensure()
         watch = watcher([self.queue.inbox])
         try:
@@ -138,7 +171,7 @@ class Worker:
             while not self._stop.is_set():
                 try:
                     if not recovered:
-                        self.handler.recover()
+                        self.recover()
                         recovered = True
                         if self._paused is None:
                             self.log.info("serving", pid=os.getpid())

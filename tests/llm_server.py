@@ -109,6 +109,14 @@ class Endless:
 
 
 @dataclass(frozen=True)
+class Slow:
+    """Answer like `Reply(text)`, but only after `seconds` (a slow model, not a broken one)."""
+
+    seconds: float
+    text: str | None = None
+
+
+@dataclass(frozen=True)
 class Drop:
     """Stream `after` text chunks, then close the connection in the middle of the body.
     With `graceful`, end the body cleanly instead, but without the final event."""
@@ -151,6 +159,7 @@ class CallTool:
 
 Behaviour = (
     Reply
+    | Slow
     | Status
     | ModelNotFound
     | EchoAuth
@@ -171,6 +180,7 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
     "hang": Hang,
     "keep_alive": KeepAlive,
     "endless": Endless,
+    "slow": Slow,
     "drop": Drop,
     "malformed": Malformed,
     "stream_error": StreamError,
@@ -303,6 +313,9 @@ class _Answer:
                     key = credential.removeprefix("Bearer ")
                     message = "x" * max(0, key_at - message.index(key)) + message
                 self.handler.send_json(code, self.wire.error_body(code, message))
+            case Slow(seconds, text):
+                if not self.fake.stopping.wait(seconds):
+                    self.run(Reply(text))
             case Hang(seconds):
                 self.fake.stopping.wait(seconds)
                 self.handler.close_connection = True

@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("loom.providers", "loom.pipeline", "loom.worker", "loom.runner", "loom.tools"),
     (
         "loom.agents",
+        "loom.handover",
         "loom.processes",
         "loom.api",
         "loom.pipe_run",

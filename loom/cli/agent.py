@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from loom.cli._common import die, handle_errors
+
+if TYPE_CHECKING:
+    from loom.home import ProcessDir
+    from loom.message import Message
 
 app = typer.Typer(help="Start, list, stop and inspect agents.", no_args_is_help=True)
 
@@ -59,6 +63,7 @@ def start(
     """
     from loom import agents
     from loom.files import MESSAGE_BODY_LIMIT, PROMPT_LIMIT, read_bounded_text, read_stream_bounded
+    from loom.home import AlreadyServed
     from loom.message import new_message
     from loom.runner import Outcome
 
@@ -102,7 +107,12 @@ def start(
     if stdin:
         data = read_stream_bounded(sys.stdin.buffer, MESSAGE_BODY_LIMIT, "stdin")
         messages = agents.stdin_messages(data, prompt)
-        session = agents.open_session(spec, sink=None if envelope else stream, foreground=True)
+        try:
+            session = agents.open_session(spec, sink=None if envelope else stream, foreground=True)
+        except AlreadyServed as served:
+            # Another process owns the queue: it answers, this command prints the reply.
+            _print_replies(served.proc, model, messages, envelope)
+            return
         session.runner.on_done = done
         outcomes = agents.answer(session, messages)
         failed = [o for o in outcomes if o.failed]
@@ -121,6 +131,23 @@ def start(
         agents.converse(session, sys.stdin, initial, prompt=sys.stderr)
     else:
         agents.serve(session, initial)
+
+
+def _print_replies(proc: ProcessDir, model: str, messages: list[Message], envelope: bool) -> None:
+    """Hand `messages` to the owner of `proc`'s queue; print each reply as --stdin does."""
+    from loom import handover
+
+    failed = False
+    for reply in handover.ask(proc, model, messages):
+        failed = failed or reply.error
+        if envelope:
+            print(reply.to_json(), flush=True)
+        elif reply.error:
+            print(reply.body, file=sys.stderr, flush=True)
+        else:
+            print(reply.body, end="" if reply.body.endswith("\n") else "\n", flush=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command(hidden=True)

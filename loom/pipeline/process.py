@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loom import home as homes
-from loom.errors import LoomError, UnreadableMessage, UnsupportedVersion
+from loom.errors import UnreadableMessage, UnsupportedVersion
 from loom.home import ProcessDir
 from loom.ids import new_id
 from loom.logs import Log, stderr_log
@@ -262,9 +262,8 @@ def serve(
     if definition is None:
         definition = load_file(instance_definition_path(instance, root))
     proc.create()
-    other = proc.alive_pid()
-    if other is not None and other != os.getpid():
-        raise LoomError(f"pipe instance '{instance}' is already running (pid {other})")
+    # One owner per queue (SPEC 4): a second process is refused before it writes anything.
+    owner = proc.own()
     log = stderr_log(proc.logs, instance, foreground)
     queue = Queue(proc.inbox, proc.outbox)
     status = "error"
@@ -272,7 +271,7 @@ def serve(
     worker: Worker | None = None
     try:
         pipeline = Pipeline(definition, instance=instance, state_dir=proc.state, log=log)
-        worker = Worker(proc, queue, PipeProcess(proc, pipeline, log), log)
+        worker = Worker(proc, queue, PipeProcess(proc, pipeline, log), log, owner=owner)
         worker.install_signals()
         worker.mark_started()
         worker.serve()
@@ -288,6 +287,7 @@ def serve(
             worker.mark_stopped(status)
         else:
             proc.set_status(status)
+            owner.release()
 
 
 def start(

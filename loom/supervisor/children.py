@@ -17,7 +17,7 @@ from pathlib import Path
 
 from loom import atomic
 from loom.errors import UnreadableMessage, UnsupportedVersion
-from loom.home import ProcessDir, now_iso, pid_is_loom
+from loom.home import AlreadyServed, ProcessDir, now_iso, pid_is_loom
 from loom.ids import new_id
 from loom.message import from_dict
 from loom.queue import Queue, list_messages
@@ -181,18 +181,26 @@ def still_blocked(proc: ProcessDir, record: dict[str, object]) -> bool:
 def fail_orphans(proc: ProcessDir, reason: str) -> list[str]:
     """Answer every message a dead process left in `.in-progress/` with a failure reply.
 
-    Fan-in consumers waiting for an answer then get one (SPEC 8).
+    Fan-in consumers waiting for an answer then get one (SPEC 8). Done as the queue's
+    owner: when a live process owns it, its claims are its own and nothing is touched.
     """
-    queue = Queue(proc.inbox, proc.outbox).ensure()
-    failed = []
-    for name in list_messages(queue.in_progress):
-        try:
-            msg = queue.read_claimed(name)
-        except (UnreadableMessage, UnicodeDecodeError) as exc:
-            queue.quarantine(name, str(exc))
-            continue
-        text = f"{proc.name} is dead: {reason}"
-        reply = msg.reply(proc.name, text, parent_filename=name, error=True)
-        queue.fail(name, reply, error_type="dead", last_error=reason, attempts=1)
-        failed.append(name)
-    return failed
+    try:
+        owner = proc.own()
+    except AlreadyServed:
+        return []
+    try:
+        queue = Queue(proc.inbox, proc.outbox).ensure()
+        failed = []
+        for name in list_messages(queue.in_progress):
+            try:
+                msg = queue.read_claimed(name)
+            except (UnreadableMessage, UnicodeDecodeError) as exc:
+                queue.quarantine(name, str(exc))
+                continue
+            text = f"{proc.name} is dead: {reason}"
+            reply = msg.reply(proc.name, text, parent_filename=name, error=True)
+            queue.fail(name, reply, error_type="dead", last_error=reason, attempts=1)
+            failed.append(name)
+        return failed
+    finally:
+        owner.release()

@@ -9,7 +9,7 @@ from pathlib import Path
 from loom import agents
 from loom import home as homes
 from loom.errors import LoomError, UsageError
-from loom.home import ProcessDir
+from loom.home import AlreadyServed, ProcessDir
 from loom.supervisor import lock
 
 START_TIMEOUT_S = 15.0
@@ -56,6 +56,10 @@ def start_detached(spec: agents.AgentSpec) -> tuple[str, int | None]:
             f"detached agent cannot get it that way; export {secrets[0]} in the environment "
             "that starts the supervisor instead"
         )
+    served_by = homes.agent(spec.name).owner_pid()
+    if served_by is not None:
+        # Its files belong to the process that serves it (SPEC 4: one owner per queue).
+        raise AlreadyServed(homes.agent(spec.name), served_by)
     env = dict(os.environ)
     env.update(spec.env)
     agents.provider_for(spec.model, env)

@@ -170,7 +170,9 @@ class Supervisor:
             if status == "pending":
                 self._start(proc)
             elif status in ("running", "idle", "error"):
-                pid = proc.alive_pid()
+                # The queue's lock names a live owner for certain; the pid file is the
+                # fallback for runners that take no lock (the original loom's).
+                pid = proc.owner_pid() or proc.alive_pid()
                 if pid is not None:
                     self.children[key] = children.adopt(proc, pid)
                     self.log.info("adopted", child=key, pid=pid)
@@ -189,6 +191,13 @@ class Supervisor:
 
     def _start(self, proc: ProcessDir) -> None:
         key = _key(proc)
+        owner = proc.owner_pid()
+        if owner:
+            # A live process already serves this queue (SPEC 4): a runner spawned now
+            # would only be refused, so that process is the one to watch.
+            self.children[key] = children.adopt(proc, owner)
+            self.log.info("adopted", child=key, pid=owner)
+            return
         try:
             child = children.spawn(proc, self.home)
         except OSError as exc:
