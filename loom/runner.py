@@ -163,7 +163,7 @@ class AgentRunner:
         self.queue = Queue(self.proc.inbox, self.proc.outbox)
 
     # -- Handler -------------------------------------------------------------------
-    def recover(self) -> None:
+    def recover(self) -> list[str]:
         report = self.queue.recover()
         for name in report.acknowledged:
             self.log.info("recovered", msg=name, action="acknowledged")
@@ -171,6 +171,7 @@ class AgentRunner:
             self.log.info("recovered", msg=name, action="failed")
         for name in report.requeued:
             self.log.info("recovered", msg=name, action="requeued")
+        return []
 
     def next_deadline(self) -> float | None:
         return None

@@ -47,8 +47,12 @@ class Stopping(BaseException):
 
 
 class Handler(Protocol):
-    def recover(self) -> None:
-        """Called once before serving: finish or re-queue what a crash left behind."""
+    def recover(self) -> list[str]:
+        """Called before serving: finish or re-queue what a crash left behind.
+
+        Returns the claimed messages to be handled again (resumed where they were):
+        the Worker takes each through `handle`, behind the fault barrier.
+        """
 
     def handle(self, name: str) -> None:
         """Process one message already claimed into `.in-progress/`."""
@@ -153,7 +157,10 @@ class Worker:
         and that owner is gone.
         """
         self.own()
-        self.handler.recover()
+        for name in self.handler.recover():
+            if self._stop.is_set():
+                break
+            self.handle(name)
 
     # -- the loop ------------------------------------------------------------------
     def serve(self) -> None:

@@ -85,9 +85,12 @@ class Instance:
         self.worker = Worker(self.proc, self.queue, self.handler, log)
 
     def restart(self) -> None:
+        """As a new process would: give up the queue, start again, recover."""
         self.pipeline.close()
+        if self.worker.owner is not None:
+            self.worker.owner.release()
         self.start()
-        self.handler.recover()
+        self.worker.recover()
 
     def send(self, body: str) -> Message:
         msg = new_message("cli", body)

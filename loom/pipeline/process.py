@@ -51,18 +51,25 @@ class PipeProcess:
     def __post_init__(self) -> None:
         self.queue = Queue(self.proc.inbox, self.proc.outbox)
         self.journal = Journal(self.proc.steps)
+        # Messages an earlier process left in `.in-progress/`: resumed from their last
+        # completed step when the Worker hands them back to `handle`.
+        self._resuming: set[str] = set()
 
     # -- Handler -------------------------------------------------------------------
-    def recover(self) -> None:
-        """Finish timer jobs and in-progress messages a crash interrupted."""
+    def recover(self) -> list[str]:
+        """Finish the timer jobs a crash interrupted; return its in-progress messages."""
         for job, pos in self.journal.timers():
             self._recover_timer(job, pos)
-        for name in list_messages(self.queue.in_progress):
-            self.log.info("resuming", msg=name)
-            self._process(name, resume=True)
+        stranded = list_messages(self.queue.in_progress)
+        self._resuming.update(stranded)
+        return stranded
 
     def handle(self, name: str) -> None:
-        self._process(name, resume=False)
+        resume = name in self._resuming
+        if resume:
+            self._resuming.discard(name)
+            self.log.info("resuming", msg=name)
+        self._process(name, resume=resume)
 
     def next_deadline(self) -> float | None:
         return self.pipeline.next_deadline()
