@@ -16,15 +16,12 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Protocol
 
+from loom import settings
 from loom.errors import UnsupportedVersion
 from loom.home import ProcessDir, now_iso
 from loom.logs import Log
 from loom.queue import Queue
 from loom.watch import watcher
-
-# Even with inotify, rescan now and then: an event can be missed when the inbox
-# folder itself is replaced, and a file can be put back by another process.
-RESCAN_S = 1.0
 
 
 class Stopping(BaseException):
@@ -55,6 +52,9 @@ class Worker:
         self.log = log
         self._stop = threading.Event()
         self._interruptible = False
+        # Even with inotify, rescan now and then: an event can be missed when the inbox
+        # folder itself is replaced, and a file can be put back by another process.
+        self._rescan_s = settings.WORKER_RESCAN.get()
 
     # -- signals -------------------------------------------------------------------
     def stop(self) -> None:
@@ -152,7 +152,7 @@ class Worker:
             self.handler.on_deadline()
 
     def _wait(self, watch: object) -> None:
-        timeout = RESCAN_S
+        timeout = self._rescan_s
         for deadline in (self.handler.next_deadline(), self.queue.next_retry()):
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))

@@ -13,22 +13,15 @@ from pathlib import Path
 from types import FrameType
 
 from loom import home as homes
-from loom import metrics, routing
+from loom import metrics, routing, settings
 from loom.errors import LoomError
 from loom.home import ProcessDir
 from loom.logs import Log
 from loom.supervisor import children, lock
 from loom.supervisor.children import Child
+from loom.supervisor.intervals import Intervals
 from loom.supervisor.policy import DEAD_AFTER, Backoff, recent_failures, wants_restart
 from loom.watch import InotifyWatcher
-
-RESCAN_S = 2.0  # periodic rescan: signals are a nudge, not a requirement (SPEC 8)
-ADOPTED_POLL_S = 0.5  # adopted children are not ours to wait() for: poll their pid
-STATS_EVERY_S = 1.0
-METRICS_EVERY_S = 5.0  # metrics.prom: scrapers read it every 15 s or more
-# How long a supervisor started on demand lingers with nothing to do before exiting,
-# so that `loom agent start -d a; loom agent start -d b` does not start two in a row.
-LINGER_S = 2.0
 
 
 class Supervisor:
@@ -42,6 +35,7 @@ class Supervisor:
         self.log = log
         self.router = router
         self.backoff = Backoff.from_env(os.environ)
+        self.every = Intervals.from_env(os.environ)
         self.children: dict[str, Child] = {}
         self.restart_at: dict[str, float] = {}  # key -> monotonic time of the restart
         self._rescan = True
@@ -81,7 +75,7 @@ class Supervisor:
         try:
             while not self._stop:
                 now = time.monotonic()
-                if self._rescan or now - last_scan >= RESCAN_S:
+                if self._rescan or now - last_scan >= self.every.rescan:
                     self._rescan = False
                     last_scan = now
                     if self.router is not None:
@@ -94,10 +88,10 @@ class Supervisor:
                     self.router.pump()
                     # A held edge watches its destination's queue, so the list changes.
                     watch.update(self.router.watched())
-                    if now - last_stats >= STATS_EVERY_S:
+                    if now - last_stats >= self.every.stats_every:
                         last_stats = now
                         self.router.write_stats()
-                if now - last_metrics >= METRICS_EVERY_S:
+                if now - last_metrics >= self.every.metrics_every:
                     last_metrics = now
                     self._write_metrics()
                 if not self.service and self._nothing_left(now):
@@ -131,17 +125,17 @@ class Supervisor:
             return False
         if self._idle_since is None:
             self._idle_since = now
-        return now - self._idle_since >= LINGER_S
+        return now - self._idle_since >= self.every.linger
 
     def _wait(self, watch: _OutboxWatch, last_scan: float) -> None:
         now = time.monotonic()
-        timeout = last_scan + RESCAN_S - now
+        timeout = last_scan + self.every.rescan - now
         if self.restart_at:
             timeout = min(timeout, min(self.restart_at.values()) - now)
         if any(c.popen is None for c in self.children.values()):
-            timeout = min(timeout, ADOPTED_POLL_S)
+            timeout = min(timeout, self.every.adopted_poll)
         if not self.service and not self.children and not self.restart_at:
-            timeout = min(timeout, LINGER_S / 4)
+            timeout = min(timeout, self.every.linger / 4)
         fds = [self._wake_r.fileno(), *watch.fds()]
         with contextlib.suppress(InterruptedError):
             ready, _, _ = select.select(fds, [], [], max(0.0, timeout))
@@ -293,7 +287,11 @@ class _OutboxWatch:
 
 
 def run(home: Path, *, service: bool, foreground_log: bool) -> int:
-    """Take the lock and supervise; 0 when done, 1 when another supervisor already runs."""
+    """Take the lock and supervise; 0 when done, 1 when another supervisor already runs.
+
+    Every setting is checked first (SettingError), since the children inherit them.
+    """
+    settings.check_all()
     handle = lock.acquire(home)
     if handle is None:
         return 1

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from loom import atomic
+from loom import atomic, settings
 from loom.home import pid_is_loom
 
 
@@ -80,11 +80,16 @@ def nudge(home: Path) -> bool:
     return False
 
 
-def start_on_demand(home: Path) -> None:
-    """Start a supervisor in the background that exits when nothing is left to supervise."""
+def start_on_demand(home: Path) -> subprocess.Popen[bytes]:
+    """Start a supervisor in the background that exits when nothing is left to supervise.
+
+    Its settings are checked here first, so a malformed one is the caller's SettingError
+    rather than a supervisor that exits at once into `supervisor.log`.
+    """
+    settings.check_all()
     log = open(home / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
     with log:
-        subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "loom", "supervisor", "run", "--on-demand"],
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -90,10 +90,10 @@ def up(weave: Weave, home: Path) -> Plan:
         _ledger(home, weave),
         json.dumps({"config": me, "edges": [e.to_json() for e in edges]}, ensure_ascii=False),
     )
-    control.ensure_supervisor(home)
+    started = control.ensure_supervisor(home)
     for name in [*plan.started, *plan.restarted]:
         proc = homes.find(name, home)
-        control.wait_started(proc, home)
+        control.wait_started(proc, home, started=started)
     return plan
 
 
