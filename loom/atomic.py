@@ -13,6 +13,7 @@ import contextlib
 import os
 from pathlib import Path
 from random import getrandbits
+from typing import BinaryIO
 
 from loom import settings
 
@@ -115,6 +116,33 @@ def _about(exc: OSError, target: str) -> OSError:
 
 
 def make_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) readable only by the user; return it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create `path` and every missing parent readable only by the user (0700); return it.
+
+    `Path.mkdir(parents=True)` would give the parents the umask's mode (0755), and the
+    umask is left alone because commands and tools create the user's own files.
+    """
+    missing: list[str] = []
+    current = os.fspath(path)
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current or not parent:
+            break
+        current = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
     return path
+
+
+def open_append(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open `path` for appending in binary, created readable only by the user (0600).
+
+    For logs handed to a child as its stderr and for lock files, which `open(..., "ab")`
+    would create with the umask's mode.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "ab")

@@ -25,8 +25,12 @@ FAST_INTERVALS = {
 
 
 @pytest.fixture(autouse=True)
-def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private LOOM_HOME under tmp_path, fsync off for speed, no provider settings."""
+def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private LOOM_HOME under tmp_path, fsync off for speed, no provider settings.
+
+    The umask is 077 so that folders a test makes itself are private like loom's own
+    (loom warns about a home open to others); tests of modes set their own umask.
+    """
     for key in list(os.environ):
         if key.startswith(_DROP_PREFIXES):
             monkeypatch.delenv(key, raising=False)
@@ -41,7 +45,9 @@ def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from loom import atomic
 
     atomic.set_fsync(None)
-    return home
+    umask = os.umask(0o077)
+    yield home
+    os.umask(umask)
 
 
 def loom_cmd(*args: str) -> list[str]:

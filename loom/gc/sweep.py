@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from loom import atomic
 from loom.errors import ConfigError, LoomError, NotFound, UsageError
 from loom.gc import logs, messages, pipes, routes
 from loom.gc.report import Action, Report
@@ -42,7 +43,7 @@ def retention_for(path: Path | None) -> Retention:
 
 @contextmanager
 def _exclusive(home: Path) -> Iterator[None]:
-    with open(home / "gc.lock", "ab") as handle:
+    with atomic.open_append(home / "gc.lock") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
