@@ -2,7 +2,8 @@
 
 Messages are archived first (their files deleted only once the archive is written),
 then logs, crash records, pipe steps and dedupe state are tidied, and last the delivery
-logs are pruned of the names the archiving just removed from their outboxes.
+logs are pruned of the names the archiving just removed from their outboxes, and
+temporary files left by killed writers are removed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from loom import atomic
 from loom.errors import ConfigError, LoomError, NotFound, UsageError
-from loom.gc import logs, messages, pipes, routes
+from loom.gc import leftovers, logs, messages, pipes, routes
 from loom.gc.report import Action, Report
 from loom.home import KINDS, ProcessDir
 from loom.names import validate_process_name
@@ -140,6 +141,8 @@ def run(
                 pipes.tidy_steps(proc.path, keep=retention.steps, now=now, report=report)
                 pipes.truncate_dedupe(proc, keep=retention.dedupe_keys, report=report)
         routes.tidy_delivery_logs(home, only, report)
+        for root in [proc.path for proc in procs] if only is not None else [home]:
+            leftovers.remove_temp_files(root, now=now, report=report)
     return report
 
 
