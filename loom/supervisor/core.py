@@ -14,11 +14,12 @@ from types import FrameType
 
 from loom import home as homes
 from loom import metrics, routing, settings
-from loom.errors import LoomError
+from loom.errors import LoomError, is_disk_full
 from loom.home import ProcessDir
 from loom.logs import Log
 from loom.supervisor import children, lock
 from loom.supervisor.children import Child
+from loom.supervisor.diskfull import DiskTrouble
 from loom.supervisor.intervals import Intervals
 from loom.supervisor.policy import DEAD_AFTER, Backoff, recent_failures, wants_restart
 from loom.watch import InotifyWatcher
@@ -43,6 +44,7 @@ class Supervisor:
         self._wake_r, self._wake_w = socket.socketpair()
         self._idle_since: float | None = None
         self.metrics = metrics.Exporter(home)
+        self.disk = DiskTrouble(log)
 
     # -- signals -------------------------------------------------------------------
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
@@ -74,39 +76,57 @@ class Supervisor:
         last_metrics = 0.0
         try:
             while not self._stop:
-                now = time.monotonic()
-                if self._rescan or now - last_scan >= self.every.rescan:
-                    self._rescan = False
-                    last_scan = now
+                try:
+                    now = time.monotonic()
+                    if self._rescan or now - last_scan >= self.every.rescan:
+                        self._rescan = False
+                        last_scan = now
+                        if self.router is not None:
+                            self.router.reload()
+                            self._ensure_instances()
+                        self.scan()
+                    self.reap()
+                    self.start_due()
                     if self.router is not None:
-                        self.router.reload()
-                        self._ensure_instances()
-                    self.scan()
-                self.reap()
-                self.start_due()
-                if self.router is not None:
-                    self.router.pump()
-                    # A held edge watches its destination's queue, so the list changes.
-                    watch.update(self.router.watched())
-                    if now - last_stats >= self.every.stats_every:
-                        last_stats = now
-                        self.router.write_stats()
-                if now - last_metrics >= self.every.metrics_every:
-                    last_metrics = now
-                    self._write_metrics()
-                if not self.service and self._nothing_left(now):
-                    self.log.info("nothing left to supervise; exiting")
-                    break
+                        self.router.pump()
+                        # A held edge watches its destination's queue, so the list changes.
+                        watch.update(self.router.watched())
+                        if now - last_stats >= self.every.stats_every:
+                            last_stats = now
+                            self.router.write_stats()
+                    if now - last_metrics >= self.every.metrics_every:
+                        last_metrics = now
+                        self._write_metrics()
+                    if not self.service and self._nothing_left(now):
+                        self.log.info("nothing left to supervise; exiting")
+                        break
+                except OSError as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    self._pause(self.disk.failed(exc))
+                    continue
+                self.disk.recovered()
                 self._wait(watch, last_scan)
         finally:
             watch.close()
             signal.set_wakeup_fd(-1)
             self.log.info("supervisor stopped", pid=os.getpid())
 
+    def _pause(self, seconds: float) -> None:
+        """Wait `seconds` (a stop signal ends the wait early) before retrying the loop."""
+        deadline = time.monotonic() + seconds
+        while not self._stop and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(InterruptedError):
+                if select.select([self._wake_r.fileno()], [], [], left)[0]:
+                    with contextlib.suppress(BlockingIOError):
+                        self._wake_r.recv(4096)
+
     def _write_metrics(self) -> None:
         try:
             self.metrics.update(self.router.stats() if self.router is not None else [])
-        except OSError as exc:  # a full disk must not stop supervision
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise  # the loop waits for space and says so once
             self.log.error("metrics not written", error=str(exc))
 
     def _ensure_instances(self) -> None:
