@@ -92,3 +92,19 @@ def test_unset_and_blank_give_the_defaults() -> None:
     assert settings.RETRIES.get({"LOOM_RETRIES": "0"}) == 0
     assert settings.FSYNC.get({"LOOM_FSYNC": "Off"}) is False
     assert settings.WATCH.get({"LOOM_WATCH": "POLL"}) == "poll"
+
+
+def test_a_bad_setting_given_to_one_agent_is_refused_before_it_is_written(
+    loom_home: Path, tmp_path: Path
+) -> None:
+    r = run_loom("agent", "start", "a", "--model", "echo", "-d", "--env", "LOOM_RETRIES=x")
+    assert r.returncode == 2
+    assert r.stderr == "loom: LOOM_RETRIES must be a whole number >= 0, got 'x'\n"
+    assert not (loom_home / "agents" / "a").exists()
+    (tmp_path / "loom.yml").write_text(
+        "version: 1\nagents:\n  - name: b\n    model: echo\n    env: {LOOM_TOOL_TIMEOUT: soon}\n"
+    )
+    up = run_loom("up", "-d", cwd=tmp_path)
+    assert up.returncode == 2
+    assert up.stderr == "loom: LOOM_TOOL_TIMEOUT must be a number of seconds > 0, got 'soon'\n"
+    assert not (loom_home / "agents" / "b").exists()

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from loom import agents
+from loom import agents, settings
 from loom import home as homes
 from loom.errors import LoomError, UsageError
 from loom.home import ProcessDir
@@ -68,6 +68,7 @@ def start_detached(spec: agents.AgentSpec) -> tuple[str, int | None]:
         )
     env = dict(os.environ)
     env.update(spec.env)
+    settings.check_all(env)  # the runner reads them from its env file, long after we return
     agents.provider_for(spec.model, env)
     proc = agents.prepare(spec, mode="detached")
     proc.set_status("pending")
