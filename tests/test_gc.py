@@ -411,6 +411,9 @@ def test_temporary_files_of_killed_writers_are_removed_after_an_hour(
         os.utime(path, (old, old))
     young = folder(loom_home, "a", "outbox") / f".tmp-{msg.filename}-feedbeef"
     young.write_text("a writer at work")
+    mine = folder(loom_home, "a", "memory") / ".tmp-notes.md"  # the user's, not a temporary
+    mine.write_text("keep me")
+    os.utime(mine, (old, old))
     put(loom_home, "a", "outbox", msg)
     relative = sorted(str(p.relative_to(loom_home)) for p in leftovers)
 
@@ -425,5 +428,6 @@ def test_temporary_files_of_killed_writers_are_removed_after_an_hour(
     for rel in relative:
         assert f"delete {rel}: temporary file left by an interrupted write" in done.stdout
     assert not any(p.exists() for p in leftovers)
-    assert young.exists() and (folder(loom_home, "a", "outbox") / msg.filename).exists()
+    assert young.exists() and mine.exists()
+    assert (folder(loom_home, "a", "outbox") / msg.filename).exists()
     assert run_loom("gc").stdout == ""  # nothing left to do: cron stays quiet

@@ -9,11 +9,15 @@ archive, tool scopes).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from loom.gc.report import Report
 
 PREFIX = ".tmp-"
+# loom's temporary names end in 8 hex digits of randomness; a file of the user's that
+# merely starts with `.tmp-` (say in memory/ or plugins/) is not ours to delete.
+TEMP_NAME = re.compile(r"\.tmp-.+-[0-9a-f]{8}")
 # No write of loom's takes an hour; a younger file may belong to a writer at work.
 MIN_AGE_S = 3600.0
 DETAIL = "temporary file left by an interrupted write"
@@ -36,8 +40,8 @@ def remove_temp_files(root: Path, *, now: float, report: Report) -> None:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                continue  # loom's temporaries are files (or links), never folders
+            if entry.is_dir(follow_symlinks=False) or not TEMP_NAME.fullmatch(entry.name):
+                continue  # not one of ours: those are files (or links) named like TEMP_NAME
             _remove(Path(entry.path), now, report)
 
 
