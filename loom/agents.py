@@ -15,6 +15,7 @@ from loom.errors import UsageError
 from loom.home import AlreadyServed, Ownership, ProcessDir
 from loom.logs import Log
 from loom.message import Message, from_dict, looks_like_envelope, new_message
+from loom.names import env_entry_problem
 from loom.providers import resolve
 from loom.providers.base import Provider
 from loom.queue import Queue
@@ -30,7 +31,6 @@ RESTART_POLICIES = ("always", "on-failure", "never")
 # Environment entries that look like credentials are given to the runner but never
 # written into the agent's folder (SPEC 5: keys never reach state files).
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
-ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass
@@ -53,9 +53,10 @@ class AgentSpec:
             raise UsageError(
                 f"unknown restart policy '{self.restart}'; use one of {', '.join(RESTART_POLICIES)}"
             )
-        for key in self.env:
-            if not ENV_KEY.fullmatch(key):
-                raise UsageError(f"invalid environment variable name {key!r} in --env")
+        for key, value in self.env.items():
+            problem = env_entry_problem(key, value)
+            if problem is not None:
+                raise UsageError(f"{problem} (--env)")
         if self.tools is not None:
             scope.check_names(self.tools)
 
@@ -67,6 +68,9 @@ def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"--env takes KEY=VALUE, got {pair!r}")
+        problem = env_entry_problem(key, value)
+        if problem is not None:
+            raise UsageError(f"--env {problem}")
         env[key] = value
     return env
 

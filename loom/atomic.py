@@ -13,6 +13,9 @@ import contextlib
 import os
 from pathlib import Path
 from random import getrandbits
+from typing import BinaryIO
+
+from loom import settings
 
 _fsync: bool | None = None
 
@@ -21,12 +24,7 @@ def fsync_enabled() -> bool:
     """Whether writes are fsynced; read once from `LOOM_FSYNC` (default on)."""
     global _fsync
     if _fsync is None:
-        _fsync = os.environ.get("LOOM_FSYNC", "1").strip().lower() not in (
-            "0",
-            "false",
-            "no",
-            "off",
-        )
+        _fsync = settings.FSYNC.get()
     return _fsync
 
 
@@ -54,7 +52,10 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     # name apart, and a file left by a killed writer never blocks the next one.
     tmp = f"{directory}.tmp-{target[cut:]}-{getrandbits(32):08x}"
     sync = fsync_enabled()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise _about(exc, target) from None
     try:
         written = os.write(fd, data)
         if written < len(data):
@@ -63,9 +64,11 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
                 view = view[os.write(fd, view) :]
         if sync:
             os.fsync(fd)
-    except BaseException:
+    except BaseException as exc:
         os.close(fd)
         os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _about(exc, target) from None
         raise
     os.close(fd)
     try:
@@ -113,11 +116,47 @@ def append_line(path: str | os.PathLike[str], line: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, data)
+    except OSError as exc:
+        raise _about(exc, os.fspath(path)) from None
     finally:
         os.close(fd)
 
 
+def _about(exc: OSError, target: str) -> OSError:
+    """`exc` naming the file the caller wrote, not our temporary name (or none: a failed
+    `write` carries no path), so the user's one line says where the disk was full."""
+    exc.filename = target
+    return exc
+
+
 def make_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) readable only by the user; return it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create `path` and every missing parent readable only by the user (0700); return it.
+
+    `Path.mkdir(parents=True)` would give the parents the umask's mode (0755), and the
+    umask is left alone because commands and tools create the user's own files.
+    """
+    missing: list[str] = []
+    current = os.fspath(path)
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current or not parent:
+            break
+        current = parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(folder):
+                raise
     return path
+
+
+def open_append(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open `path` for appending in binary, created readable only by the user (0600).
+
+    For logs handed to a child as its stderr and for lock files, which `open(..., "ab")`
+    would create with the umask's mode.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "ab")

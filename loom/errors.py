@@ -2,6 +2,30 @@
 
 from __future__ import annotations
 
+import errno
+
+# The OSErrors that mean "the disk takes no more writes": they pass when an operator
+# frees space (or remounts), so long-running processes wait them out instead of dying.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` is an OSError of the disk-full class (ENOSPC, EDQUOT, EROFS)."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One sentence for the user about a failed file operation, naming the path."""
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on device writing{where}; free space and retry"
+    if exc.errno == errno.EROFS:
+        return f"read-only file system writing{where}; remount it read-write and retry"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied on{where}; check the owner and mode of that path"
+    reason = exc.strerror or str(exc)
+    return f"{reason[:1].lower()}{reason[1:]}{':' if where else ''}{where}"
+
 
 class LoomError(Exception):
     """A failure worth one clear sentence to the user; exit code 1."""

@@ -6,11 +6,13 @@ import contextlib
 import fcntl
 import functools
 import os
+import stat
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loom import atomic
+from loom import atomic, settings
 from loom.errors import LoomError, NotFound
 from loom.names import validate_name, validate_process_name
 
@@ -29,13 +31,46 @@ OWN_RETRY_S = 0.25
 OWN_RETRY_STEP_S = 0.01
 
 
+# Homes this process already checked: one warning per command run, not per call.
+_checked: set[Path] = set()
+_quiet = False
+
+
 def home(path: str | os.PathLike[str] | None = None) -> Path:
-    """`$LOOM_HOME` (default `~/.loom`), created private to the user."""
-    raw = os.fspath(path) if path is not None else os.environ.get("LOOM_HOME") or "~/.loom"
+    """`$LOOM_HOME` (default `~/.loom`), created private to the user.
+
+    An existing home keeps its mode, since the operator chose it; when other users may
+    read or write it, stderr gets one warning (the messages and prompts inside are
+    private, and so is everything loom creates there).
+    """
+    raw = os.fspath(path) if path is not None else settings.HOME.get()
     root = Path(raw).expanduser()
     if not root.is_dir():
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    elif root not in _checked and not _quiet:
+        _checked.add(root)
+        warning = exposure(root)
+        if warning is not None:
+            print(f"loom: warning: {warning}", file=sys.stderr, flush=True)
     return root
+
+
+def exposure(root: Path) -> str | None:
+    """Why `root` is open to other users (group or others may read, write or enter it)."""
+    try:
+        mode = stat.S_IMODE(root.stat().st_mode)
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return f"{root} is open to other users (mode {mode:04o}); make it private: chmod 700 {root}"
+
+
+def warned_elsewhere() -> None:
+    """Do not warn about the home in this process: the one that started it already did
+    (a supervisor's child, whose stderr is its `stderr.log` and crash records)."""
+    global _quiet
+    _quiet = True
 
 
 def now_iso() -> str:
@@ -80,7 +115,7 @@ class ProcessDir:
             self.logs,
             self.crashes,
         ):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic.make_private_dir(d)
         return self
 
     def exists(self) -> bool:

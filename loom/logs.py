@@ -45,7 +45,7 @@ class Log:
         try:
             atomic.append_line(self._file, line)
         except FileNotFoundError:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic.make_private_dir(self.dir)
             atomic.append_line(self._file, line)
         if echo and self.echo is not None and level in ("warning", "error"):
             detail = fields.get("error") or fields.get("detail") or ""

@@ -1,4 +1,5 @@
-"""Validation of names before they become paths (SPEC 3)."""
+"""Validation of names before they become paths (SPEC 3), and of environment entries
+before they become lines of an agent's `env` file."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
 MAX_NAME = 64
 # A pipe instance wired between two agents: <pipe>~<source>→<dest> (SPEC 3).
 INSTANCE_RE = re.compile(r"([a-z][a-z0-9-]*)~([a-z][a-z0-9-]*)→([a-z][a-z0-9-]*)")
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The `env` file is one KEY=VALUE per line: a newline in a value would add a variable of
+# the sender's choosing (OPENAI_BASE_URL, say), and no other control character is text.
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def validate_name(name: str, what: str = "name") -> str:
@@ -37,3 +42,19 @@ def validate_process_name(name: str) -> str:
 def instance_name(pipe: str, source: str, dest: str) -> str:
     """The name of the pipe instance that carries `source`'s output to `dest`."""
     return f"{validate_name(pipe)}~{validate_name(source)}→{validate_name(dest)}"
+
+
+def env_entry_problem(key: str, value: str) -> str | None:
+    """Why `key=value` cannot be an environment entry of an agent, or None when it can.
+
+    Keys are shell-style names (no '=', not empty); neither part holds a control
+    character. The CLI's --env and a weave's `env:` both ask this one question.
+    """
+    if not ENV_KEY.fullmatch(key):
+        return (
+            f"invalid environment variable name {key!r}: use letters, digits and '_', "
+            "not starting with a digit"
+        )
+    if CONTROL.search(value):
+        return f"the value of {key} holds a control character (such as a newline): {value!r}"
+    return None

@@ -87,7 +87,7 @@ class Queue:
 
     def ensure(self) -> Queue:
         for d in (self.in_progress, self.processed, self.failed, self.unreadable, self.outbox):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            atomic.make_private_dir(d)
         return self
 
     # -- send ----------------------------------------------------------------------

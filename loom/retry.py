@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from loom import settings
 from loom.errors import ProviderError
 
 # A server asking for more than this is treated as asking for this; a message
@@ -21,9 +22,9 @@ class RetryPolicy:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RetryPolicy:
         """`LOOM_RETRY_BASE` scales the delays (0.01 in tests); `LOOM_RETRIES` sets the count."""
-        base = float(env.get("LOOM_RETRY_BASE", "1") or 1)
-        count = int(env.get("LOOM_RETRIES", "3") or 3)
-        return cls(tuple(base * 2**i for i in range(max(count, 0))))
+        base = settings.RETRY_BASE.get(env)
+        count = settings.RETRIES.get(env)
+        return cls(tuple(base * 2**i for i in range(count)))
 
     def delay(self, retry: int, error: ProviderError) -> float | None:
         """Seconds to wait before retry number `retry` (0-based), or None to give up."""

@@ -304,7 +304,7 @@ class AgentRunner:
         file: one line per turn, and one `role: tool` line per tool result."""
         if self.context is not None:
             self.context.extend(answer.turns)
-        self.proc.conversations.mkdir(mode=0o700, exist_ok=True)
+        atomic.make_private_dir(self.proc.conversations)
         path = self.proc.conversations / f"{today()}.ndjson"
         ts = int(time.time() * 1000)
         lines = [

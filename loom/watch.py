@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from loom import settings
+
 IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
@@ -119,7 +121,7 @@ def _libc() -> ctypes.CDLL | None:
 
 def watcher(paths: list[Path]) -> Watcher:
     """The best watcher for this platform; `LOOM_WATCH=poll` forces polling."""
-    if os.environ.get("LOOM_WATCH", "").lower() != "poll":
+    if settings.WATCH.get() != "poll":
         try:
             return InotifyWatcher(paths)
         except OSError:

@@ -18,28 +18,20 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Protocol
 
-from loom.errors import UnreadableMessage, UnsupportedVersion
+from loom import settings
+from loom.errors import UnreadableMessage, UnsupportedVersion, is_disk_full
 from loom.home import Ownership, ProcessDir, now_iso
 from loom.logs import Log
 from loom.queue import Queue, read_message
 from loom.watch import watcher
 
-# Even with inotify, rescan now and then: an event can be missed when the inbox
-# folder itself is replaced, and a file can be put back by another process.
-RESCAN_S = 1.0
-# The disk cannot take writes right now. Waiting is the cure (the operator frees space),
-# so the message is kept as it is, never failed, and the worker pauses, doubling the
-# pause from the first to the last value, until a write succeeds again.
-RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+# The disk cannot take writes right now (errors.is_disk_full). Waiting is the cure (the
+# operator frees space), so the message is kept as it is, never failed, and the worker
+# pauses, doubling the pause from the first to the last value, until a write succeeds.
 PAUSE_FIRST_S = 0.5
 PAUSE_MAX_S = 30.0
 # How much of an unexpected error's text goes into the failure reply and records.
 _PROBLEM_CHARS = 500
-
-
-def is_resource_fault(exc: BaseException) -> bool:
-    """Whether `exc` says the disk is full or read-only (the process waits, SPEC 4)."""
-    return isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS
 
 
 class Stopping(BaseException):
@@ -86,6 +78,9 @@ class Worker:
         self._paused: OSError | None = None  # the fault of the current pause, if any
         self._pause_logged = False
         self._paused_at = 0.0
+        # Even with inotify, rescan now and then: an event can be missed when the inbox
+        # folder itself is replaced, and a file can be put back by another process.
+        self._rescan_s = settings.WORKER_RESCAN.get()
 
     # -- signals -------------------------------------------------------------------
     def stop(self) -> None:
@@ -184,7 +179,7 @@ class Worker:
                             self.log.info("serving", pid=os.getpid())
                     worked = self.drain()
                 except OSError as exc:
-                    if not is_resource_fault(exc):
+                    if not is_disk_full(exc):
                         raise
                     self._pause(exc)
                     recovered = False
@@ -211,7 +206,7 @@ class Worker:
         except UnsupportedVersion:
             raise
         except Exception as exc:
-            if is_resource_fault(exc) or not os.path.isdir(self.queue.in_progress):
+            if is_disk_full(exc) or not os.path.isdir(self.queue.in_progress):
                 raise
             problem = f"{type(exc).__name__}: {exc}"[:_PROBLEM_CHARS]
             self._settle(name, problem)
@@ -234,7 +229,7 @@ class Worker:
             reply = msg.reply(self.proc.name, text, parent_filename=name, error=True)
             self.queue.fail(name, reply, error_type="internal", last_error=problem, attempts=1)
         except Exception as exc:
-            if is_resource_fault(exc) or not os.path.lexists(path):
+            if is_disk_full(exc) or not os.path.lexists(path):
                 raise
             # Not even a failure reply can be written for it: keep it aside, with why.
             self.queue.quarantine(name, f"{problem}; then, failing it: {type(exc).__name__}")
@@ -297,7 +292,7 @@ class Worker:
             self.handler.on_deadline()
 
     def _wait(self, watch: object) -> None:
-        timeout = RESCAN_S
+        timeout = self._rescan_s
         for deadline in (self.handler.next_deadline(), self.queue.next_retry()):
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))

@@ -15,11 +15,22 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Variables that would make a test depend on the machine it runs on.
 _DROP_PREFIXES = ("LOOM_", "OPENAI_", "ANTHROPIC_", "OPENROUTER_", "OLLAMA_")
+FAST_INTERVALS = {
+    "LOOM_SUPERVISOR_RESCAN": "0.5",
+    "LOOM_SUPERVISOR_LINGER": "0.5",
+    "LOOM_ADOPTED_POLL": "0.1",
+    "LOOM_STATS_EVERY": "0.2",
+    "LOOM_METRICS_EVERY": "0.5",
+}
 
 
 @pytest.fixture(autouse=True)
-def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private LOOM_HOME under tmp_path, fsync off for speed, no provider settings."""
+def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private LOOM_HOME under tmp_path, fsync off for speed, no provider settings.
+
+    The umask is 077 so that folders a test makes itself are private like loom's own
+    (loom warns about a home open to others); tests of modes set their own umask.
+    """
     for key in list(os.environ):
         if key.startswith(_DROP_PREFIXES):
             monkeypatch.delenv(key, raising=False)
@@ -27,10 +38,16 @@ def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LOOM_HOME", str(home))
     monkeypatch.setenv("LOOM_FSYNC", "0")
     monkeypatch.setenv("LOOM_RETRY_BASE", "0.01")
+    # The supervisor's periodic jobs, made short so tests wait on events, not on the
+    # production intervals (the behaviour does not depend on their length).
+    for key, value in FAST_INTERVALS.items():
+        monkeypatch.setenv(key, value)
     from loom import atomic
 
     atomic.set_fsync(None)
-    return home
+    umask = os.umask(0o077)
+    yield home
+    os.umask(umask)
 
 
 def loom_cmd(*args: str) -> list[str]:

@@ -284,3 +284,14 @@ def test_send_validates_its_input(loom_home: Path) -> None:
     path = Path(r.stdout.strip())
     assert path.parent == agent_dir(loom_home) / "inbox"
     assert json.loads(path.read_text())["body"] == "hello"
+
+
+@pytest.mark.parametrize(
+    "pair",
+    ["V=x\nEVIL=2", "V=x\rOPENAI_BASE_URL=http://evil", "V=a\x1b[2Jb", "A\nB=1", "=1", "A B=1"],
+)
+def test_env_with_a_control_character_or_a_bad_key_is_refused(loom_home: Path, pair: str) -> None:
+    r = run_loom("agent", "start", "a", "--model", "echo", "--stdin", "--env", pair, input="x")
+    assert r.returncode == 2
+    assert r.stderr.startswith("loom: --env ") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert not (agent_dir(loom_home) / "env").exists()

@@ -391,3 +391,43 @@ def test_a_damaged_archive_is_never_appended_to(loom_home: Path, tmp_path: Path)
     assert names(folder(loom_home, "a", "processed")) == {msg.filename}
     traced = run_loom("trace", msg.filename)
     assert traced.returncode == 0 and "a: processed" in traced.stdout
+
+
+def test_temporary_files_of_killed_writers_are_removed_after_an_hour(
+    loom_home: Path, tmp_path: Path
+) -> None:
+    msg = new_message("cli", "hi")
+    old = time.time() - 2 * 3600
+    leftovers = [
+        folder(loom_home, "a", "pending") / f".tmp-{msg.filename}-0badc0de",
+        folder(loom_home, "a", "outbox") / f".tmp-{msg.filename}-12345678",
+        folder(loom_home, "pipe-p", "steps/0") / f".tmp-{msg.filename}.0.msg-cafef00d",
+        folder(loom_home, "pipe-p", "state/1-dedupe") / ".tmp-state.json-00000001",
+        loom_home / "router" / "delivered" / ".tmp-since.json-0000abcd",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"half": ')
+        os.utime(path, (old, old))
+    young = folder(loom_home, "a", "outbox") / f".tmp-{msg.filename}-feedbeef"
+    young.write_text("a writer at work")
+    mine = folder(loom_home, "a", "memory") / ".tmp-notes.md"  # the user's, not a temporary
+    mine.write_text("keep me")
+    os.utime(mine, (old, old))
+    put(loom_home, "a", "outbox", msg)
+    relative = sorted(str(p.relative_to(loom_home)) for p in leftovers)
+
+    dry = run_loom("gc", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    listed = sorted(ln.split()[2].rstrip(":") for ln in dry.stdout.splitlines() if ".tmp-" in ln)
+    assert listed == relative
+    assert all(p.exists() for p in leftovers)
+
+    done = run_loom("gc")
+    assert done.returncode == 0, done.stderr
+    for rel in relative:
+        assert f"delete {rel}: temporary file left by an interrupted write" in done.stdout
+    assert not any(p.exists() for p in leftovers)
+    assert young.exists() and mine.exists()
+    assert (folder(loom_home, "a", "outbox") / msg.filename).exists()
+    assert run_loom("gc").stdout == ""  # nothing left to do: cron stays quiet

@@ -189,3 +189,23 @@ def test_graph_formats(tmp_path: Path) -> None:
     assert mermaid.startswith("flowchart LR")
     assert 'n_notifier -->|"when !error"| n_writer' in mermaid
     assert run_loom("graph", "-f", "png", cwd=tmp_path).returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("entry", "complaint"),
+    [
+        ('"A=B\\nC": "1"', "invalid environment variable name 'A=B\\nC'"),
+        ('V: "x\\nEVIL=2"', "the value of V holds a control character"),
+        ('V: "${INJECTED}"', "the value of V holds a control character"),
+    ],
+)
+def test_validate_and_up_refuse_the_same_bad_env_entries(
+    tmp_path: Path, loom_home: Path, entry: str, complaint: str
+) -> None:
+    write(tmp_path, f"version: 1\nagents:\n  - name: a\n    model: echo\n    env: {{{entry}}}\n")
+    env = {"INJECTED": "x\nOPENAI_BASE_URL=http://evil"}
+    for command in (("validate",), ("up", "-d")):
+        r = run_loom(*command, cwd=tmp_path, env=env)
+        assert r.returncode == 1, (command, r.stderr)
+        assert complaint in r.stderr and "loom.yml:5" in r.stderr, r.stderr
+    assert not (loom_home / "agents" / "a").exists()

@@ -3,6 +3,8 @@ delegates to the library, and renders (STYLE 3)."""
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from loom.cli import agent, pipe, pipe_start, pipes_cmd, send, supervisor, test_cmd
@@ -12,6 +14,7 @@ from loom.cli import stats as stats_cmd
 from loom.cli import tools as tools_cmd
 from loom.cli import trace as trace_cmd
 from loom.cli import weave as weave_cmd
+from loom.errors import LoomError, describe_os_error
 
 app = typer.Typer(
     name="loom",
@@ -46,5 +49,13 @@ app.command("stats")(stats_cmd.stats)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: a failed file operation or a setting that was read
+    outside a command's own handler is still one line on stderr, never a traceback."""
+    try:
+        app()
+    except LoomError as exc:
+        print(f"loom: {exc}", file=sys.stderr, flush=True)
+        sys.exit(exc.exit_code)
+    except OSError as exc:
+        print(f"loom: {describe_os_error(exc)}", file=sys.stderr, flush=True)
+        sys.exit(1)

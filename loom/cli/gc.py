@@ -32,7 +32,8 @@ def gc(
     Defaults: .processed/ and delivered outbox files older than 7 days go to
     $LOOM_HOME/archive/<day>.ndjson.gz; crash records go after 90 days; logs are gzipped
     after 1 day and deleted after 30; pipe steps go after 7 days; dedupe state keeps its
-    last 10,000 keys. `gc.retention` in loom.yml changes them. Prints one line per
+    last 10,000 keys; .tmp-* files a killed writer left go after an hour.
+    `gc.retention` in loom.yml changes them. Prints one line per
     action and a summary, nothing when there is nothing to do; exits 1 if a file could
     not be handled (the rest is done).
 

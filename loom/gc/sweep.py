@@ -2,7 +2,8 @@
 
 Messages are archived first (their files deleted only once the archive is written),
 then logs, crash records, pipe steps and dedupe state are tidied, and last the delivery
-logs are pruned of the names the archiving just removed from their outboxes.
+logs are pruned of the names the archiving just removed from their outboxes, and
+temporary files left by killed writers are removed.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from loom import atomic
 from loom.errors import ConfigError, LoomError, NotFound, UsageError
-from loom.gc import logs, messages, pipes, routes
+from loom.gc import leftovers, logs, messages, pipes, routes
 from loom.gc.report import Action, Report
 from loom.home import KINDS, ProcessDir
 from loom.names import validate_process_name
@@ -42,7 +44,7 @@ def retention_for(path: Path | None) -> Retention:
 
 @contextmanager
 def _exclusive(home: Path) -> Iterator[None]:
-    with open(home / "gc.lock", "ab") as handle:
+    with atomic.open_append(home / "gc.lock") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -139,6 +141,8 @@ def run(
                 pipes.tidy_steps(proc.path, keep=retention.steps, now=now, report=report)
                 pipes.truncate_dedupe(proc, keep=retention.dedupe_keys, report=report)
         routes.tidy_delivery_logs(home, only, report)
+        for root in [proc.path for proc in procs] if only is not None else [home]:
+            leftovers.remove_temp_files(root, now=now, report=report)
     return report
 
 

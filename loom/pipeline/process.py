@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loom import home as homes
-from loom.errors import UnreadableMessage, UnsupportedVersion
+from loom.errors import UnreadableMessage, UnsupportedVersion, is_disk_full
 from loom.home import ProcessDir
 from loom.ids import new_id
 from loom.logs import Log, stderr_log
@@ -35,7 +35,7 @@ from loom.pipeline.errors import OperatorError
 from loom.pipeline.journal import Journal
 from loom.pipeline.spec import PipeDef
 from loom.queue import Queue, list_messages
-from loom.worker import Worker, is_resource_fault
+from loom.worker import Worker
 
 Items = list[tuple[Message, str]]
 
@@ -112,7 +112,7 @@ class PipeProcess:
             self._fail(name, msg, exc.problem, exc.label, "operator_error")
             return
         except Exception as exc:  # any other failure must not stop the pipe (SPEC 6)
-            if is_resource_fault(exc):
+            if is_disk_full(exc):
                 raise  # a full disk: the Worker pauses and resumes this job later
             self._fail(name, msg, f"{type(exc).__name__}: {exc}", None, "internal")
             return
@@ -238,7 +238,7 @@ class PipeProcess:
             except OperatorError as exc:
                 self._fail_released(msg, key, exc.problem, exc.label)
             except Exception as exc:
-                if is_resource_fault(exc):
+                if is_disk_full(exc):
                     raise
                 self._fail_released(msg, key, f"{type(exc).__name__}: {exc}", None)
         self.journal.end_timer(job)

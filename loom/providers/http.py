@@ -19,14 +19,14 @@ from typing import Any, ClassVar
 
 import httpx
 
+from loom import settings
 from loom.errors import MissingApiKey, ProviderError, UsageError
 from loom.files import MESSAGE_FILE_LIMIT, KiB
 from loom.providers.base import Completion, Provider, Request, TextSink
 from loom.providers.redact import redact
 from loom.providers.response import ResponseReader
 
-TIMEOUT_VARIABLE = "LOOM_HTTP_TIMEOUT"
-DEFAULT_READ_TIMEOUT = 600.0
+TIMEOUT_VARIABLE = settings.HTTP_TIMEOUT.name
 CONNECT_TIMEOUT = 10.0
 EXCERPT_LENGTH = 300
 # A reply becomes one message, so a whole JSON reply is held to a message file's limit;
@@ -45,16 +45,7 @@ _PERMANENT = {400: "bad_request", 401: "auth", 403: "forbidden", 404: "not_found
 def timeout_from(env: Mapping[str, str]) -> httpx.Timeout:
     """Read LOOM_HTTP_TIMEOUT (the longest wait for the answer to progress, see
     `ResponseReader`); connecting gets 10 s."""
-    raw = env.get(TIMEOUT_VARIABLE, "").strip()
-    if not raw:
-        return httpx.Timeout(DEFAULT_READ_TIMEOUT, connect=CONNECT_TIMEOUT)
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise UsageError(f"{TIMEOUT_VARIABLE} must be a positive number of seconds, not '{raw}'.")
-    return httpx.Timeout(seconds, connect=CONNECT_TIMEOUT)
+    return httpx.Timeout(settings.HTTP_TIMEOUT.get(env), connect=CONNECT_TIMEOUT)
 
 
 def make_client(env: Mapping[str, str]) -> httpx.Client:

@@ -216,7 +216,7 @@ def filesystem_now_ns(directory: Path) -> int:
     """
     atomic.make_private_dir(directory)
     clock = directory / ".clock"
-    with open(clock, "ab"):
+    with atomic.open_append(clock):
         pass
     os.utime(clock)
     first = clock.stat().st_mtime_ns

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from loom import atomic
-from loom.errors import ConfigError, InvalidName, LoomError
+from loom.errors import ConfigError, InvalidName, LoomError, is_disk_full
 from loom.home import ProcessDir, now_iso
 from loom.logs import Log
 from loom.message import Message, parse, read_file
@@ -252,6 +252,8 @@ class Router:
             try:
                 outcome, count = self._route_one(state, name, outbox, room)
             except OSError as exc:
+                if is_disk_full(exc):
+                    raise  # not this message's problem: the supervisor waits for space
                 self._problem(state, name, "delivery failed; will retry", str(exc))
                 break
             except Exception as exc:

@@ -30,7 +30,7 @@ def routes_path(home: Path) -> Path:
 @contextmanager
 def routes_lock(home: Path) -> Iterator[None]:
     """Hold the exclusive lock that serialises every change to routes.json."""
-    with open(home / "routes.lock", "ab") as handle:
+    with atomic.open_append(home / "routes.lock") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from loom import home as homes
 from loom.errors import LoomError, UnsupportedVersion
 from loom.supervisor.policy import UPGRADE_EXIT
 
@@ -17,6 +18,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m loom.supervisor.child_main agents|pipes NAME", file=sys.stderr)
         return 2
     kind, name = argv
+    homes.warned_elsewhere()
     try:
         if kind == "agents":
             from loom import agents

@@ -69,7 +69,7 @@ class Child:
 def spawn(proc: ProcessDir, home: Path) -> Child:
     """Start `proc` in its own session, stderr appended to its `stderr.log`."""
     proc.forget_stop()
-    with open(proc.path / STDERR_LOG, "ab") as err:
+    with atomic.open_append(proc.path / STDERR_LOG) as err:
         popen = subprocess.Popen(
             command(proc),
             stdin=subprocess.DEVNULL,
@@ -139,7 +139,7 @@ def record_crash(
     error = last_error(proc)
     if error:
         record["last_error"] = error
-    proc.crashes.mkdir(mode=0o700, exist_ok=True)
+    atomic.make_private_dir(proc.crashes)
     path = proc.crashes / f"{ts}-{cid}.json"
     atomic.write_text(path, json.dumps(record, ensure_ascii=False))
     return path

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
-from loom import agents
+from loom import agents, settings
 from loom import home as homes
 from loom.errors import LoomError, UsageError
 from loom.home import AlreadyServed, ProcessDir
@@ -15,17 +16,24 @@ from loom.supervisor import lock
 START_TIMEOUT_S = 15.0
 
 
-def ensure_supervisor(home: Path) -> None:
-    """Nudge the running supervisor, or start one on demand."""
+def ensure_supervisor(home: Path) -> subprocess.Popen[bytes] | None:
+    """Nudge the running supervisor, or start one on demand (returned, to watch its exit)."""
     if not lock.nudge(home):
-        lock.start_on_demand(home)
+        return lock.start_on_demand(home)
+    return None
 
 
-def wait_started(proc: ProcessDir, home: Path, timeout: float = START_TIMEOUT_S) -> str:
+def wait_started(
+    proc: ProcessDir,
+    home: Path,
+    timeout: float = START_TIMEOUT_S,
+    started: subprocess.Popen[bytes] | None = None,
+) -> str:
     """Wait until the supervisor has picked `proc` up; return its status then.
 
     If the supervisor went away meanwhile (an on-demand one that was about to exit),
-    start another one.
+    start another one. If the one this command `started` fails, its last line in
+    `supervisor.log` is the error, at once rather than after the timeout.
     """
     deadline = time.monotonic() + timeout
     restarted_supervisor = False
@@ -33,8 +41,10 @@ def wait_started(proc: ProcessDir, home: Path, timeout: float = START_TIMEOUT_S)
         status = proc.status or "pending"
         if status != "pending":
             return status
+        if started is not None and started.poll() not in (None, 0):
+            raise LoomError(_last_line(home / "supervisor.log") or "the supervisor failed to start")
         if not lock.is_running(home) and not restarted_supervisor:
-            lock.start_on_demand(home)
+            started = lock.start_on_demand(home)
             restarted_supervisor = True
         time.sleep(0.02)
     raise LoomError(
@@ -62,10 +72,21 @@ def start_detached(spec: agents.AgentSpec) -> tuple[str, int | None]:
         raise AlreadyServed(homes.agent(spec.name), served_by)
     env = dict(os.environ)
     env.update(spec.env)
+    settings.check_all(env)  # the runner reads them from its env file, long after we return
     agents.provider_for(spec.model, env)
     proc = agents.prepare(spec, mode="detached")
     proc.set_status("pending")
     home = homes.home()
-    ensure_supervisor(home)
-    status = wait_started(proc, home)
+    status = wait_started(proc, home, started=ensure_supervisor(home))
     return status, proc.pid
+
+
+def _last_line(path: Path) -> str | None:
+    """The last non-empty line of a log, without the `loom: ` every error starts with."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = f.read().decode("utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return None
+    return lines[-1].removeprefix("loom: ") if lines else None

@@ -13,12 +13,14 @@ from pathlib import Path
 from types import FrameType
 
 from loom import home as homes
-from loom import metrics, routing
-from loom.errors import LoomError
+from loom import metrics, routing, settings
+from loom.errors import LoomError, is_disk_full
 from loom.home import ProcessDir
 from loom.logs import Log
 from loom.supervisor import children, lock
 from loom.supervisor.children import Child
+from loom.supervisor.diskfull import DiskTrouble
+from loom.supervisor.intervals import Intervals
 from loom.supervisor.policy import (
     DEAD_AFTER,
     UPGRADE_ERROR,
@@ -28,14 +30,6 @@ from loom.supervisor.policy import (
     wants_restart,
 )
 from loom.watch import InotifyWatcher
-
-RESCAN_S = 2.0  # periodic rescan: signals are a nudge, not a requirement (SPEC 8)
-ADOPTED_POLL_S = 0.5  # adopted children are not ours to wait() for: poll their pid
-STATS_EVERY_S = 1.0
-METRICS_EVERY_S = 5.0  # metrics.prom: scrapers read it every 15 s or more
-# How long a supervisor started on demand lingers with nothing to do before exiting,
-# so that `loom agent start -d a; loom agent start -d b` does not start two in a row.
-LINGER_S = 2.0
 
 
 class Supervisor:
@@ -49,6 +43,7 @@ class Supervisor:
         self.log = log
         self.router = router
         self.backoff = Backoff.from_env(os.environ)
+        self.every = Intervals.from_env(os.environ)
         self.children: dict[str, Child] = {}
         self.restart_at: dict[str, float] = {}  # key -> monotonic time of the restart
         self._rescan = True
@@ -56,6 +51,7 @@ class Supervisor:
         self._wake_r, self._wake_w = socket.socketpair()
         self._idle_since: float | None = None
         self.metrics = metrics.Exporter(home)
+        self.disk = DiskTrouble(log)
 
     # -- signals -------------------------------------------------------------------
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
@@ -87,39 +83,57 @@ class Supervisor:
         last_metrics = 0.0
         try:
             while not self._stop:
-                now = time.monotonic()
-                if self._rescan or now - last_scan >= RESCAN_S:
-                    self._rescan = False
-                    last_scan = now
+                try:
+                    now = time.monotonic()
+                    if self._rescan or now - last_scan >= self.every.rescan:
+                        self._rescan = False
+                        last_scan = now
+                        if self.router is not None:
+                            self.router.reload()
+                            self._ensure_instances()
+                        self.scan()
+                    self.reap()
+                    self.start_due()
                     if self.router is not None:
-                        self.router.reload()
-                        self._ensure_instances()
-                    self.scan()
-                self.reap()
-                self.start_due()
-                if self.router is not None:
-                    self.router.pump()
-                    # A held edge watches its destination's queue, so the list changes.
-                    watch.update(self.router.watched())
-                    if now - last_stats >= STATS_EVERY_S:
-                        last_stats = now
-                        self.router.write_stats()
-                if now - last_metrics >= METRICS_EVERY_S:
-                    last_metrics = now
-                    self._write_metrics()
-                if not self.service and self._nothing_left(now):
-                    self.log.info("nothing left to supervise; exiting")
-                    break
+                        self.router.pump()
+                        # A held edge watches its destination's queue, so the list changes.
+                        watch.update(self.router.watched())
+                        if now - last_stats >= self.every.stats_every:
+                            last_stats = now
+                            self.router.write_stats()
+                    if now - last_metrics >= self.every.metrics_every:
+                        last_metrics = now
+                        self._write_metrics()
+                    if not self.service and self._nothing_left(now):
+                        self.log.info("nothing left to supervise; exiting")
+                        break
+                except OSError as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    self._pause(self.disk.failed(exc))
+                    continue
+                self.disk.recovered()
                 self._wait(watch, last_scan)
         finally:
             watch.close()
             signal.set_wakeup_fd(-1)
             self.log.info("supervisor stopped", pid=os.getpid())
 
+    def _pause(self, seconds: float) -> None:
+        """Wait `seconds` (a stop signal ends the wait early) before retrying the loop."""
+        deadline = time.monotonic() + seconds
+        while not self._stop and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(InterruptedError):
+                if select.select([self._wake_r.fileno()], [], [], left)[0]:
+                    with contextlib.suppress(BlockingIOError):
+                        self._wake_r.recv(4096)
+
     def _write_metrics(self) -> None:
         try:
             self.metrics.update(self.router.stats() if self.router is not None else [])
-        except OSError as exc:  # a full disk must not stop supervision
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise  # the loop waits for space and says so once
             self.log.error("metrics not written", error=str(exc))
 
     def _ensure_instances(self) -> None:
@@ -138,17 +152,17 @@ class Supervisor:
             return False
         if self._idle_since is None:
             self._idle_since = now
-        return now - self._idle_since >= LINGER_S
+        return now - self._idle_since >= self.every.linger
 
     def _wait(self, watch: _OutboxWatch, last_scan: float) -> None:
         now = time.monotonic()
-        timeout = 0.0 if self._rescan else last_scan + RESCAN_S - now
+        timeout = 0.0 if self._rescan else last_scan + self.every.rescan - now
         if self.restart_at:
             timeout = min(timeout, min(self.restart_at.values()) - now)
         if any(c.popen is None for c in self.children.values()):
-            timeout = min(timeout, ADOPTED_POLL_S)
+            timeout = min(timeout, self.every.adopted_poll)
         if not self.service and not self.children and not self.restart_at:
-            timeout = min(timeout, LINGER_S / 4)
+            timeout = min(timeout, self.every.linger / 4)
         fds = [self._wake_r.fileno(), *watch.fds()]
         with contextlib.suppress(InterruptedError):
             ready, _, _ = select.select(fds, [], [], max(0.0, timeout))
@@ -350,7 +364,11 @@ class _OutboxWatch:
 
 
 def run(home: Path, *, service: bool, foreground_log: bool) -> int:
-    """Take the lock and supervise; 0 when done, 1 when another supervisor already runs."""
+    """Take the lock and supervise; 0 when done, 1 when another supervisor already runs.
+
+    Every setting is checked first (SettingError), since the children inherit them.
+    """
+    settings.check_all()
     handle = lock.acquire(home)
     if handle is None:
         return 1

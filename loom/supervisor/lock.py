@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from loom import atomic
+from loom import atomic, settings
 from loom.home import pid_is_loom
 
 
@@ -26,7 +26,7 @@ def lock_path(home: Path) -> Path:
 
 def acquire(home: Path) -> IO[bytes] | None:
     """Take the supervisor lock and write `supervisor.pid`; None if another supervisor holds it."""
-    handle = open(lock_path(home), "ab")  # noqa: SIM115 - held for the process's lifetime
+    handle = atomic.open_append(lock_path(home))  # held for the process's lifetime
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -48,7 +48,7 @@ def release(home: Path, handle: IO[bytes]) -> None:
 def is_running(home: Path) -> bool:
     """Whether some process holds the supervisor lock right now."""
     try:
-        handle = open(lock_path(home), "ab")  # noqa: SIM115
+        handle = atomic.open_append(lock_path(home))
     except FileNotFoundError:
         return False
     with handle:
@@ -80,11 +80,16 @@ def nudge(home: Path) -> bool:
     return False
 
 
-def start_on_demand(home: Path) -> None:
-    """Start a supervisor in the background that exits when nothing is left to supervise."""
-    log = open(home / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
+def start_on_demand(home: Path) -> subprocess.Popen[bytes]:
+    """Start a supervisor in the background that exits when nothing is left to supervise.
+
+    Its settings are checked here first, so a malformed one is the caller's SettingError
+    rather than a supervisor that exits at once into `supervisor.log`.
+    """
+    settings.check_all()
+    log = atomic.open_append(home / "supervisor.log")  # handed to the child
     with log:
-        subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "loom", "supervisor", "run", "--on-demand"],
             stdin=subprocess.DEVNULL,
             stdout=log,

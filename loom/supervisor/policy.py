@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from loom import settings
+
 POLICIES = ("always", "on-failure", "never")
 MAX_DELAY_S = 300.0
 DEAD_AFTER = 10  # failures ...
@@ -29,10 +31,8 @@ class Backoff:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Backoff:
-        return cls(
-            base=float(env.get("LOOM_RESTART_BASE", "1") or 1),
-            jitter=float(env.get("LOOM_RESTART_JITTER", "0.5") or 0),
-        )
+        """Read LOOM_RESTART_BASE and LOOM_RESTART_JITTER (SettingError when malformed)."""
+        return cls(base=settings.RESTART_BASE.get(env), jitter=settings.RESTART_JITTER.get(env))
 
     def delay(self, restarts: int) -> float:
         """Seconds to wait before the restart that follows `restarts` recent failures."""

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from loom import atomic
 from loom.errors import UsageError
 from loom.tools.describe import TOOL_NAME
 from loom.tools.discovery import AGENT, Plugin
@@ -61,7 +62,7 @@ def write(agent_dir: Path, chosen: dict[str, Path] | None) -> None:
         if folder.is_dir() and not folder.is_symlink():
             shutil.rmtree(folder)  # it holds links: rmtree removes them, not their targets
         return
-    folder.mkdir(mode=0o700, exist_ok=True)
+    atomic.make_private_dir(folder)
     for name, target in chosen.items():
         temporary = folder / f".tmp-{name}-{os.urandom(4).hex()}"
         os.symlink(target, temporary)

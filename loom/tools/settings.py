@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from loom.errors import UsageError
+from loom import settings
 
-TIMEOUT_VARIABLE = "LOOM_TOOL_TIMEOUT"
-DESCRIBE_TIMEOUT_VARIABLE = "LOOM_TOOL_DESCRIBE_TIMEOUT"
-ROUNDS_VARIABLE = "LOOM_TOOL_ROUNDS"
+TIMEOUT_VARIABLE = settings.TOOL_TIMEOUT.name
+DESCRIBE_TIMEOUT_VARIABLE = settings.TOOL_DESCRIBE_TIMEOUT.name
+ROUNDS_VARIABLE = settings.TOOL_ROUNDS.name
 # More output than this is a runaway plugin, not an answer a model could read.
 OUTPUT_LIMIT = 1 << 20
 
@@ -20,9 +19,9 @@ class ToolSettings:
     """Per-call deadline, `describe` deadline, rounds of tool calls per message, and the
     cap on a plugin's output."""
 
-    timeout: float = 60.0
-    describe_timeout: float = 5.0
-    rounds: int = 10
+    timeout: float = settings.TOOL_TIMEOUT.default
+    describe_timeout: float = settings.TOOL_DESCRIBE_TIMEOUT.default
+    rounds: int = settings.TOOL_ROUNDS.default
     output_limit: int = OUTPUT_LIMIT
 
     @classmethod
@@ -30,29 +29,7 @@ class ToolSettings:
         """Read LOOM_TOOL_TIMEOUT, LOOM_TOOL_DESCRIBE_TIMEOUT and LOOM_TOOL_ROUNDS; a
         malformed value is a usage error naming the variable."""
         return cls(
-            timeout=_seconds(env, TIMEOUT_VARIABLE, cls.timeout),
-            describe_timeout=_seconds(env, DESCRIBE_TIMEOUT_VARIABLE, cls.describe_timeout),
-            rounds=_count(env, ROUNDS_VARIABLE, cls.rounds),
+            timeout=settings.TOOL_TIMEOUT.get(env),
+            describe_timeout=settings.TOOL_DESCRIBE_TIMEOUT.get(env),
+            rounds=settings.TOOL_ROUNDS.get(env),
         )
-
-
-def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
-    raw = env.get(variable, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise UsageError(f"{variable} must be a positive number of seconds, not '{raw}'.")
-    return value
-
-
-def _count(env: Mapping[str, str], variable: str, default: int) -> int:
-    raw = env.get(variable, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit():
-        raise UsageError(f"{variable} must be a whole number (0 or more), not '{raw}'.")
-    return int(raw)

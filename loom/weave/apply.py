@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loom import agents, atomic
+from loom import agents, atomic, settings
 from loom import home as homes
 from loom.home import ProcessDir
 from loom.pipeline import save_definition
@@ -58,10 +58,11 @@ def _owned_processes(home: Path, weave: Weave) -> list[ProcessDir]:
 
 
 def check_credentials(weave: Weave) -> None:
-    """Every agent's provider settings, checked before anything starts."""
+    """Every agent's provider and loom settings, checked before anything starts."""
     for agent in weave.agents.values():
         env = dict(os.environ)
         env.update(agent.env)
+        settings.check_all(env)
         agents.provider_for(agent.model, env)
 
 
@@ -90,10 +91,10 @@ def up(weave: Weave, home: Path) -> Plan:
         _ledger(home, weave),
         json.dumps({"config": me, "edges": [e.to_json() for e in edges]}, ensure_ascii=False),
     )
-    control.ensure_supervisor(home)
+    started = control.ensure_supervisor(home)
     for name in [*plan.started, *plan.restarted]:
         proc = homes.find(name, home)
-        control.wait_started(proc, home)
+        control.wait_started(proc, home, started=started)
     return plan
 
 

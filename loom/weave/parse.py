@@ -9,7 +9,7 @@ from typing import Any
 
 from loom.errors import ConfigError, InvalidName, UsageError
 from loom.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
-from loom.names import validate_name
+from loom.names import env_entry_problem, validate_name
 from loom.pipeline import PipeDef, parse_definition
 from loom.pipeline.yaml_lines import LineDict, LineList, read_yaml
 from loom.supervisor.policy import POLICIES
@@ -305,8 +305,13 @@ def _read_env(r: _Reader, block: LineDict) -> dict[str, str]:
             r.problem(r.key_at(env, str(key)), f"env key read as {key!r}; {YAML_BOOLEANS}")
             continue
         value = r.string(env, key, f"env {key}")
-        if value is not None:
-            out[key] = value
+        if value is None:
+            continue
+        problem = env_entry_problem(key, value)
+        if problem is not None:
+            r.problem(r.key_at(env, key), problem)
+            continue
+        out[key] = value
     return out
 
 

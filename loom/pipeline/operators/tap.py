@@ -39,6 +39,6 @@ class TapOperator(Operator):
             )
             return [msg]
         folder = self.ctx.state_dir / "tap" / self.tap_label
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic.make_private_dir(folder)
         atomic.write_text(folder / f"{key}.msg", compact_json(envelope_dict(msg)))
         return [msg]
