@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from loom.atomic import utf8
 from loom.errors import NotFound, UnreadableMessage, UsageError
 from loom.files import MESSAGE_BODY_LIMIT, size_text, too_large
 from loom.message import Message, from_dict, looks_like_envelope, new_message, new_messages
@@ -223,7 +224,7 @@ class Output:
         """Write everything buffered; BrokenPipeError reaches the caller."""
         if not self._parts:
             return
-        data = "".join(self._parts).encode("utf-8", "replace")
+        data = utf8("".join(self._parts))
         self._parts = []
         if self._fd is None:
             self._sink.write(data)

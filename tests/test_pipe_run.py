@@ -387,3 +387,19 @@ def test_framer_frames_alike_with_and_without_envelope_lines_in_the_chunk() -> N
     assert all(m.sender == "stdin" and m.origin is None and m.extra == {} for m in plain)
     names = [m.filename for m in plain + mixed[1:]]
     assert names == sorted(names) and len(set(names)) == len(names)
+
+
+SURROGATE_LINE = '{"v": 1, "id": "s1", "from": "x", "ts": 1, "body": "\\ud800 hi"}\n'
+
+
+@pytest.mark.parametrize(
+    "operator", ['- map: "@"', "- command: cat", "- command: {cmd: cat, stream: true}"]
+)
+def test_a_lone_surrogate_passes_through_as_its_escape(tmp_path: Path, operator: str) -> None:
+    # JSON can escape a lone surrogate, UTF-8 cannot hold one: loom writes the escape
+    # (to a command's stdin and to its own stdout), and the rest of the input goes on.
+    pipe = write_pipe(tmp_path, operator + "\n")
+    result = run_loom("pipe", "run", str(pipe), input=SURROGATE_LINE + "next\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["\\ud800 hi", "next"]
+    assert "Traceback" not in result.stderr

@@ -3,6 +3,7 @@ delegates to the library, and renders (STYLE 3)."""
 
 from __future__ import annotations
 
+import io
 import sys
 
 import typer
@@ -51,6 +52,11 @@ app.command("stats")(stats_cmd.stats)
 def main() -> None:
     """Console-script entry point: a failed file operation or a setting that was read
     outside a command's own handler is still one line on stderr, never a traceback."""
+    # A reply may hold a lone surrogate (JSON can escape one); print it as that escape
+    # rather than fail on it, as loom's files do (atomic.utf8).
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         app()
     except LoomError as exc:

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from loom.errors import LoomError
+from loom.errors import LoomError, is_disk_full
 from loom.logs import Log
 from loom.message import Message, child_origin, new_message
 from loom.pipeline.definition import build_operator
@@ -163,9 +163,19 @@ class Pipeline:
         op = self.operators[pos]
         try:
             return op.process(msg, key, self._clock() if now is None else now)
-        except ExpressionError as exc:
-            self.errors[op.label] += 1
-            raise OperatorError(op.label, str(exc), msg) from None
+        except Exception as exc:
+            raise self._failed(op.label, exc, msg) from None
+
+    def _failed(self, label: str, exc: Exception, msg: Message) -> Exception:
+        """What an operator's error on one message becomes: an OperatorError (that message
+        fails, the pipe goes on), whatever the operator raised; a full disk stays itself,
+        since it is the process's fault, not the message's."""
+        if is_disk_full(exc):
+            return exc
+        self.errors[label] += 1
+        if isinstance(exc, ExpressionError):
+            return OperatorError(label, str(exc), msg)
+        return OperatorError(label, f"{type(exc).__name__}: {exc}", msg)
 
     def finish(self, msg: Message) -> Message:
         """The new message that leaves the pipe for an in-pipe message (SPEC 2 origin rule)."""
@@ -232,9 +242,8 @@ class Pipeline:
                 for msg, key in current:
                     try:
                         outputs = process(msg, key, clock())
-                    except ExpressionError as exc:
-                        self.errors[op.label] += 1
-                        raise OperatorError(op.label, str(exc), msg) from None
+                    except Exception as exc:
+                        raise self._failed(op.label, exc, msg) from None
                     if len(outputs) == 1:
                         produced.append((outputs[0], key + ".0"))
                     else:

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 
+from loom.atomic import utf8
 from loom.message import Message
 from loom.pipeline.catalog import catalog_dir
 from loom.pipeline.errors import ArgError
@@ -91,7 +92,7 @@ class CommandOperator(Operator):
 
     # -- one process per message ---------------------------------------------------
     def _run(self, msg: Message) -> list[Message]:
-        data = msg.body.encode("utf-8")
+        data = utf8(msg.body)
         if not data.endswith(b"\n"):
             data += b"\n"
         try:
@@ -161,7 +162,7 @@ class CommandOperator(Operator):
                 lambda text: self.ctx.warn("command stderr", detail=text[:_MAX_STDERR]),
             )
         try:
-            answer = self._child.ask(stream_line(msg.body).encode("utf-8"), self.timeout)
+            answer = self._child.ask(utf8(stream_line(msg.body)), self.timeout)
         except ChildTimedOut:
             self._child.stop()
             self.ctx.warn(
