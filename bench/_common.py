@@ -70,8 +70,8 @@ def hop_latencies(
 
     One message at a time, so each sample is the latency of an idle system.
     """
-    from loom.message import new_message
-    from loom.watch import watcher
+    from loom.store.message import new_message
+    from loom.store.watch import watcher
 
     outbox.mkdir(parents=True, exist_ok=True)
     watch = watcher([outbox])

@@ -29,7 +29,7 @@ from _common import (  # noqa: E402
     temp_home,
 )
 
-from loom.message import new_message  # noqa: E402
+from loom.store.message import new_message  # noqa: E402
 
 WEAVE = """\
 version: 1

@@ -77,7 +77,7 @@ def same_results(a: Path, b: Path) -> bool:
 
 def flush_policies(pipe: Path, events: Path, runs: int) -> list[tuple[str, float, int]]:
     """In-process times of the two output flush policies, writing into a shell pipe."""
-    from loom import pipe_run
+    from loom.pipeline import pipe_run
 
     results = []
     for label, each in (("flush when waiting (default)", False), ("flush every result", True)):

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import LOOM, cleanup, env_for, table, temp_home  # noqa: E402
 
-from loom.ids import new_id  # noqa: E402
-from loom.message import Message  # noqa: E402
+from loom.store.ids import new_id  # noqa: E402
+from loom.store.message import Message  # noqa: E402
 
 DAY_MS = 86_400_000
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from loom.api import read_outbox, send
-    from loom.message import Message, new_message
+    from loom.store.message import Message, new_message
 
 __all__ = ["Message", "new_message", "read_outbox", "send"]
 __version__ = "0.1.0"
@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name in ("Message", "new_message"):
-        from loom import message
+        from loom.store import message
 
         return getattr(message, name)
     raise AttributeError(name)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from loom import home as homes
 from loom.errors import NotFound, UnreadableMessage
-from loom.message import Message, new_message
-from loom.queue import Queue, list_messages, read_message
+from loom.store import home as homes
+from loom.store.message import Message, new_message
+from loom.store.queue import Queue, list_messages, read_message
 
 
 def send(

@@ -42,7 +42,7 @@ def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     # production intervals (the behaviour does not depend on their length).
     for key, value in FAST_INTERVALS.items():
         monkeypatch.setenv(key, value)
-    from loom import atomic
+    from loom.store import atomic
 
     atomic.set_fsync(None)
     umask = os.umask(0o077)

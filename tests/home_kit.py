@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from loom.home import pid_is_loom
-from loom.message import Message, new_message
-from loom.queue import write_message
+from loom.store.home import pid_is_loom
+from loom.store.message import Message, new_message
+from loom.store.queue import write_message
 
 QUEUE = {
     "pending": "inbox",

@@ -12,7 +12,7 @@ from typing import IO
 import pytest
 from conftest import run_loom, spawn_loom, wait_for
 
-from loom.message import new_message
+from loom.store.message import new_message
 
 
 def agent_dir(home: Path, name: str = "a") -> Path:

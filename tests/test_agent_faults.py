@@ -283,8 +283,8 @@ def test_sigkill_mid_message_then_restart_answers_exactly_once(
 def test_crash_after_the_reply_but_before_the_ack_is_not_answered_twice(
     server: LLMServer, loom_home: Path, reap: list
 ) -> None:
-    from loom.message import new_message
-    from loom.queue import Queue
+    from loom.store.message import new_message
+    from loom.store.queue import Queue
 
     a = loom_home / "agents/a"
     q = Queue(a / "inbox", a / "outbox").ensure()

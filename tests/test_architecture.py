@@ -12,22 +12,29 @@ PACKAGE = Path(__file__).resolve().parent.parent / "loom"
 # Lower layers never import higher ones. A module not listed here fails the test, so
 # a new module gets a place on purpose.
 LAYERS: list[tuple[str, ...]] = [
-    ("loom.errors", "loom.names", "loom.ids", "loom.settings"),
-    ("loom.message", "loom.atomic", "loom.files"),
-    ("loom.home", "loom.queue", "loom.logs", "loom.watch", "loom.retry"),
-    ("loom.providers", "loom.pipeline", "loom.worker", "loom.runner", "loom.tools"),
+    ("loom.errors", "loom.names", "loom.store.ids", "loom.settings"),
+    ("loom.store", "loom.agent", "loom.ops"),
+    ("loom.store.message", "loom.store.atomic", "loom.store.files"),
     (
-        "loom.agents",
-        "loom.handover",
-        "loom.processes",
+        "loom.store.home",
+        "loom.store.queue",
+        "loom.store.logs",
+        "loom.store.watch",
+        "loom.agent.retry",
+    ),
+    ("loom.providers", "loom.pipeline", "loom.store.worker", "loom.agent.runner", "loom.tools"),
+    (
+        "loom.agent.agents",
+        "loom.agent.handover",
+        "loom.store.processes",
         "loom.api",
-        "loom.pipe_run",
-        "loom.pipetest",
-        "loom.pipe_admin",
-        "loom.metrics",
+        "loom.pipeline.pipe_run",
+        "loom.pipeline.pipetest",
+        "loom.pipeline.pipe_admin",
+        "loom.supervisor.metrics",
     ),
     ("loom.routing", "loom.supervisor"),
-    ("loom.weave", "loom.trace", "loom.gc", "loom.stats"),
+    ("loom.weave", "loom.ops.trace", "loom.ops.gc", "loom.ops.stats"),
     ("loom.cli", "loom.__main__", "loom"),
 ]
 

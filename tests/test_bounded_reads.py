@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import run_loom, spawn_loom, wait_for
 
-from loom.files import CONFIG_LIMIT, MESSAGE_BODY_LIMIT, PROMPT_LIMIT
+from loom.store.files import CONFIG_LIMIT, MESSAGE_BODY_LIMIT, PROMPT_LIMIT
 
 
 def fifo(tmp_path: Path) -> Path:

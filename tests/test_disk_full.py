@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import run_loom, spawn_loom, wait_for
 
-from loom.message import new_message
-from loom.queue import write_message
+from loom.store.message import new_message
+from loom.store.queue import write_message
 
 DISK_FULL = "disk full; supervision and routing wait for space"
 RESUMED = "disk writable again; supervision and routing resumed"

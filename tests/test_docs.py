@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from loom.home import pid_is_loom
+from loom.store.home import pid_is_loom
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

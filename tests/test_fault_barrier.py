@@ -23,11 +23,11 @@ from hypothesis import strategies as st
 from llm_server import LLMServer, Reply
 
 from loom.errors import UnreadableMessage
-from loom.home import pid_is_loom
-from loom.ids import new_id
-from loom.logs import Log
-from loom.message import MAX_BYTES, new_message
-from loom.queue import Queue, read_message
+from loom.store.home import pid_is_loom
+from loom.store.ids import new_id
+from loom.store.logs import Log
+from loom.store.message import MAX_BYTES, new_message
+from loom.store.queue import Queue, read_message
 
 FAST = {"LOOM_RESTART_BASE": "0.05", "LOOM_RESTART_JITTER": "0.05"}
 PIPE = "tag~first→last"

@@ -19,12 +19,12 @@ import pytest
 from conftest import run_loom, spawn_loom, wait_for
 from home_kit import chain, folder, put
 
-from loom.gc import archive
-from loom.gc import sweep as gc
-from loom.home import pid_is_loom
-from loom.message import Message, new_message
-from loom.queue import write_message
-from loom.weave.retention import Retention
+from loom.ops.gc import archive
+from loom.ops.gc import sweep as gc
+from loom.ops.gc.retention import Retention
+from loom.store.home import pid_is_loom
+from loom.store.message import Message, new_message
+from loom.store.queue import write_message
 
 WEEK = 7 * 86400
 LATER = time.time() + WEEK + 3600  # a week and an hour from now: today's files are old

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loom.logs import Log
+from loom.store.logs import Log
 
 
 def test_each_line_goes_to_the_file_of_the_day_its_timestamp_names(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ import pytest
 from conftest import run_loom, spawn_loom, wait_for
 from home_kit import stop_all  # noqa: F401
 
-from loom.home import ProcessDir
-from loom.logs import Log
+from loom.store.home import ProcessDir
+from loom.store.logs import Log
 
 
 def noisy_agent(home: Path) -> Log:

@@ -10,14 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loom.errors import UnreadableMessage, UnsupportedVersion
-from loom.ids import new_id
-from loom.message import child_origin, new_message, new_messages, parse
+from loom.store.ids import new_id
+from loom.store.message import child_origin, new_message, new_messages, parse
 
 
 @pytest.fixture(autouse=True)
 def keep_id_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests feed the id generator fake times; later tests must not inherit them."""
-    from loom import ids
+    from loom.store import ids
 
     monkeypatch.setattr(ids, "_last_ms", ids._last_ms)
     monkeypatch.setattr(ids, "_last_random", ids._last_random)
@@ -129,7 +129,7 @@ def test_an_id_encodes_its_timestamp_and_counts_up_within_a_millisecond() -> Non
 def test_batches_of_ids_are_what_one_by_one_ids_would_be(steps: list[int]) -> None:
     # The random part starts high enough that carries into the reused prefix happen
     # rarely; walking it past a 2**20 boundary checks they are encoded right.
-    from loom import ids
+    from loom.store import ids
 
     ms = 1_950_000_000_000
     ids._last_ms, ids._last_random = ms, (1 << 20) - 3

@@ -10,11 +10,11 @@ import pytest
 from conftest import run_loom, wait_for
 from home_kit import folder, stop_all  # noqa: F401
 
-from loom import metrics
-from loom.gc import sweep as gc
-from loom.home import ProcessDir
-from loom.logs import Log
-from loom.weave.retention import Retention
+from loom.ops.gc import sweep as gc
+from loom.ops.gc.retention import Retention
+from loom.store.home import ProcessDir
+from loom.store.logs import Log
+from loom.supervisor import metrics
 
 SAMPLE = re.compile(r'[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? -?[0-9.e+]+')
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from loom.message import new_message
 from loom.pipeline import Pipeline, parse_definition
+from loom.store.message import new_message
 
 
 def run(definition: str, inputs: list[str]) -> list[str]:

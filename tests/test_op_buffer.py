@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from loom.message import Message, new_message
 from loom.pipeline import OperatorError, Pipeline, parse_definition
+from loom.store.message import Message, new_message
 
 UNTIL = '- buffer: {until: "[-1].done", timeout: 1m}'
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from loom.message import new_message
 from loom.pipeline import Pipeline, catalog_dir, parse_definition
 from loom.pipeline.operators.command_once import plain_argv
+from loom.store.message import new_message
 
 
 class Run:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from loom.errors import ConfigError
-from loom.message import new_message
 from loom.pipeline import Pipeline, parse_definition
+from loom.store.message import new_message
 
 
 def test_one_copy_per_destination_each_with_its_own_to() -> None:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from loom.message import new_message
 from loom.pipeline import OperatorError, Pipeline, parse_definition
+from loom.store.message import new_message
 
 
 def run(definition: str, *bodies: str, sender: str = "cli") -> list[str]:

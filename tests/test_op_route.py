@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from loom.errors import ConfigError
-from loom.message import new_message
 from loom.pipeline import Pipeline, parse_definition
+from loom.store.message import new_message
 
 ROUTE = """
 - route:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loom.message import new_message
 from loom.pipeline import OperatorError, Pipeline, parse_definition
+from loom.store.message import new_message
 
 
 def run(definition: str, body: str) -> tuple[list[str], dict[str, int]]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from loom.errors import ConfigError
-from loom.message import new_message, parse
 from loom.pipeline import Pipeline, parse_definition
+from loom.store.message import new_message, parse
 
 DEFINITION = '- tap: seen\n- map: "upper"'
 

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from loom.errors import ConfigError
-from loom.message import Message, new_message
 from loom.pipeline import Pipeline, parse_definition
+from loom.store.message import Message, new_message
 
 
 class Clock:

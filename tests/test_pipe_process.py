@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 from conftest import wait_for
 
-from loom import home as homes
-from loom.home import ProcessDir
-from loom.logs import Log
-from loom.message import Message, new_message
 from loom.pipeline import Pipeline, parse_definition, save_definition
 from loom.pipeline.journal import Journal
 from loom.pipeline.operators import REGISTRY, Args, Operator, register
 from loom.pipeline.process import PipeProcess
-from loom.queue import Queue, list_messages, read_message
-from loom.worker import Worker
+from loom.store import home as homes
+from loom.store.home import ProcessDir
+from loom.store.logs import Log
+from loom.store.message import Message, new_message
+from loom.store.queue import Queue, list_messages, read_message
+from loom.store.worker import Worker
 
 
 class Crash(BaseException):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_loom, spawn_loom, wait_for
 
-from loom.files import MESSAGE_BODY_LIMIT
-from loom.message import new_message
-from loom.pipe_run import Framer, parse_envelope
+from loom.pipeline.pipe_run import Framer, parse_envelope
+from loom.store.files import MESSAGE_BODY_LIMIT
+from loom.store.message import new_message
 
 FILTER_MAP = """\
 - filter: "level == 'error'"
@@ -371,8 +371,8 @@ def test_the_cli_module_does_not_import_the_engine() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     loaded = out.stdout
     assert "jmespath" not in loaded and "'yaml'" not in loaded
-    assert "loom.pipeline" not in loaded and "loom.pipe_run" not in loaded
-    assert "loom.pipetest" not in loaded
+    assert "loom.pipeline" not in loaded and "loom.pipeline.pipe_run" not in loaded
+    assert "loom.pipeline.pipetest" not in loaded
 
 
 def test_framer_frames_alike_with_and_without_envelope_lines_in_the_chunk() -> None:

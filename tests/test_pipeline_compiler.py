@@ -20,12 +20,12 @@ import jmespath
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loom.message import Message
 from loom.pipeline.compiler import compile_tree, equal, interpreted, is_false
 from loom.pipeline.definition import parse_definition
 from loom.pipeline.errors import ArgError
 from loom.pipeline.expressions import compile_expression, is_truthy
 from loom.pipeline.functions import LoomFunctions
+from loom.store.message import Message
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ["a", "b", "c", "id", "level", "n", "tags", "items", "body", "status"]

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from loom.message import new_message
 from loom.pipeline import OperatorError, Pipeline, parse_definition
+from loom.store.message import new_message
 
 
 class Clock:

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loom.message import new_message
 from loom.pipeline.errors import ArgError, ExpressionError
 from loom.pipeline.expressions import (
     compile_expression,
@@ -16,6 +15,7 @@ from loom.pipeline.expressions import (
     parse_body,
     render_value,
 )
+from loom.store.message import new_message
 
 
 @pytest.mark.parametrize(
@@ -121,8 +121,8 @@ def test_parse_errors_show_a_caret_under_the_position() -> None:
 
 
 def test_origin_root_names_the_first_message_of_the_run() -> None:
-    from loom.message import new_message
     from loom.pipeline.expressions import compile_expression
+    from loom.store.message import new_message
 
     root = new_message("cli", "{}")
     child = root.reply("a", "{}").reply("b", "{}")

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from loom.message import Message, new_message
 from loom.pipeline import Pipeline, parse_definition
 from loom.pipeline.operators import REGISTRY, Args, Operator, names, register
+from loom.store.message import Message, new_message
 
 SPEC_TABLE = {
     "map", "filter", "split", "route", "fanout", "command",

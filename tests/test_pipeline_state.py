@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from loom.errors import LoomError
-from loom.message import Message, new_message
 from loom.pipeline import Pipeline, parse_definition
+from loom.store.message import Message, new_message
 
 SCENARIOS = {
     "window": "- window: {size: 3, timeout: 10s, by: 'k'}",

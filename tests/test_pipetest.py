@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import run_loom
 
-from loom import pipetest
+from loom.pipeline import pipetest
 
 PIPE = """\
 - filter: "n > `1`"

@@ -7,9 +7,9 @@ import os
 import threading
 from pathlib import Path
 
-from loom import atomic
-from loom.message import new_message
-from loom.queue import Queue, read_message
+from loom.store import atomic
+from loom.store.message import new_message
+from loom.store.queue import Queue, read_message
 
 
 def make_queue(tmp_path: Path) -> Queue:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from conftest import run_loom, spawn_loom, wait_for
 
-from loom.home import ProcessDir
-from loom.message import new_message
-from loom.queue import write_message
 from loom.routing import Router
+from loom.store.home import ProcessDir
+from loom.store.message import new_message
+from loom.store.queue import write_message
 
 Procs = list[subprocess.Popen[bytes]]
 

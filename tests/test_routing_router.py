@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from loom.home import ProcessDir
-from loom.message import Message, new_message
 from loom.pipeline import parse_definition, save_definition
-from loom.queue import list_messages, write_message
 from loom.routing import Edge, Router, add_route, ensure_instance, remove_route
 from loom.routing.router import _Outbox
+from loom.store.home import ProcessDir
+from loom.store.message import Message, new_message
+from loom.store.queue import list_messages, write_message
 
 
 def agents(home: Path, *names: str) -> dict[str, ProcessDir]:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from loom.errors import ConfigError, NotFound, UsageError
-from loom.home import ProcessDir
 from loom.pipeline import parse_definition, save_definition
 from loom.routing import (
     Edge,
@@ -20,6 +19,7 @@ from loom.routing import (
     remove_route,
     save_routes,
 )
+from loom.store.home import ProcessDir
 
 
 def agents(home: Path, *names: str) -> None:

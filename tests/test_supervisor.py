@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import run_loom, spawn_loom, wait_for
 
-from loom.home import pid_is_loom
-from loom.message import new_message
-from loom.queue import Queue
+from loom.store.home import pid_is_loom
+from loom.store.message import new_message
+from loom.store.queue import Queue
 
 FAST = {"LOOM_RESTART_BASE": "0.02", "LOOM_RESTART_JITTER": "0"}
 

@@ -13,8 +13,8 @@ import pytest
 from conftest import run_loom, spawn_loom, wait_for
 from home_kit import stop_all  # noqa: F401
 
-from loom.home import pid_is_loom
-from loom.message import new_message
+from loom.store.home import pid_is_loom
+from loom.store.message import new_message
 from loom.supervisor.policy import recent_failures
 
 WEAVE = "version: 1\nagents:\n  - name: a\n    model: echo\n    system: prompt {n}\n"

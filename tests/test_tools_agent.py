@@ -16,7 +16,7 @@ from conftest import run_loom, spawn_loom, wait_for
 from llm_server import CallTool, LLMServer, Recorded, Reply
 from plugin_kit import install_example, sh_plugin
 
-from loom.home import pid_is_loom
+from loom.store.home import pid_is_loom
 
 SECRET = "sk-test-tools-5e4d3c"
 MODELS = {

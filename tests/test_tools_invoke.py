@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from plugin_kit import sh_plugin, write_script
 
-from loom.logs import Log
 from loom.providers.base import ToolCall, ToolResult
+from loom.store.logs import Log
 from loom.tools.invoke import Invocation, invoke, parse_arguments
 from loom.tools.settings import OUTPUT_LIMIT, ToolSettings
 from loom.tools.toolbox import Toolbox

@@ -10,8 +10,8 @@ import pytest
 from conftest import run_loom, wait_for
 from home_kit import answer, chain, fail, folder, put, route, stop_all  # noqa: F401
 
-from loom import trace
-from loom.message import Message, new_message
+from loom.ops import trace
+from loom.store.message import Message, new_message
 
 
 def lines_of(ref: str, *extra: str) -> list[str]:

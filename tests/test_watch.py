@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loom.watch import InotifyWatcher, PollingWatcher, Watcher
+from loom.store.watch import InotifyWatcher, PollingWatcher, Watcher
 
 FACTORIES: dict[str, Callable[[list[Path]], Watcher]] = {
     "inotify": InotifyWatcher,

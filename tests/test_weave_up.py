@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import run_loom, wait_for
 
-from loom.home import pid_is_loom
+from loom.store.home import pid_is_loom
 
 WEAVE = """\
 version: 1

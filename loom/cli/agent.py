@@ -12,8 +12,8 @@ import typer
 from loom.cli._common import die, handle_errors
 
 if TYPE_CHECKING:
-    from loom.home import ProcessDir
-    from loom.message import Message
+    from loom.store.home import ProcessDir
+    from loom.store.message import Message
 
 app = typer.Typer(help="Start, list, stop and inspect agents.", no_args_is_help=True)
 
@@ -61,11 +61,16 @@ def start(
 
     Example: echo "summarise this" | loom agent start s --model echo --stdin
     """
-    from loom import agents
-    from loom.files import MESSAGE_BODY_LIMIT, PROMPT_LIMIT, read_bounded_text, read_stream_bounded
-    from loom.home import AlreadyServed
-    from loom.message import new_message
-    from loom.runner import Outcome
+    from loom.agent import agents
+    from loom.agent.runner import Outcome
+    from loom.store.files import (
+        MESSAGE_BODY_LIMIT,
+        PROMPT_LIMIT,
+        read_bounded_text,
+        read_stream_bounded,
+    )
+    from loom.store.home import AlreadyServed
+    from loom.store.message import new_message
 
     if system is not None and system_file is not None:
         raise die("give --system or --system-file, not both", 2)
@@ -135,7 +140,7 @@ def start(
 
 def _print_replies(proc: ProcessDir, model: str, messages: list[Message], envelope: bool) -> None:
     """Hand `messages` to the owner of `proc`'s queue; print each reply as --stdin does."""
-    from loom import handover
+    from loom.agent import handover
 
     failed = False
     for reply in handover.ask(proc, model, messages):
@@ -157,7 +162,7 @@ def serve(name: Annotated[str, typer.Argument(help="Agent name.")]) -> None:
 
     Example: loom agent serve summarizer
     """
-    from loom import agents
+    from loom.agent import agents
 
     agents.serve(agents.detached_session(name), [])
 
@@ -174,7 +179,7 @@ def ps(
 
     Example: loom agent ps --all
     """
-    from loom import processes
+    from loom.store import processes
 
     found = processes.rows(include_all=all_)
     if as_json:
@@ -196,7 +201,7 @@ def stop(name: Annotated[str, typer.Argument(help="Agent or pipe instance name."
 
     Example: loom agent stop summarizer
     """
-    from loom import processes
+    from loom.store import processes
 
     result = processes.stop(name)
     if not result.was_running:
@@ -228,8 +233,8 @@ def logs(
 
     Example: loom agent logs summarizer -n 50 --level warning
     """
-    from loom import processes
-    from loom.logs import LEVELS, severity
+    from loom.store import processes
+    from loom.store.logs import LEVELS, severity
 
     if level is not None and severity(level) is None:
         raise die(f"unknown level '{level}'; use one of {', '.join(LEVELS)}", 2)

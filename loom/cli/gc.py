@@ -11,7 +11,7 @@ import typer
 from loom.cli._common import handle_errors
 
 if TYPE_CHECKING:
-    from loom.gc.report import Action
+    from loom.ops.gc.report import Action
 
 
 @handle_errors
@@ -39,8 +39,8 @@ def gc(
 
     Example: loom gc --dry-run
     """
-    from loom import home as homes
-    from loom.gc import sweep
+    from loom.ops.gc import sweep
+    from loom.store import home as homes
 
     retention = sweep.retention_for(config)
     report = sweep.run(

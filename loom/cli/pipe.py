@@ -36,7 +36,7 @@ def run(
 
     Example: printf '{"id":1}\\n{"id":1}\\n' | loom pipe run dedupe-by-id
     """
-    from loom import pipe_run
+    from loom.pipeline import pipe_run
 
     options = pipe_run.FilterOptions(whole=whole, envelope=envelope)
     source = sys.stdin.buffer if sys.stdin is not None else None

@@ -20,8 +20,8 @@ def pipes(
 
     Example: loom pipes
     """
-    from loom import home as homes
-    from loom import pipe_admin
+    from loom.pipeline import pipe_admin
+    from loom.store import home as homes
 
     home = homes.home()
     defs, insts = pipe_admin.definitions(home), pipe_admin.instances(home)
@@ -54,9 +54,9 @@ def create(
 
     Example: printf -- '- filter: "level == `error`"\\n' | loom pipe create errors-only
     """
-    from loom import home as homes
-    from loom import pipe_admin
-    from loom.files import CONFIG_LIMIT, read_bounded_text, read_stream_bounded
+    from loom.pipeline import pipe_admin
+    from loom.store import home as homes
+    from loom.store.files import CONFIG_LIMIT, read_bounded_text, read_stream_bounded
 
     if file is None or str(file) == "-":
         data = read_stream_bounded(sys.stdin.buffer, CONFIG_LIMIT, "stdin")

@@ -12,7 +12,7 @@ from loom.cli._common import handle_errors
 
 def _nudge() -> None:
     # The supervisor rereads routes.json on SIGHUP; without one, the next start reads it.
-    from loom import home as homes
+    from loom.store import home as homes
     from loom.supervisor import lock
 
     lock.nudge(homes.home())
@@ -41,8 +41,8 @@ def route(
 
     Example: loom route researcher --to editor --when "severity >= `3`"
     """
-    from loom import home as homes
     from loom import routing
+    from loom.store import home as homes
 
     edge = routing.Edge(
         source, to, pipe, when, limit if limit is not None else routing.DEFAULT_LIMIT
@@ -66,8 +66,8 @@ def unroute(
 
     Example: loom unroute researcher --to editor
     """
-    from loom import home as homes
     from loom import routing
+    from loom.store import home as homes
 
     edge = routing.remove_route(homes.home(), source, to, pipe)
     _nudge()
@@ -86,8 +86,8 @@ def routes(
 
     Example: loom routes --json | jq '.[] | select(.held)'
     """
-    from loom import home as homes
     from loom import routing
+    from loom.store import home as homes
 
     rows = routing.overview(homes.home())
     if as_json:

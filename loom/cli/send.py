@@ -28,7 +28,7 @@ def send(
     given = sum(x for x in (message is not None, stdin, file is not None))
     if given != 1:
         raise die("give the message as an argument, or --stdin, or --file (exactly one)", 2)
-    from loom.files import MESSAGE_BODY_LIMIT, read_bounded_text, read_stream_bounded
+    from loom.store.files import MESSAGE_BODY_LIMIT, read_bounded_text, read_stream_bounded
 
     if stdin:
         data = read_stream_bounded(sys.stdin.buffer, MESSAGE_BODY_LIMIT, "stdin")

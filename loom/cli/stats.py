@@ -23,8 +23,8 @@ def stats(
 
     Example: loom stats --json | jq '.processes[] | {name, failed}'
     """
-    from loom import home as homes
-    from loom import stats as numbers
+    from loom.ops import stats as numbers
+    from loom.store import home as homes
 
     result = numbers.collect(homes.home())
     if result.routes_problem:

@@ -26,7 +26,7 @@ def run(
 
     Example: LOOM_HOME=/srv/loom loom supervisor run
     """
-    from loom import home as homes
+    from loom.store import home as homes
     from loom.supervisor import core, lock
 
     root = homes.home()

@@ -25,7 +25,7 @@ def test(
 
     Example: loom test pipes/
     """
-    from loom import pipetest
+    from loom.pipeline import pipetest
 
     outcomes = []
     for outcome in pipetest.run(path):

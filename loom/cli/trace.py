@@ -27,8 +27,8 @@ def trace(
 
     Example: loom trace 1742860000000-01JBXYZ9K2ABCDEFGHJKMNPQRS.msg
     """
-    from loom import home as homes
-    from loom import trace as lineage
+    from loom.ops import trace as lineage
+    from loom.store import home as homes
 
     found = lineage.trace(homes.home(), message)
     if as_json:

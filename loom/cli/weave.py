@@ -63,7 +63,7 @@ def up(
 
     Example: loom up -d --config examples/triage/loom.yml
     """
-    from loom import home as homes
+    from loom.store import home as homes
     from loom.weave import apply
 
     weave = _load(config)
@@ -116,7 +116,7 @@ def down(config: ConfigOption = None) -> None:
 
     Example: loom down --config examples/triage/loom.yml
     """
-    from loom import home as homes
+    from loom.store import home as homes
     from loom.weave import apply
 
     weave = _load(config)
@@ -143,7 +143,7 @@ def graph(
     weave = _load(config)
     counts: dict[str, str] = {}
     if live:
-        from loom import home as homes
+        from loom.store import home as homes
         from loom.weave import apply
 
         for row in apply.snapshot(weave, homes.home()):

@@ -21,8 +21,8 @@ from typing import Any
 
 from jmespath.visitor import Options, TreeInterpreter
 
-from loom.message import Message
 from loom.pipeline.functions import ENVELOPE_FIELDS, LoomFunctions, envelope_field, parse_body
+from loom.store.message import Message
 
 Compiled = Callable[[Any, Message], Any]
 Node = dict[str, Any]

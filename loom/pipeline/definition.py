@@ -14,10 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loom import atomic
-from loom import home as homes
 from loom.errors import InvalidName, NotFound
-from loom.files import CONFIG_LIMIT, read_bounded, read_bounded_text
 from loom.names import INSTANCE_RE, validate_name, validate_process_name
 from loom.pipeline.catalog import catalog_dir
 from loom.pipeline.errors import ArgError
@@ -25,6 +22,9 @@ from loom.pipeline.operators import Operator, lookup
 from loom.pipeline.operators.registry import REGISTRY
 from loom.pipeline.spec import OperatorSpec, PipeDef, arg_config_error, config_error
 from loom.pipeline.yaml_lines import read_yaml
+from loom.store import atomic
+from loom.store import home as homes
+from loom.store.files import CONFIG_LIMIT, read_bounded, read_bounded_text
 
 __all__ = [
     "build_operator",

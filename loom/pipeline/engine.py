@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from loom.errors import LoomError, is_disk_full
-from loom.logs import Log
-from loom.message import Message, child_origin, new_message
 from loom.pipeline.definition import build_operator
 from loom.pipeline.errors import ExpressionError, OperatorError
 from loom.pipeline.operators.base import PRIVATE_PREFIX, Context, Operator
 from loom.pipeline.spec import PipeDef
 from loom.pipeline.state import StateStore
+from loom.store.logs import Log
+from loom.store.message import Message, child_origin, new_message
 
 # The filename an input arrived under, when it is not its canonical `{ts}-{id}.msg`.
 PARENT_FIELD = f"{PRIVATE_PREFIX}_file"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loom.errors import LoomError
-from loom.message import Message
+from loom.store.message import Message
 
 
 class ArgError(ValueError):

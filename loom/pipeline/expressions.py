@@ -17,10 +17,10 @@ from typing import Any
 import jmespath
 from jmespath import exceptions as jexc
 
-from loom.message import Message
 from loom.pipeline.compiler import compile_tree
 from loom.pipeline.errors import ArgError, ExpressionError
 from loom.pipeline.functions import ENVELOPE_FIELDS, FUNCTIONS, LoomFunctions, parse_body
+from loom.store.message import Message
 
 __all__ = [
     "ENVELOPE_FIELDS",

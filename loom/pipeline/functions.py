@@ -13,8 +13,8 @@ from typing import Any, TypeVar, cast
 
 from jmespath import functions as jfun
 
-from loom.message import Message
 from loom.pipeline.errors import ExpressionError
+from loom.store.message import Message
 
 ENVELOPE_FIELDS = ("id", "from", "ts", "origin", "error", "to", "v", "body")
 

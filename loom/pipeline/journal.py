@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loom import atomic
-from loom.message import Message
-from loom.queue import read_message
+from loom.store import atomic
+from loom.store.message import Message
+from loom.store.queue import read_message
 
 TIMERS = "timers"
 

@@ -5,7 +5,7 @@ committed, and the step is marked done; the last operator's outputs are the fini
 messages, copied to `outbox/` before the ack. A crash at any instant is resumed from the
 last completed step on restart, so every result reaches the outbox exactly once. Timed
 work (window/buffer timeouts, throttle releases) runs as timer jobs through the same
-steps. The Worker owns pid, status, signals and waiting (loom.worker).
+steps. The Worker owns pid, status, signals and waiting (loom.store.worker).
 """
 
 from __future__ import annotations
@@ -17,12 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from loom import home as homes
 from loom.errors import UnreadableMessage, UnsupportedVersion, is_disk_full
-from loom.home import ProcessDir
-from loom.ids import new_id
-from loom.logs import Log, stderr_log
-from loom.message import Message, child_origin, new_message
 from loom.names import INSTANCE_RE, validate_name
 from loom.pipeline.definition import (
     instance_definition_path,
@@ -34,15 +29,20 @@ from loom.pipeline.engine import Pipeline, child_key, item_stem, parent_filename
 from loom.pipeline.errors import OperatorError
 from loom.pipeline.journal import Journal
 from loom.pipeline.spec import PipeDef
-from loom.queue import Queue, list_messages
-from loom.worker import Worker
+from loom.store import home as homes
+from loom.store.home import ProcessDir
+from loom.store.ids import new_id
+from loom.store.logs import Log, stderr_log
+from loom.store.message import Message, child_origin, new_message
+from loom.store.queue import Queue, list_messages
+from loom.store.worker import Worker
 
 Items = list[tuple[Message, str]]
 
 
 @dataclass
 class PipeProcess:
-    """The Handler (loom.worker) of a pipe instance."""
+    """The Handler (loom.store.worker) of a pipe instance."""
 
     proc: ProcessDir
     pipeline: Pipeline

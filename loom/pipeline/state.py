@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loom import atomic
 from loom.errors import LoomError
 from loom.pipeline.spec import OperatorSpec
+from loom.store import atomic
 
 STATE_VERSION = 1
 JOURNAL = "journal.ndjson"

@@ -21,10 +21,10 @@ import httpx
 
 from loom import settings
 from loom.errors import MissingApiKey, ProviderError, UsageError
-from loom.files import MESSAGE_FILE_LIMIT, KiB
 from loom.providers.base import Completion, Provider, Request, TextSink
 from loom.providers.redact import redact
 from loom.providers.response import ResponseReader
+from loom.store.files import MESSAGE_FILE_LIMIT, KiB
 
 TIMEOUT_VARIABLE = settings.HTTP_TIMEOUT.name
 CONNECT_TIMEOUT = 10.0

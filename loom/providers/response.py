@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 from loom.errors import ProviderError
-from loom.files import size_text
+from loom.store.files import size_text
 
 _BREAK = re.compile(r"\r\n|\r|\n")
 

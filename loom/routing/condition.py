@@ -8,9 +8,9 @@ as JSON (text bodies as a JSON string) and can use loom's envelope functions suc
 from __future__ import annotations
 
 from loom.errors import ConfigError
-from loom.message import Message
 from loom.pipeline.errors import ArgError, ExpressionError
 from loom.pipeline.expressions import Expression, compile_expression, is_truthy
+from loom.store.message import Message
 
 
 class Condition:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from loom import atomic
 from loom.errors import NotFound
-from loom.home import ProcessDir
 from loom.pipeline import load_definition, save_definition
 from loom.routing.edge import Edge
+from loom.store import atomic
+from loom.store.home import ProcessDir
 
 
 def locate(home: Path, name: str) -> ProcessDir:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loom import atomic
-from loom.message import FILENAME_RE
+from loom.store import atomic
+from loom.store.message import FILENAME_RE
 
 # Longest wait for the filesystem clock to tick (see filesystem_now_ns). A tick is a few
 # milliseconds; the margin is for a loaded machine, where a short cap could return

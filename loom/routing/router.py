@@ -17,20 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loom import atomic
 from loom.errors import ConfigError, InvalidName, LoomError, is_disk_full
-from loom.home import ProcessDir, now_iso
-from loom.logs import Log
-from loom.message import Message, parse, read_file
 from loom.names import validate_name
-from loom.queue import (
-    FAILED,
-    HALF_WRITTEN_GRACE_S,
-    IN_PROGRESS,
-    PROCESSED,
-    UNREADABLE,
-    is_message_name,
-)
 from loom.routing.condition import Condition, ExpressionError
 from loom.routing.edge import Edge, Leg, legs_of, table_legs
 from loom.routing.endpoints import is_known, locate
@@ -44,6 +32,18 @@ from loom.routing.ledger import (
     stats_path,
 )
 from loom.routing.table import load_routes, routes_lock
+from loom.store import atomic
+from loom.store.home import ProcessDir, now_iso
+from loom.store.logs import Log
+from loom.store.message import Message, parse, read_file
+from loom.store.queue import (
+    FAILED,
+    HALF_WRITTEN_GRACE_S,
+    IN_PROGRESS,
+    PROCESSED,
+    UNREADABLE,
+    is_message_name,
+)
 
 # An outbox whose mtime is unchanged is not listed again, but only once the listing was
 # taken this long after that mtime: directory times come from a coarse clock, so a file

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from loom import atomic
 from loom.errors import ConfigError, InvalidName, NotFound, UsageError
 from loom.names import validate_name
 from loom.routing.condition import Condition
@@ -21,6 +20,7 @@ from loom.routing.edge import Edge, edge_from_json, table_legs
 from loom.routing.endpoints import check_endpoints
 from loom.routing.graph import check_acyclic
 from loom.routing.ledger import reconcile_since
+from loom.store import atomic
 
 
 def routes_path(home: Path) -> Path:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from loom import home as homes
 from loom.errors import LoomError, UnsupportedVersion
+from loom.store import home as homes
 from loom.supervisor.policy import UPGRADE_EXIT
 
 
@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     homes.warned_elsewhere()
     try:
         if kind == "agents":
-            from loom import agents
+            from loom.agent import agents
 
             agents.serve(agents.detached_session(name), [])
         else:

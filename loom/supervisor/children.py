@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from loom import atomic
 from loom.errors import UnreadableMessage, UnsupportedVersion
-from loom.home import AlreadyServed, ProcessDir, now_iso, pid_is_loom
-from loom.ids import new_id
-from loom.message import from_dict
-from loom.queue import Queue, list_messages
+from loom.store import atomic
+from loom.store.home import AlreadyServed, ProcessDir, now_iso, pid_is_loom
+from loom.store.ids import new_id
+from loom.store.message import from_dict
+from loom.store.queue import Queue, list_messages
 from loom.supervisor.policy import UPGRADE_ERROR, last_crash
 
 STDERR_LOG = "stderr.log"

@@ -7,10 +7,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from loom import agents, settings
-from loom import home as homes
+from loom import settings
+from loom.agent import agents
 from loom.errors import LoomError, UsageError
-from loom.home import AlreadyServed, ProcessDir
+from loom.store import home as homes
+from loom.store.home import AlreadyServed, ProcessDir
 from loom.supervisor import lock
 
 START_TIMEOUT_S = 15.0

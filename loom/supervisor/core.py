@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from loom import home as homes
-from loom import metrics, routing, settings
+from loom import routing, settings
 from loom.errors import LoomError, is_disk_full
-from loom.home import ProcessDir
-from loom.logs import Log
-from loom.supervisor import children, lock
+from loom.store import home as homes
+from loom.store.home import ProcessDir
+from loom.store.logs import Log
+from loom.store.watch import InotifyWatcher
+from loom.supervisor import children, lock, metrics
 from loom.supervisor.children import Child
 from loom.supervisor.diskfull import DiskTrouble
 from loom.supervisor.intervals import Intervals
@@ -29,7 +30,6 @@ from loom.supervisor.policy import (
     recent_failures,
     wants_restart,
 )
-from loom.watch import InotifyWatcher
 
 
 class Supervisor:

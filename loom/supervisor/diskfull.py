@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from loom.errors import describe_os_error
-from loom.logs import Log
+from loom.store.logs import Log
 
 FIRST_PAUSE_S = 0.25
 MAX_PAUSE_S = 30.0

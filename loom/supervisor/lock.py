@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from loom import atomic, settings
-from loom.home import pid_is_loom
+from loom import settings
+from loom.store import atomic
+from loom.store.home import pid_is_loom
 
 
 def lock_path(home: Path) -> Path:

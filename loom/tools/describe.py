@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loom import atomic
+from loom.store import atomic
 from loom.tools.process import run_bounded
 
 # What OpenAI and Anthropic both accept as a tool name, minus a leading '-' (which

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from loom.home import home
 from loom.providers.base import ToolSpec
+from loom.store.home import home
 from loom.tools.describe import PluginProblem, describe
 from loom.tools.settings import ToolSettings
 

@@ -12,8 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
-from loom import atomic
 from loom.errors import UsageError
+from loom.store import atomic
 from loom.tools.describe import TOOL_NAME
 from loom.tools.discovery import AGENT, Plugin
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from loom.errors import ProviderError
-from loom.logs import Log
 from loom.providers.base import ToolCall, ToolResult, ToolSpec
+from loom.store.logs import Log
 from loom.tools.discovery import CACHE, find, global_folder, search_folders
 from loom.tools.invoke import Invocation, invoke, parse_arguments
 from loom.tools.scope import agent_folders

@@ -8,14 +8,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loom import agents, atomic, settings
-from loom import home as homes
-from loom.home import ProcessDir
+from loom import settings
+from loom.agent import agents
 from loom.pipeline import save_definition
-from loom.processes import effective_status, stop
 from loom.routing.edge import Edge, edge_from_json
 from loom.routing.endpoints import instances
 from loom.routing.table import replace_routes
+from loom.store import atomic
+from loom.store import home as homes
+from loom.store.home import ProcessDir
+from loom.store.processes import effective_status, stop
 from loom.supervisor import control
 from loom.weave.edges import weave_edges
 from loom.weave.model import AgentDef, Weave

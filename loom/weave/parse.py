@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from loom.errors import ConfigError, InvalidName, UsageError
-from loom.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
 from loom.names import env_entry_problem, validate_name
+from loom.ops.gc.retention import COUNT_KEYS, check
 from loom.pipeline import PipeDef, parse_definition
 from loom.pipeline.yaml_lines import LineDict, LineList, read_yaml
+from loom.store.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
 from loom.supervisor.policy import POLICIES
 from loom.weave.expand import expand
 from loom.weave.model import AgentDef, Inbound, Problem, Weave
-from loom.weave.retention import COUNT_KEYS, check
 from loom.weave.validate import validate
 
 TOP_KEYS = ("version", "home", "pipes", "agents", "gc")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from loom.message import Message
 from loom.pipeline.expressions import parse_body, render_value
 from loom.pipeline.operators.base import Args, Operator
 from loom.pipeline.operators.registry import register
+from loom.store.message import Message
 
 
 @register

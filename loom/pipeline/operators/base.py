@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, ClassVar, TextIO, TypeVar
 
 from loom.errors import InvalidName
-from loom.logs import Log
-from loom.message import Message, from_dict
 from loom.names import validate_name
 from loom.pipeline.durations import parse_duration
 from loom.pipeline.errors import ArgError
 from loom.pipeline.expressions import Expression, compact_json, compile_expression
 from loom.pipeline.spec import OperatorSpec
+from loom.store.logs import Log
+from loom.store.message import Message, from_dict
 
 # Envelope fields loom adds inside a pipe (e.g. the input's real filename); they never
 # leave the pipe and are stripped from batch bodies.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from loom.message import Message
 from loom.pipeline.expressions import is_truthy, parse_body
 from loom.pipeline.operators.base import (
     Args,
@@ -21,6 +20,7 @@ from loom.pipeline.operators.base import (
     message_to_state,
 )
 from loom.pipeline.operators.registry import register
+from loom.store.message import Message
 
 TIMEOUT_MARKER: dict[str, Any] = {"_buffer_timeout": True}
 

@@ -19,8 +19,6 @@ import json
 import os
 import subprocess
 
-from loom.atomic import utf8
-from loom.message import Message
 from loom.pipeline.catalog import catalog_dir
 from loom.pipeline.errors import ArgError
 from loom.pipeline.expressions import compact_json
@@ -28,6 +26,8 @@ from loom.pipeline.operators.base import Args, Operator
 from loom.pipeline.operators.command_once import exchange, plain_argv, shell_environment, start
 from loom.pipeline.operators.command_stream import ChildDied, ChildTimedOut, LineProcess
 from loom.pipeline.operators.registry import register
+from loom.store.atomic import utf8
+from loom.store.message import Message
 
 DEFAULT_TIMEOUT_S = 30.0
 # Shells report a child killed by signal N as status 128+N.

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from loom.message import Message
 from loom.pipeline.operators.base import Args, Operator, key_text
 from loom.pipeline.operators.registry import register
+from loom.store.message import Message
 
 
 @register

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from loom.message import Message
 from loom.pipeline.operators.base import Args, Operator
 from loom.pipeline.operators.registry import register
+from loom.store.message import Message
 
 
 @register

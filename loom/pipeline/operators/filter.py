@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from loom.message import Message
 from loom.pipeline.expressions import is_truthy
 from loom.pipeline.operators.base import Args, Operator
 from loom.pipeline.operators.registry import register
+from loom.store.message import Message
 
 
 @register

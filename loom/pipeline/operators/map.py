@@ -6,10 +6,10 @@ text, so `map: title` gives `Hello` and `map: "{t: title}"` gives `{"t":"Hello"}
 
 from __future__ import annotations
 
-from loom.message import Message
 from loom.pipeline.expressions import render_value
 from loom.pipeline.operators.base import Args, Operator
 from loom.pipeline.operators.registry import register
+from loom.store.message import Message
 
 
 @register

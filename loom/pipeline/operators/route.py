@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from loom.message import Message
 from loom.pipeline.errors import ArgError
 from loom.pipeline.expressions import Expression, compile_expression, is_truthy
 from loom.pipeline.operators.base import Args, Operator
 from loom.pipeline.operators.registry import register
+from loom.store.message import Message
 
 _CASE_KEYS = ("when", "to")
 

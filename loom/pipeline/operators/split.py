@@ -7,11 +7,11 @@ a wrong expression.
 
 from __future__ import annotations
 
-from loom.message import Message
 from loom.pipeline.errors import ExpressionError
 from loom.pipeline.expressions import render_value
 from loom.pipeline.operators.base import Args, Operator
 from loom.pipeline.operators.registry import register
+from loom.store.message import Message
 
 
 @register

@@ -8,14 +8,14 @@ instead of duplicating). In memory (`loom pipe run`) the copy is one line on std
 
 from __future__ import annotations
 
-from loom import atomic
 from loom.errors import InvalidName
-from loom.message import Message
 from loom.names import validate_name
 from loom.pipeline.errors import ArgError
 from loom.pipeline.expressions import compact_json
 from loom.pipeline.operators.base import Args, Operator, envelope_dict
 from loom.pipeline.operators.registry import register
+from loom.store import atomic
+from loom.store.message import Message
 
 
 @register

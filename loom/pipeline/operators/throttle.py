@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from loom.message import Message
 from loom.pipeline.operators.base import (
     Args,
     Operator,
@@ -21,6 +20,7 @@ from loom.pipeline.operators.base import (
     message_to_state,
 )
 from loom.pipeline.operators.registry import register
+from loom.store.message import Message
 
 
 @dataclass

@@ -1,0 +1,329 @@
+"""Starting agents: their folder, their provider, and the foreground modes (SPEC 5)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from loom.agent.retry import RetryPolicy
+from loom.agent.runner import AgentRunner, Outcome
+from loom.errors import UsageError
+from loom.names import env_entry_problem
+from loom.providers import resolve
+from loom.providers.base import Provider
+from loom.store import home as homes
+from loom.store.home import AlreadyServed, Ownership, ProcessDir
+from loom.store.logs import Log
+from loom.store.message import Message, from_dict, looks_like_envelope, new_message
+from loom.store.queue import Queue
+from loom.store.worker import Stopping, Worker
+from loom.tools import scope
+from loom.tools.discovery import discover
+from loom.tools.settings import ToolSettings
+from loom.tools.toolbox import Toolbox
+
+RESTART_POLICIES = ("always", "on-failure", "never")
+# Environment entries that look like credentials are given to the runner but never
+# written into the agent's folder (SPEC 5: keys never reach state files).
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+
+
+@dataclass
+class AgentSpec:
+    """What `loom agent start` (or a weave) says about one agent."""
+
+    name: str
+    model: str
+    system: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    restart: str = "always"
+    # The tools the agent may use, by name; None: every tool found (SPEC 12).
+    tools: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        homes.agent(self.name)  # validates the name
+        if not self.model.strip():
+            raise UsageError("--model is empty; give a model such as 'echo' or 'ollama/qwen3:8b'")
+        if self.restart not in RESTART_POLICIES:
+            raise UsageError(
+                f"unknown restart policy '{self.restart}'; use one of {', '.join(RESTART_POLICIES)}"
+            )
+        for key, value in self.env.items():
+            problem = env_entry_problem(key, value)
+            if problem is not None:
+                raise UsageError(f"{problem} (--env)")
+        if self.tools is not None:
+            scope.check_names(self.tools)
+
+
+def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
+    """Turn `KEY=VALUE` strings into a dict; a pair without '=' is a usage error."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env takes KEY=VALUE, got {pair!r}")
+        problem = env_entry_problem(key, value)
+        if problem is not None:
+            raise UsageError(f"--env {problem}")
+        env[key] = value
+    return env
+
+
+def prepare(spec: AgentSpec, mode: str = "foreground") -> ProcessDir:
+    """Create or update the agent's folder and its config files.
+
+    `mode` says who runs it: `detached` agents are the supervisor's, `foreground`
+    ones belong to the shell that started them and are never restarted. Tools named in
+    the spec are looked up first, so an unknown one fails before anything is written.
+    """
+    return _write_files(spec, mode, _tool_links(spec))
+
+
+def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> ProcessDir:
+    proc = homes.agent(spec.name).create()
+    proc.write("mode", mode)
+    proc.write("model", spec.model)
+    proc.write("restart", spec.restart)
+    if spec.system is not None:
+        from loom.store import atomic
+
+        atomic.write_text(proc.path / "prompt.md", spec.system)
+    lines = [f"{k}={v}" for k, v in spec.env.items() if not SECRET_NAME.search(k)]
+    proc.write("env", "\n".join(lines))
+    scope.write(proc.path, links)
+    return proc
+
+
+def _tool_links(spec: AgentSpec) -> dict[str, Path] | None:
+    """The plugin behind each tool the spec names, found from the current folder."""
+    if spec.tools is None:
+        return None
+    env = {**os.environ, **spec.env}
+    found = discover(homes.home(), Path.cwd(), env, ToolSettings.from_env(env))
+    return scope.select(spec.tools, found)
+
+
+def parse_tool_names(raw: str) -> list[str]:
+    """`--tools a,b` as names; an empty string means no tools at all."""
+    return scope.parse_names(raw)
+
+
+def read_env_file(proc: ProcessDir) -> dict[str, str]:
+    """The agent's `env` file as a dict (KEY=VALUE lines; blank lines and # comments skipped)."""
+    raw = proc.read("env") or ""
+    env: dict[str, str] = {}
+    for line in raw.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and not key.lstrip().startswith("#"):
+            env[key.strip()] = value
+    return env
+
+
+def provider_for(model: str, env: Mapping[str, str]) -> tuple[Provider, str]:
+    """Resolve the provider and check its settings before any message is claimed."""
+    provider, model_id = resolve(model, env)
+    provider.check()
+    return provider, model_id
+
+
+@dataclass
+class Session:
+    """A runner wired to its worker, ready to serve or to answer given messages."""
+
+    proc: ProcessDir
+    runner: AgentRunner
+    worker: Worker
+
+    @property
+    def queue(self) -> Queue:
+        return self.runner.queue
+
+
+def open_session(
+    spec: AgentSpec,
+    *,
+    sink: Callable[[str], None] | None,
+    foreground: bool,
+    interactive: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> Session:
+    """Resolve the provider (a missing key fails here), own the agent's queue, prepare
+    the folder, build the runner.
+
+    AlreadyServed when another process serves the agent, raised before anything is
+    written, so a refused start rewrites none of the running agent's files.
+    """
+    proc = homes.agent(spec.name)
+    served_by = proc.owner_pid()
+    if served_by is not None:
+        # Said first: handing a message to the owner needs no provider settings here.
+        raise AlreadyServed(proc, served_by)
+    env = dict(os.environ if environ is None else environ)
+    env.update(spec.env)
+    provider, model_id = provider_for(spec.model, env)
+    links = _tool_links(spec)
+    owner = proc.own()
+    try:
+        proc = _write_files(spec, "foreground" if foreground else "detached", links)
+        return _session(
+            proc, spec, provider, model_id, env, sink=sink, interactive=interactive, owner=owner
+        )
+    except BaseException:
+        owner.release()
+        raise
+
+
+def _session(
+    proc: ProcessDir,
+    spec: AgentSpec,
+    provider: Provider,
+    model_id: str,
+    env: Mapping[str, str],
+    *,
+    sink: Callable[[str], None] | None,
+    interactive: bool,
+    owner: Ownership,
+) -> Session:
+    log = Log(proc.logs, spec.name, echo=sys.stderr)
+    toolbox = Toolbox(
+        proc.path,
+        agent=spec.name,
+        home=homes.home(),
+        cwd=Path.cwd(),
+        env=env,
+        log=log,
+        settings=ToolSettings.from_env(env),
+    )
+    runner = AgentRunner(
+        proc=proc,
+        provider=provider,
+        model=spec.model,
+        model_id=model_id,
+        log=log,
+        retry=RetryPolicy.from_env(env),
+        sink=sink,
+        context=[] if interactive else None,
+        toolbox=toolbox,
+    )
+    worker = Worker(proc, runner.queue, runner, log, owner=owner)
+    runner.worker = worker
+    return Session(proc, runner, worker)
+
+
+def detached_session(name: str) -> Session:
+    """The session of a detached agent, built from the files in its folder.
+
+    Run by the supervisor as `loom agent serve NAME`; warnings go to stderr, which the
+    supervisor keeps in the agent's `stderr.log`.
+    """
+    proc = homes.agent(name)
+    model = proc.read("model")
+    if not proc.exists() or not model:
+        raise UsageError(f"agent '{name}' has no model file; start it with 'loom agent start'")
+    owner = proc.own()
+    spec = AgentSpec(name, model, env=read_env_file(proc), restart=proc.read("restart") or "always")
+    env = dict(os.environ)
+    env.update(spec.env)
+    provider, model_id = provider_for(model, env)
+    proc.create()
+    return _session(proc, spec, provider, model_id, env, sink=None, interactive=False, owner=owner)
+
+
+def stdin_messages(data: bytes, prompt: str | None) -> list[Message]:
+    """Frame stdin for `--stdin`: one message of all of it, or the envelopes it carries.
+
+    Stdin that consists only of loom envelopes (one JSON object per line, e.g. from
+    `loom pipe run --envelope`) is taken as those messages, keeping ids and origins.
+    """
+    import json
+
+    # Like $(...) in the shell: trailing newlines are framing, not content.
+    text = data.decode("utf-8", errors="replace").rstrip("\n")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if prompt is None and lines and all(ln.lstrip().startswith("{") for ln in lines):
+        try:
+            decoded = [json.loads(ln) for ln in lines]
+        except ValueError:
+            decoded = []
+        if decoded and all(looks_like_envelope(d) for d in decoded):
+            return [from_dict(d) for d in decoded]
+    body = text if prompt is None else (f"{prompt}\n\n{text}" if text.strip() else prompt)
+    if not body.strip():
+        raise UsageError("stdin is empty: nothing to send (pipe some text in, or use --prompt)")
+    return [new_message("stdin", body)]
+
+
+def answer(session: Session, messages: list[Message]) -> list[Outcome]:
+    """Deliver `messages` to the inbox and answer exactly those (no recovery, SPEC 5 `--stdin`)."""
+    session.worker.install_signals()
+    session.worker.mark_started()
+    status = "error"
+    try:
+        for msg in messages:
+            name = msg.filename
+            session.queue.send(msg, name)
+            if session.queue.claim(name) is None:
+                continue  # a detached runner on the same agent took it: it will answer
+            session.proc.set_status("running")
+            session.worker.handle(name)
+            if session.worker.stopping:
+                break
+        status = "stopped"
+    except Stopping:
+        status = "stopped"
+    finally:
+        session.worker.mark_stopped(status)
+    return session.runner.outcomes
+
+
+def serve(session: Session, initial: list[Message]) -> None:
+    """Serve the inbox in the foreground until SIGTERM or Ctrl-C (recovery first)."""
+    session.worker.install_signals()
+    session.worker.mark_started()
+    for msg in initial:
+        session.queue.send(msg)
+    status = "error"
+    try:
+        session.worker.serve()
+        status = "stopped"
+    except Stopping:
+        status = "stopped"
+    finally:
+        session.worker.mark_stopped(status)
+
+
+def converse(session: Session, lines: TextIO, initial: list[Message], prompt: TextIO) -> None:
+    """An interactive session: each line typed is a message; the context is kept.
+
+    Replies stream through the session's sink; end of input or Ctrl-C ends it.
+    """
+    session.worker.install_signals()
+    session.worker.mark_started()
+    try:
+        session.worker.recover()
+        pending = list(initial)
+        while not session.worker.stopping:
+            if not pending:
+                print("> ", end="", file=prompt, flush=True)
+                line = lines.readline()
+                if not line:
+                    break
+                if line.strip():
+                    pending.append(new_message("user", line.rstrip("\n")))
+                continue
+            msg = pending.pop(0)
+            session.queue.send(msg)
+            if session.queue.claim(msg.filename) is not None:
+                session.proc.set_status("running")
+                session.runner.handle(msg.filename)
+                session.proc.set_status("idle")
+    except (Stopping, KeyboardInterrupt):
+        pass
+    finally:
+        session.worker.mark_stopped()

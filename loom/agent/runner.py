@@ -1,0 +1,335 @@
+"""The agent runner: one message at a time from inbox, through the model, to outbox (SPEC 5).
+
+When the model asks for tools, the runner has them run and calls the model again with
+their results, until it answers or the round limit is reached (SPEC 12).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loom.agent.retry import RetryPolicy
+from loom.errors import ProviderError, UnreadableMessage, UnsupportedVersion, UsageError
+from loom.providers.base import Completion, Provider, Request, TextSink, Turn
+from loom.store import atomic
+from loom.store.files import PROMPT_LIMIT, read_bounded_text
+from loom.store.home import ProcessDir, today
+from loom.store.logs import Log
+from loom.store.message import Message
+from loom.store.queue import Queue
+from loom.store.worker import Stopping, Worker
+from loom.tools.toolbox import Toolbox, ToolRoundsExceeded
+
+# Between the texts of successive model calls in one answer (before and after tools).
+ROUND_SEPARATOR = "\n\n"
+
+
+@dataclass
+class Outcome:
+    """What happened to one message, for callers that report it (foreground `--stdin`)."""
+
+    name: str
+    reply: Message | None = None
+    failed: bool = False
+    error: str | None = None
+
+
+@dataclass
+class Answer:
+    """What answering one message took: the turns it added (the user's first, then the
+    model's and the tools' in order), and the model calls it cost."""
+
+    turns: list[Turn]
+    attempts: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    @property
+    def text(self) -> str:
+        """The reply: the text of every model call, as it was streamed."""
+        texts = [t.content for t in self.turns[1:] if t.role == "assistant" and t.content]
+        return ROUND_SEPARATOR.join(texts)
+
+    @property
+    def tools_used(self) -> list[str]:
+        """The tools called, each named once, in order of first use."""
+        names = [call.name for t in self.turns for call in t.tool_calls]
+        return list(dict.fromkeys(names))
+
+    def add(self, completion: Completion, attempts: int) -> None:
+        self.turns.append(Turn("assistant", completion.text, tool_calls=completion.tool_calls))
+        self.attempts += attempts
+        usage = completion.usage
+        if usage.input_tokens is not None:
+            self.input_tokens = (self.input_tokens or 0) + usage.input_tokens
+        if usage.output_tokens is not None:
+            self.output_tokens = (self.output_tokens or 0) + usage.output_tokens
+
+
+class PromptUnreadable(ProviderError):
+    """prompt.md or a memory file cannot be read: the request cannot be built, so the
+    message fails (not retried) and the runner goes on with the next one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, error_type="prompt_unreadable", transient=False)
+
+
+def system_prompt(proc: ProcessDir) -> str | None:
+    """`prompt.md` followed by every file in `memory/`, in name order (SPEC 3); raise
+    PromptUnreadable when one is not a regular file, is past PROMPT_LIMIT or unreadable."""
+    parts: list[str] = []
+    base = _prompt_file(proc.path / "prompt.md", "prompt.md")
+    if base:
+        parts.append(base)
+    if proc.memory.is_dir():
+        for entry in sorted(proc.memory.iterdir()):
+            # Hidden files are an editor's or a writer's temporaries; folders hold notes
+            # the user keeps aside.
+            if entry.name.startswith(".") or entry.is_dir():
+                continue
+            text = _prompt_file(entry, "memory file")
+            if text:
+                parts.append(f"# Memory: {entry.name}\n\n{text}")
+    return "\n\n".join(parts) or None
+
+
+def _prompt_file(path: Path, what: str) -> str:
+    """The stripped text of one prompt file; "" when it does not exist (any more)."""
+    try:
+        return read_bounded_text(path, PROMPT_LIMIT, what).strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise PromptUnreadable(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UsageError as exc:
+        raise PromptUnreadable(str(exc)) from None
+
+
+class _ResumingSink:
+    """Forwards streamed text, skipping what an earlier attempt already forwarded.
+
+    When a stream breaks and the call is retried, the reader of stdout has already
+    seen the first part of the answer; it should not see it twice.
+    """
+
+    def __init__(self, sink: TextSink, lead: str = "") -> None:
+        self.sink = sink
+        self.lead = lead  # sent before the first text, if any text comes
+        self.forwarded = 0
+        self.current = 0
+
+    def new_attempt(self) -> None:
+        self.current = 0
+
+    def __call__(self, text: str) -> None:
+        start = self.current
+        self.current += len(text)
+        if self.current <= self.forwarded:
+            return
+        fresh = text[max(0, self.forwarded - start) :]
+        self.forwarded = self.current
+        if self.lead:
+            self.sink(self.lead)
+            self.lead = ""
+        self.sink(fresh)
+
+
+@dataclass
+class AgentRunner:
+    """Handles one claimed message at a time; the Worker drives it (loom.store.worker.Handler)."""
+
+    proc: ProcessDir
+    provider: Provider
+    model: str
+    model_id: str
+    log: Log
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sink: TextSink | None = None
+    # The turns of an interactive session, sent with every request; None: no context.
+    context: list[Turn] | None = None
+    worker: Worker | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    # Called after each message is answered or failed (the foreground prints here).
+    on_done: Callable[[Outcome], None] | None = None
+    # The tools offered to the model; None: none.
+    toolbox: Toolbox | None = None
+
+    def __post_init__(self) -> None:
+        self.queue = Queue(self.proc.inbox, self.proc.outbox)
+
+    # -- Handler -------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        report = self.queue.recover()
+        for name in report.acknowledged:
+            self.log.info("recovered", msg=name, action="acknowledged")
+        for name in report.failed:
+            self.log.info("recovered", msg=name, action="failed")
+        for name in report.requeued:
+            self.log.info("recovered", msg=name, action="requeued")
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def on_deadline(self) -> None:
+        return None
+
+    def handle(self, name: str) -> None:
+        """Answer the claimed message `name`: reply and acknowledge, or fail it."""
+        try:
+            msg = self.queue.read_claimed(name)
+        except UnsupportedVersion as exc:
+            self.queue.put_back(name)
+            # Not echoed: the error raised is the one line the foreground user sees.
+            self.log.event("unsupported version", "error", echo=False, msg=name, error=str(exc))
+            raise UnsupportedVersion(f"{name}: {exc}") from None
+        except (UnreadableMessage, UnicodeDecodeError) as exc:
+            if self.queue.half_written(name):
+                self.log.info("half-written", msg=name, detail="looking again shortly")
+                return
+            self.queue.quarantine(name, str(exc))
+            self.log.error("unreadable", msg=name, error=str(exc))
+            self._done(Outcome(name, failed=True, error=f"unreadable message: {exc}"))
+            return
+        self.log.info("claimed", msg=name, sender=msg.sender)
+        started = time.monotonic()
+        try:
+            answer = self._answer(msg, name)
+        except Stopping:
+            self.queue.put_back(name)
+            self.log.info("put back", msg=name, detail="stopped before the answer was complete")
+            raise
+        except ProviderError as exc:
+            self._fail(msg, name, exc, attempts=exc.attempts)
+            return
+        reply = msg.reply(self.proc.name, answer.text, parent_filename=name)
+        self.queue.emit(reply)
+        self.queue.acknowledge(name)
+        self._remember(name, answer)
+        self.log.info(
+            "replied",
+            msg=name,
+            reply=reply.filename,
+            attempts=answer.attempts,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
+            tools=answer.tools_used or None,
+        )
+        self._done(Outcome(name, reply=reply))
+
+    # -- internals -----------------------------------------------------------------
+    def _done(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        if self.on_done is not None:
+            self.on_done(outcome)
+
+    def _answer(self, msg: Message, name: str) -> Answer:
+        """Call the model; while it asks for tools, run them and call it again."""
+        answer = Answer([Turn("user", msg.body)])
+        system = system_prompt(self.proc)
+        tools = self.toolbox.offer() if self.toolbox is not None else ()
+        rounds = 0
+        while True:
+            turns = (*(self.context or []), *answer.turns)
+            request = Request(self.model_id, turns, system=system, tools=tools)
+            lead = ROUND_SEPARATOR if answer.text else ""
+            try:
+                completion, attempts = self._call(request, name, lead)
+            except ProviderError as exc:
+                exc.attempts += answer.attempts
+                raise
+            answer.add(completion, attempts)
+            if not completion.tool_calls:
+                return answer
+            if self.toolbox is None or rounds >= self.toolbox.settings.rounds:
+                error = ToolRoundsExceeded(rounds)
+                error.attempts = answer.attempts
+                raise error
+            rounds += 1
+            with self._interruptible():
+                results = self.toolbox.run(completion.tool_calls, name)
+            answer.turns.append(Turn("tool", "", tool_results=results))
+
+    def _call(self, request: Request, name: str, lead: str = "") -> tuple[Completion, int]:
+        sink = _ResumingSink(self.sink, lead) if self.sink is not None else None
+        attempt = 0
+        while True:
+            attempt += 1
+            if sink is not None:
+                sink.new_attempt()
+            try:
+                with self._interruptible():
+                    return self.provider.complete(request, sink or _discard), attempt
+            except ProviderError as exc:
+                delay = self.retry.delay(attempt - 1, exc)
+                if delay is None:
+                    exc.attempts = attempt
+                    raise
+                self.log.warning(
+                    "retrying",
+                    msg=name,
+                    attempt=attempt,
+                    error_type=exc.error_type,
+                    error=str(exc),
+                    delay_s=delay,
+                )
+                self._sleep(delay)
+
+    def _interruptible(self) -> contextlib.AbstractContextManager[None]:
+        return self.worker.interruptible() if self.worker else contextlib.nullcontext()
+
+    def _sleep(self, seconds: float) -> None:
+        with self._interruptible():
+            time.sleep(seconds)
+
+    def _fail(self, msg: Message, name: str, exc: ProviderError, *, attempts: int) -> None:
+        text = f"{self.proc.name} could not answer: {exc}"
+        reply = msg.reply(self.proc.name, text, parent_filename=name, error=True)
+        self.queue.fail(
+            name, reply, error_type=exc.error_type, last_error=str(exc), attempts=attempts
+        )
+        self.log.error(
+            "failed", msg=name, error_type=exc.error_type, error=str(exc), attempts=attempts
+        )
+        self._done(Outcome(name, reply=reply, failed=True, error=str(exc)))
+
+    def _remember(self, name: str, answer: Answer) -> None:
+        """Keep the turns in the session's context and append them to the conversation
+        file: one line per turn, and one `role: tool` line per tool result."""
+        if self.context is not None:
+            self.context.extend(answer.turns)
+        atomic.make_private_dir(self.proc.conversations)
+        path = self.proc.conversations / f"{today()}.ndjson"
+        ts = int(time.time() * 1000)
+        lines = [
+            json.dumps({**record, "ts": ts, "msg": name}, ensure_ascii=False)
+            for turn in answer.turns
+            for record in _records(turn)
+        ]
+        atomic.append_line(path, "\n".join(lines))
+
+
+def _records(turn: Turn) -> list[dict[str, object]]:
+    """A turn as conversation-file records (docs/tools.md shows the shape)."""
+    if turn.tool_results:
+        return [
+            {"role": "tool", "content": r.content, "tool": r.name, "call_id": r.call_id}
+            | ({"error": True} if r.is_error else {})
+            for r in turn.tool_results
+        ]
+    record: dict[str, object] = {"role": turn.role, "content": turn.content}
+    if turn.tool_calls:
+        record["tool_calls"] = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in turn.tool_calls
+        ]
+    return [record]
+
+
+def _discard(text: str) -> None:
+    return None

@@ -1,0 +1,75 @@
+"""Structured NDJSON logs, one file per UTC day (SPEC 3): `logs/<date>.ndjson`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from loom.store import atomic
+from loom.store.home import now_iso
+
+LEVELS = ("debug", "info", "warning", "error")
+# The original TypeScript loom writes `warn`: the same level, spelled its way.
+_ALIASES = {"warn": "warning"}
+# `json.dumps` with keyword arguments builds a new encoder on every call; a queued pipe
+# logs a few lines per message.
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
+class Log:
+    """Appends one JSON object per event; warnings and errors can also go to a stream."""
+
+    def __init__(self, logs_dir: Path, process: str, echo: TextIO | None = None) -> None:
+        self.dir = logs_dir
+        self.process = process
+        self.echo = echo
+        self._day = ""
+        self._file = ""  # today's log file, a plain string (joined once a day)
+
+    def event(self, event: str, level: str = "info", *, echo: bool = True, **fields: Any) -> None:
+        """Log `event` with `fields`; `msg` names the message file involved, if any.
+
+        `echo=False` keeps a warning or error off the stream, for one the caller reports.
+        """
+        ts = now_iso()
+        record: dict[str, Any] = {"ts": ts, "level": level, "event": event}
+        record["process"] = self.process
+        record.update({k: v for k, v in fields.items() if v is not None})
+        line = _encode(record)
+        day = ts[:10]  # the UTC date the timestamp starts with: one file per day
+        if day != self._day:
+            self._day, self._file = day, os.path.join(self.dir, f"{day}.ndjson")
+        try:
+            atomic.append_line(self._file, line)
+        except FileNotFoundError:
+            atomic.make_private_dir(self.dir)
+            atomic.append_line(self._file, line)
+        if echo and self.echo is not None and level in ("warning", "error"):
+            detail = fields.get("error") or fields.get("detail") or ""
+            about = f" {fields['msg']}" if fields.get("msg") else ""
+            text = f"loom: {self.process}: {event}{about}" + (f": {detail}" if detail else "")
+            print(text, file=self.echo, flush=True)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.event(event, "info", **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.event(event, "warning", **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self.event(event, "error", **fields)
+
+
+def severity(level: object) -> int | None:
+    """How severe a record's `level` is (its place in LEVELS), whichever loom wrote it;
+    None for a level neither writes."""
+    name = _ALIASES.get(level, level) if isinstance(level, str) else None
+    return LEVELS.index(name) if name in LEVELS else None
+
+
+def stderr_log(logs_dir: Path, process: str, foreground: bool) -> Log:
+    """The log of a process; in the foreground warnings also reach stderr."""
+    return Log(logs_dir, process, echo=sys.stderr if foreground else None)

@@ -1,0 +1,226 @@
+"""Looking at and stopping agents and pipe instances: `ps`, `stop`, `logs` (SPEC 10)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+from loom.store import home as homes
+from loom.store.home import ProcessDir
+from loom.store.logs import severity
+
+ACTIVE = ("pending", "running", "idle", "restarting")
+
+
+@dataclass(frozen=True)
+class ProcessRow:
+    """One line of `loom agent ps`."""
+
+    name: str
+    kind: str  # "agent" or "pipe"
+    status: str
+    model: str
+    restarts: int
+    uptime_s: float | None
+    pid: int | None
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def effective_status(proc: ProcessDir) -> tuple[str, int | None]:
+    """The status file, corrected by whether its pid is alive.
+
+    A process that died without writing its last status (SIGKILL) says running or
+    idle; without a live pid that is an `error`, not a running agent.
+    """
+    status = proc.status or "pending"
+    pid = proc.alive_pid()
+    if status in ("running", "idle") and pid is None:
+        return "error", None
+    return status, pid
+
+
+def _uptime(proc: ProcessDir, pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    started = proc.read("started_at")
+    if not started:
+        return None
+    try:
+        began = datetime.fromisoformat(started.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, time.time() - began.timestamp())
+
+
+def rows(include_all: bool = False) -> list[ProcessRow]:
+    """Agents and pipe instances; without `include_all`, only the active ones."""
+    out = []
+    for proc in homes.all_processes():
+        status, pid = effective_status(proc)
+        if not include_all and status not in ACTIVE:
+            continue
+        model = proc.read("model") or ("-" if proc.kind == "agents" else "pipe")
+        restarts = proc.restarts
+        out.append(
+            ProcessRow(
+                name=proc.name,
+                kind="agent" if proc.kind == "agents" else "pipe",
+                status=status,
+                model=model,
+                restarts=restarts,
+                uptime_s=_uptime(proc, pid),
+                pid=pid,
+            )
+        )
+    return out
+
+
+def format_uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+@dataclass(frozen=True)
+class StopResult:
+    name: str
+    was_running: bool
+    exited: bool
+
+
+def stop(name: str, timeout: float = 10.0) -> StopResult:
+    """Mark `name` stopped and ask its process to finish (SIGTERM); wait for it to exit.
+
+    The process finishes or puts back its current message; nothing restarts it.
+    """
+    proc = homes.find(name)
+    pid = proc.alive_pid()
+    if pid is not None:
+        proc.request_stop(pid)  # first: the supervisor may reap it before we return
+    proc.set_status("stopped")
+    if pid is None:
+        return StopResult(name, was_running=False, exited=True)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return StopResult(name, was_running=False, exited=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not homes.pid_alive(pid):  # also for a runner of the original, not named loom
+            return StopResult(name, was_running=True, exited=True)
+        time.sleep(0.02)
+    return StopResult(name, was_running=True, exited=False)
+
+
+def log_files(proc: ProcessDir) -> list[Path]:
+    try:
+        return sorted(p for p in proc.logs.iterdir() if p.name.endswith(".ndjson"))
+    except FileNotFoundError:
+        return []
+
+
+def at_least(line: str, level: str | None) -> bool:
+    """Whether a log line's level is `level` or more severe (always true without one)."""
+    if level is None:
+        return True
+    try:
+        rec = json.loads(line)
+        found = rec.get("level") if isinstance(rec, dict) else None
+    except ValueError:
+        return True  # not a record: show it rather than hide it
+    rank = severity(found)
+    if rank is None:
+        return True
+    return rank >= (severity(level) or 0)
+
+
+def tail_lines(name: str, count: int, level: str | None = None) -> list[str]:
+    """The last `count` log lines of `name` (of `level` or above), across day files,
+    oldest first."""
+    return tail(name, count, level)[0]
+
+
+Position = tuple[Path | None, int]
+
+
+def tail(name: str, count: int, level: str | None = None) -> tuple[list[str], Position]:
+    """`tail_lines`, and the position right after what was read, to `follow` from there
+    so that no line written in between is lost or shown twice."""
+    proc = homes.find(name)
+    files = log_files(proc)
+    chunks: list[list[str]] = []
+    have = 0
+    position: Position = (None, 0)
+    for path in reversed(files):
+        data = path.read_bytes()
+        if path == files[-1]:
+            data = data[: data.rfind(b"\n") + 1]  # a line being written is followed later
+            position = (path, len(data))
+        if have >= count:
+            break
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        lines = [line for line in lines if at_least(line, level)]
+        chunks.insert(0, lines)
+        have += len(lines)
+    every = [line for chunk in chunks for line in chunk]
+    return (every[-count:] if count > 0 else []), position
+
+
+def follow(name: str, poll: float = 0.2, since: Position | None = None) -> Iterator[str]:
+    """Yield log lines as they are appended, also across the midnight file switch.
+
+    Starts at `since` (from `tail`), or at the end of the newest file.
+    """
+    proc = homes.find(name)
+    if since is None:
+        files = log_files(proc)
+        current = files[-1] if files else None
+        offset = current.stat().st_size if current else 0
+    else:
+        current, offset = since
+    while True:
+        files = log_files(proc)
+        newest = files[-1] if files else None
+        if current is not None:
+            with open(current, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            offset += len(complete)
+            yield from complete.decode("utf-8", errors="replace").splitlines()
+        if newest is not None and newest != current:
+            current, offset = newest, 0
+            continue
+        time.sleep(poll)
+
+
+def render_log_line(line: str) -> str:
+    """A log record as `ts level event key=value ...` for people."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(rec, dict):
+        return line
+    head = f"{rec.pop('ts', '')} {rec.pop('level', ''):<7} {rec.pop('event', '')}"
+    rec.pop("process", None)
+    rest = " ".join(
+        f"{k}={json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v}"
+        for k, v in rec.items()
+    )
+    return f"{head} {rest}".rstrip()
