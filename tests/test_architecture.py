@@ -9,32 +9,47 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "loom"
 
-# Lower layers never import higher ones. A module not listed here fails the test, so
-# a new module gets a place on purpose.
+# Lower layers never import higher ones; a module may import its own layer. A module not
+# listed here fails the test, so a new module gets a place on purpose. The reasons are
+# in docs/architecture.md; each line says why it sits above the ones before it.
 LAYERS: list[tuple[str, ...]] = [
-    ("loom.errors", "loom.names", "loom.store.ids", "loom.settings"),
-    ("loom.store", "loom.agent", "loom.ops"),
-    ("loom.store.message", "loom.store.atomic", "loom.store.files"),
+    # Foundations every module may use: error types, name rules, LOOM_* settings.
+    ("loom.errors", "loom.names", "loom.settings"),
+    # The store, bottom up: ids, atomic writes, bounded reads and the watcher need nothing
+    # of the store; messages are files; the home lays out process folders; the queue
+    # moves messages through one folder and logs write into it; a process folder seen
+    # from outside (ps, stop) and the serve loop over one queue use both.
+    ("loom.store", "loom.store.ids", "loom.store.atomic", "loom.store.files", "loom.store.watch"),
+    ("loom.store.message", "loom.store.home"),
+    ("loom.store.queue", "loom.store.logs"),
+    ("loom.store.processes", "loom.store.worker"),
+    # Engines without a queue of their own: providers call a model; tools are plugins
+    # a provider's tool calls run; the pipeline core parses, compiles and runs operators
+    # (its queued pipe process serves with store.worker).
+    ("loom.providers",),
+    ("loom.tools", "loom.pipeline"),
+    # What serves or fills one queue: an agent (which uses providers and tools), the
+    # pipe front-ends (`pipe run`, `loom test`, pipe ls/create) and the library API.
     (
-        "loom.store.home",
-        "loom.store.queue",
-        "loom.store.logs",
-        "loom.store.watch",
-        "loom.agent.retry",
-    ),
-    ("loom.providers", "loom.pipeline", "loom.store.worker", "loom.agent.runner", "loom.tools"),
-    (
-        "loom.agent.agents",
-        "loom.agent.handover",
-        "loom.store.processes",
+        "loom.agent",
         "loom.api",
         "loom.pipeline.pipe_run",
         "loom.pipeline.pipetest",
         "loom.pipeline.pipe_admin",
-        "loom.supervisor.metrics",
     ),
-    ("loom.routing", "loom.supervisor"),
-    ("loom.weave", "loom.ops.trace", "loom.ops.gc", "loom.ops.stats"),
+    # The router moves messages between queues; its conditions are pipeline expressions,
+    # and it knows nothing of agents.
+    ("loom.routing",),
+    # The supervisor starts agents and pipe processes, runs the router, writes metrics.
+    ("loom.supervisor",),
+    # The operator's tools read what all of the above write: gc prunes the router's
+    # delivery logs and reads crash records by the supervisor's rules; stats reads the
+    # supervisor's metrics and the routes; trace reads gc's archive. gc is handed its
+    # retention (the model is ops.gc.retention); it does not read loom.yml.
+    ("loom.ops",),
+    # The weave applies a whole loom.yml: agents, pipes, routes, supervisor control, and
+    # it validates gc.retention with the gc's own rules.
+    ("loom.weave",),
     ("loom.cli", "loom.__main__", "loom"),
 ]
 

@@ -25,6 +25,7 @@ from loom.ops.gc.retention import Retention
 from loom.store.home import pid_is_loom
 from loom.store.message import Message, new_message
 from loom.store.queue import write_message
+from loom.weave import config as weave_config
 
 WEEK = 7 * 86400
 LATER = time.time() + WEEK + 3600  # a week and an hour from now: today's files are old
@@ -348,7 +349,7 @@ def test_retention_comes_from_loom_yml_and_is_validated(loom_home: Path, tmp_pat
     assert "loom.yml:5:5: unknown gc.retention key 'keep'" in done.stderr
     good = tmp_path / "good.yml"
     good.write_text("version: 1\ngc:\n  retention: {processed: 12h, dedupe_keys: 100}\n")
-    assert gc.retention_for(good) == Retention(processed=12 * 3600, dedupe_keys=100)
+    assert weave_config.retention(good) == Retention(processed=12 * 3600, dedupe_keys=100)
     assert run_loom("validate", "--config", str(good)).returncode == 0
 
 

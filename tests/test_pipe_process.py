@@ -258,16 +258,8 @@ def test_state_is_committed_after_every_message(loom_home: Path) -> None:
 
 
 # -- the real process ----------------------------------------------------------------
-CLI = Path(__file__).resolve().parent.parent / "loom" / "cli"
-
-
 def start_command(*args: str) -> list[str]:
-    registered = "pipe_start" in (CLI / "pipe.py").read_text() + (CLI / "__init__.py").read_text()
-    if registered:
-        return [sys.executable, "-m", "loom", "pipe", "start", *args]
-    # Until the command is registered on `loom pipe`, run the same typer function.
-    code = "import typer; from loom.cli.pipe_start import start; typer.run(start)"
-    return [sys.executable, "-c", code, *args]
+    return [sys.executable, "-m", "loom", "pipe", "start", *args]
 
 
 def spawn(reap: list[subprocess.Popen[bytes]], *args: str, cwd: Path) -> subprocess.Popen[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -16,6 +17,7 @@ from loom.errors import UsageError
 from loom.names import env_entry_problem
 from loom.providers import resolve
 from loom.providers.base import Provider
+from loom.store import atomic
 from loom.store import home as homes
 from loom.store.home import AlreadyServed, Ownership, ProcessDir
 from loom.store.logs import Log
@@ -91,8 +93,6 @@ def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> P
     proc.write("model", spec.model)
     proc.write("restart", spec.restart)
     if spec.system is not None:
-        from loom.store import atomic
-
         atomic.write_text(proc.path / "prompt.md", spec.system)
     lines = [f"{k}={v}" for k, v in spec.env.items() if not SECRET_NAME.search(k)]
     proc.write("env", "\n".join(lines))
@@ -241,8 +241,6 @@ def stdin_messages(data: bytes, prompt: str | None) -> list[Message]:
     Stdin that consists only of loom envelopes (one JSON object per line, e.g. from
     `loom pipe run --envelope`) is taken as those messages, keeping ids and origins.
     """
-    import json
-
     # Like $(...) in the shell: trailing newlines are framing, not content.
     text = data.decode("utf-8", errors="replace").rstrip("\n")
     lines = [ln for ln in text.splitlines() if ln.strip()]

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from loom.cli import agent, pipe, pipe_start, pipes_cmd, send, supervisor, test_cmd
+from loom.cli import agent, pipe, send, supervisor, test_cmd
 from loom.cli import gc as gc_cmd
 from loom.cli import route as route_cmd
 from loom.cli import stats as stats_cmd
@@ -36,10 +36,7 @@ app.command("unroute")(route_cmd.unroute)
 app.command("routes")(route_cmd.routes)
 app.command("tools")(tools_cmd.tools)
 
-app.command("pipes")(pipes_cmd.pipes)
-pipe.app.command("create")(pipes_cmd.create)
-pipe.app.command("start")(pipe_start.start)
-pipe.app.command("serve", hidden=True)(pipe_start.serve)
+app.command("pipes")(pipe.pipes)
 app.command("up")(weave_cmd.up)
 app.command("down")(weave_cmd.down)
 app.command("validate")(weave_cmd.validate)

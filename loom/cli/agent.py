@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from loom.cli._common import die, handle_errors
-
-if TYPE_CHECKING:
-    from loom.store.home import ProcessDir
-    from loom.store.message import Message
 
 app = typer.Typer(help="Start, list, stop and inspect agents.", no_args_is_help=True)
 
@@ -61,24 +57,16 @@ def start(
 
     Example: echo "summarise this" | loom agent start s --model echo --stdin
     """
-    from loom.agent import agents
-    from loom.agent.runner import Outcome
-    from loom.store.files import (
-        MESSAGE_BODY_LIMIT,
-        PROMPT_LIMIT,
-        read_bounded_text,
-        read_stream_bounded,
-    )
-    from loom.store.home import AlreadyServed
-    from loom.store.message import new_message
+    from loom.agent import agents, foreground
+    from loom.store.files import PROMPT_LIMIT, read_input
 
     if system is not None and system_file is not None:
         raise die("give --system or --system-file, not both", 2)
     if system_file is not None:
-        try:
-            system = read_bounded_text(system_file, PROMPT_LIMIT, "--system-file")
-        except OSError as exc:
-            raise die(f"cannot read --system-file {system_file}: {exc.strerror}", 2) from None
+        label = f"--system-file {system_file}"
+        system = read_input(
+            system_file, sys.stdin.buffer, PROMPT_LIMIT, "--system-file", label=label
+        )
     spec = agents.AgentSpec(
         name,
         model,
@@ -95,64 +83,17 @@ def start(
         status, pid = control.start_detached(spec)
         print(f"{name} {status} (pid {pid})" if pid else f"{name} {status}")
         return
-    out = sys.stdout
-
-    def stream(text: str) -> None:
-        out.write(text)
-        out.flush()
-
-    def done(outcome: Outcome) -> None:
-        if envelope:
-            if outcome.reply is not None:
-                out.write(outcome.reply.to_json() + "\n")
-        elif outcome.reply is not None and not outcome.failed:
-            out.write("\n" if not outcome.reply.body.endswith("\n") else "")
-        out.flush()
-
-    if stdin:
-        data = read_stream_bounded(sys.stdin.buffer, MESSAGE_BODY_LIMIT, "stdin")
-        messages = agents.stdin_messages(data, prompt)
-        try:
-            session = agents.open_session(spec, sink=None if envelope else stream, foreground=True)
-        except AlreadyServed as served:
-            # Another process owns the queue: it answers, this command prints the reply.
-            _print_replies(served.proc, model, messages, envelope)
-            return
-        session.runner.on_done = done
-        outcomes = agents.answer(session, messages)
-        failed = [o for o in outcomes if o.failed]
-        if failed or len(outcomes) < len(messages):
-            for o in failed:
-                print(f"loom: agent {name}: {o.error}", file=sys.stderr)
-            raise typer.Exit(1)
-        return
-    initial = [new_message("cli", prompt)] if prompt else []
-    interactive = sys.stdin.isatty()
-    session = agents.open_session(
-        spec, sink=None if envelope else stream, foreground=True, interactive=interactive
+    code = foreground.run(
+        spec,
+        once=stdin,
+        prompt=prompt,
+        envelope=envelope,
+        stdin=sys.stdin,
+        out=sys.stdout,
+        err=sys.stderr,
     )
-    session.runner.on_done = done
-    if interactive:
-        agents.converse(session, sys.stdin, initial, prompt=sys.stderr)
-    else:
-        agents.serve(session, initial)
-
-
-def _print_replies(proc: ProcessDir, model: str, messages: list[Message], envelope: bool) -> None:
-    """Hand `messages` to the owner of `proc`'s queue; print each reply as --stdin does."""
-    from loom.agent import handover
-
-    failed = False
-    for reply in handover.ask(proc, model, messages):
-        failed = failed or reply.error
-        if envelope:
-            print(reply.to_json(), flush=True)
-        elif reply.error:
-            print(reply.body, file=sys.stderr, flush=True)
-        else:
-            print(reply.body, end="" if reply.body.endswith("\n") else "\n", flush=True)
-    if failed:
-        raise typer.Exit(1)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command(hidden=True)

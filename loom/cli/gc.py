@@ -41,11 +41,11 @@ def gc(
     """
     from loom.ops.gc import sweep
     from loom.store import home as homes
+    from loom.weave import config as weave_config
 
-    retention = sweep.retention_for(config)
     report = sweep.run(
         homes.home(),
-        retention,
+        weave_config.retention(config),
         only=agent,
         dry_run=dry_run,
         on_action=_show,

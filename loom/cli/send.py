@@ -28,16 +28,10 @@ def send(
     given = sum(x for x in (message is not None, stdin, file is not None))
     if given != 1:
         raise die("give the message as an argument, or --stdin, or --file (exactly one)", 2)
-    from loom.store.files import MESSAGE_BODY_LIMIT, read_bounded_text, read_stream_bounded
+    from loom.store.files import MESSAGE_BODY_LIMIT, read_input
 
-    if stdin:
-        data = read_stream_bounded(sys.stdin.buffer, MESSAGE_BODY_LIMIT, "stdin")
-        body = data.decode("utf-8", errors="replace")
-    elif file is not None:
-        try:
-            body = read_bounded_text(file, MESSAGE_BODY_LIMIT, "--file")
-        except OSError as exc:
-            raise die(f"cannot read {file}: {exc.strerror}", 2) from None
+    if stdin or file is not None:
+        body = read_input(file, sys.stdin.buffer, MESSAGE_BODY_LIMIT, "--file")
     else:
         body = message or ""
     if not body.strip():

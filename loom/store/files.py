@@ -153,3 +153,26 @@ def _kind_of(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "a symbolic link"
     return "not a regular file"
+
+
+def read_input(
+    path: str | os.PathLike[str] | None,
+    stream: BinaryIO,
+    limit: int,
+    what: str,
+    *,
+    label: str | None = None,
+) -> str:
+    """Text the user handed a command: the file at `path`, or all of `stream` (stdin)
+    when `path` is None, decoded as UTF-8 with U+FFFD for undecodable bytes.
+
+    Past `limit`, or not a regular file: FileTooLarge / NotARegularFile. A file that
+    cannot be opened is a UsageError (exit 2) `cannot read LABEL: reason`, LABEL being
+    `label` or the path, so the user sees which argument was wrong.
+    """
+    if path is None:
+        return read_stream_bounded(stream, limit, "stdin").decode("utf-8", errors="replace")
+    try:
+        return read_bounded_text(path, limit, what)
+    except OSError as exc:
+        raise UsageError(f"cannot read {label or os.fspath(path)}: {exc.strerror}") from None

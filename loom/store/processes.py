@@ -149,17 +149,12 @@ def at_least(line: str, level: str | None) -> bool:
     return rank >= (severity(level) or 0)
 
 
-def tail_lines(name: str, count: int, level: str | None = None) -> list[str]:
-    """The last `count` log lines of `name` (of `level` or above), across day files,
-    oldest first."""
-    return tail(name, count, level)[0]
-
-
 Position = tuple[Path | None, int]
 
 
 def tail(name: str, count: int, level: str | None = None) -> tuple[list[str], Position]:
-    """`tail_lines`, and the position right after what was read, to `follow` from there
+    """The last `count` log lines of `name` (of `level` or above), across day files,
+    oldest first, and the position right after what was read, to `follow` from there
     so that no line written in between is lost or shown twice."""
     proc = homes.find(name)
     files = log_files(proc)

@@ -5,7 +5,6 @@ Agents and pipe instances go through the same code: only the command line differ
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -85,11 +84,6 @@ def spawn(proc: ProcessDir, home: Path) -> Child:
 
 def adopt(proc: ProcessDir, pid: int) -> Child:
     return Child(proc, pid, None, time.monotonic())
-
-
-def terminate(child: Child) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(child.pid, signal.SIGTERM)
 
 
 def last_error(proc: ProcessDir) -> str | None:

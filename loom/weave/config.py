@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from loom.errors import UsageError
+from loom.errors import ConfigError, UsageError
+from loom.ops.gc.retention import Retention
 from loom.weave.model import Weave
 from loom.weave.parse import read
 
@@ -32,3 +33,18 @@ def load(explicit: Path | None) -> Weave:
     if weave.home and not os.environ.get("LOOM_HOME"):
         os.environ["LOOM_HOME"] = str(Path(weave.home).expanduser())
     return weave
+
+
+def retention(explicit: Path | None) -> Retention:
+    """The `gc.retention` of the weave (`--config`, ./loom.yml, ...), or the defaults when
+    there is no loom.yml; ConfigError naming the file and the first bad key."""
+    if explicit is None:
+        try:
+            find_config(None)
+        except UsageError:
+            return Retention()
+    weave = load(explicit)
+    try:
+        return Retention.from_mapping(weave.retention)
+    except ValueError as exc:
+        raise ConfigError(f"{weave.path}: {exc}") from None

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from loom.errors import ConfigError, LoomError, NotFound, UsageError
+from loom.errors import ConfigError, LoomError, NotFound
 from loom.names import validate_process_name
 from loom.ops.gc import leftovers, logs, messages, pipes, routes
 from loom.ops.gc.report import Action, Report
@@ -24,22 +24,6 @@ from loom.routing import Leg, load_routes, table_legs
 from loom.routing.ledger import Start, read_since, router_dir
 from loom.store import atomic
 from loom.store.home import KINDS, ProcessDir
-from loom.weave import config
-
-
-def retention_for(path: Path | None) -> Retention:
-    """The retention of `gc.retention` in the weave (`--config`, ./loom.yml, ...), or the
-    defaults when there is no loom.yml."""
-    if path is None:
-        try:
-            config.find_config(None)
-        except UsageError:
-            return Retention()
-    weave = config.load(path)
-    try:
-        return Retention.from_mapping(weave.retention)
-    except ValueError as exc:
-        raise ConfigError(f"{weave.path}: {exc}") from None
 
 
 @contextmanager

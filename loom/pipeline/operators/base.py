@@ -57,17 +57,6 @@ class Context:
         self._stderr = stderr
 
     @property
-    def durable(self) -> bool:
-        return self.state_dir is not None
-
-    @property
-    def own_dir(self) -> Path | None:
-        """`state/<number>-<kind>/`, this operator's own folder in durable mode."""
-        if self.state_dir is None:
-            return None
-        return self.state_dir / f"{self.spec.number}-{self.spec.kind}"
-
-    @property
     def stderr(self) -> TextIO:
         return self._stderr or sys.stderr
 
@@ -101,10 +90,6 @@ class Args:
 
     def line(self, key: str) -> int | None:
         return self.spec.lines.get(key) or self.spec.line
-
-    def has(self, key: str) -> bool:
-        self._known.add(key)
-        return key in self._raw
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
         self._known.add(key)

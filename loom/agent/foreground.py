@@ -1,0 +1,97 @@
+"""`loom agent start` in the foreground: answer stdin once, converse on a terminal, or
+serve the inbox, printing each reply; the exit code says whether every answer came.
+
+The detached start goes through the supervisor and is not here.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from loom.agent import agents, handover
+from loom.agent.runner import Outcome
+from loom.store.files import MESSAGE_BODY_LIMIT, read_stream_bounded
+from loom.store.home import AlreadyServed, ProcessDir
+from loom.store.message import Message, new_message
+
+
+def run(
+    spec: agents.AgentSpec,
+    *,
+    once: bool,
+    prompt: str | None,
+    envelope: bool,
+    stdin: TextIO,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """Run agent `spec` in this process until its input ends; the exit code.
+
+    `once` (--stdin): all of `stdin` is one message (after `prompt`, if any); the reply
+    streams to `out` and the result is 1 when a model call failed or a message went
+    unanswered, each failure one `loom: agent NAME: ...` line on `err`. When another
+    process already serves the agent's queue, it answers and its replies print here.
+    Otherwise the agent serves its inbox until interrupted, a terminal's lines being
+    messages too (the prompt for them on `err`). `envelope` prints each reply as its
+    JSON envelope instead of streaming the text.
+    """
+
+    def stream(text: str) -> None:
+        out.write(text)
+        out.flush()
+
+    def done(outcome: Outcome) -> None:
+        if envelope:
+            if outcome.reply is not None:
+                out.write(outcome.reply.to_json() + "\n")
+        elif outcome.reply is not None and not outcome.failed:
+            out.write("\n" if not outcome.reply.body.endswith("\n") else "")
+        out.flush()
+
+    sink = None if envelope else stream
+    if once:
+        data = read_stream_bounded(stdin.buffer, MESSAGE_BODY_LIMIT, "stdin")
+        messages = agents.stdin_messages(data, prompt)
+        try:
+            session = agents.open_session(spec, sink=sink, foreground=True)
+        except AlreadyServed as served:
+            # Another process owns the queue: it answers, this command prints the reply.
+            return _print_replies(served.proc, spec.model, messages, envelope, out, err)
+        session.runner.on_done = done
+        outcomes = agents.answer(session, messages)
+        failed = [o for o in outcomes if o.failed]
+        if failed or len(outcomes) < len(messages):
+            for o in failed:
+                print(f"loom: agent {spec.name}: {o.error}", file=err)
+            return 1
+        return 0
+    initial = [new_message("cli", prompt)] if prompt else []
+    interactive = stdin.isatty()
+    session = agents.open_session(spec, sink=sink, foreground=True, interactive=interactive)
+    session.runner.on_done = done
+    if interactive:
+        agents.converse(session, stdin, initial, prompt=err)
+    else:
+        agents.serve(session, initial)
+    return 0
+
+
+def _print_replies(
+    proc: ProcessDir,
+    model: str,
+    messages: list[Message],
+    envelope: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """Hand `messages` to the owner of `proc`'s queue; print each reply as --stdin does."""
+    failed = False
+    for reply in handover.ask(proc, model, messages):
+        failed = failed or reply.error
+        if envelope:
+            print(reply.to_json(), file=out, flush=True)
+        elif reply.error:
+            print(reply.body, file=err, flush=True)
+        else:
+            print(reply.body, end="" if reply.body.endswith("\n") else "\n", file=out, flush=True)
+    return 1 if failed else 0
