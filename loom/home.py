@@ -249,6 +249,21 @@ class ProcessDir:
         finally:
             os.close(fd)
 
+    def served_by(self) -> int | None:
+        """The pid of the process that serves this queue now, None when none does.
+
+        The one answer to "is it running" for `ps`, `stop`, `gc` and `loom up`. The
+        queue's lock is the truth (SPEC 4); the pid file answers only when nobody holds
+        the lock: for a runner of the original TypeScript loom, which takes none, and for
+        a child the supervisor just spawned that has not taken it yet. 0 means served by
+        a process whose pid is not known.
+        """
+        owner = self.owner_pid()
+        if owner:
+            return owner
+        alive = self.alive_pid()
+        return alive if alive is not None else owner
+
 
 def process_start(pid: int) -> float | None:
     """When process `pid` started, in Unix seconds; None when it is gone or a zombie, or
