@@ -29,6 +29,7 @@ from loom.queue import (
     IN_PROGRESS,
     PROCESSED,
     UNREADABLE,
+    deliver_copy,
     is_message_name,
 )
 from loom.routing.condition import Condition, ExpressionError
@@ -357,7 +358,7 @@ class Router:
                 done.record(name)
                 self.journal.info("already delivered", msg=name, edge=state.edge, to=dest)
                 return False
-        atomic.write_bytes(inbox / name, raw)
+        deliver_copy(inbox, name, raw)
         done.record(name)
         self.journal.info("routed", msg=name, edge=state.edge, leg=state.leg.key, to=dest)
         return True
