@@ -261,3 +261,24 @@ def test_stdin_says_so_when_the_owner_stops_before_answering(
     line = one_line(asking.stderr.read().decode())
     assert f"agent 'a' stopped before answering; {waiting} waits in its inbox" in line
     assert asking.stdout.read() == b""
+
+
+def test_ps_and_stop_go_by_the_queue_owner_not_a_stale_pid_file(
+    loom_home: Path, reap: list
+) -> None:
+    """A pid file can outlive its process and name a pid another loom process took over
+    since; the queue's lock still names the process that serves the agent."""
+    a = loom_home / "agents" / "a"
+    b = loom_home / "agents" / "b"
+    owner = spawn_loom("agent", "start", "a", "--model", "echo")
+    other = spawn_loom("agent", "start", "b", "--model", "echo")
+    reap += [owner, other]
+    wait_for(lambda: read(a / "status") == read(b / "status") == "idle", what="both agents")
+    (a / "pid").write_text(f"{other.pid}\n")
+
+    ps = json.loads(run_loom("agent", "ps", "--all", "--json").stdout)
+    assert {row["name"]: row["pid"] for row in ps} == {"a": owner.pid, "b": other.pid}
+
+    assert run_loom("agent", "stop", "a").returncode == 0
+    wait_for(lambda: owner.poll() is not None, what="agent a to stop")
+    assert other.poll() is None and read(b / "status") == "idle"

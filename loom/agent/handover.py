@@ -106,7 +106,7 @@ def _scan(
 def _check_owner(proc: ProcessDir, name: str) -> None:
     """Fail when nobody serves the queue and nobody will: a foreground owner that ended,
     or a detached one stopped or dead (a crashed detached one is restarted, SPEC 8)."""
-    if proc.owner_pid() is not None or proc.alive_pid() is not None:
+    if proc.served_by() is not None:
         return
     if proc.read("mode") != "detached" or proc.status in GONE:
         raise LoomError(

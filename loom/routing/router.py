@@ -42,6 +42,7 @@ from loom.store.queue import (
     IN_PROGRESS,
     PROCESSED,
     UNREADABLE,
+    deliver_copy,
     is_message_name,
 )
 
@@ -357,7 +358,7 @@ class Router:
                 done.record(name)
                 self.journal.info("already delivered", msg=name, edge=state.edge, to=dest)
                 return False
-        atomic.write_bytes(inbox / name, raw)
+        deliver_copy(inbox, name, raw)
         done.record(name)
         self.journal.info("routed", msg=name, edge=state.edge, leg=state.leg.key, to=dest)
         return True

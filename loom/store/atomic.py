@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from random import getrandbits
 from typing import BinaryIO
@@ -46,11 +47,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` atomically (temp file in the same directory, then rename)."""
     # Plain strings rather than Path objects: this runs several times per message.
     target = os.fspath(path)
-    cut = target.rfind("/") + 1
-    directory = target[:cut]  # with its trailing slash ("" for a bare name)
-    # A random suffix (Python's generator: no system call) keeps writers of the same
-    # name apart, and a file left by a killed writer never blocks the next one.
-    tmp = f"{directory}.tmp-{target[cut:]}-{getrandbits(32):08x}"
+    tmp = _temporary(target)
     sync = fsync_enabled()
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -71,6 +68,61 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             raise _about(exc, target) from None
         raise
     os.close(fd)
+    _commit(tmp, target, sync)
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A file to write the new content of `path` into, put in its place atomically
+    when the block ends; when the block raises, `path` is left as it was.
+
+    For content written in pieces (an archive copied and extended), where `write_bytes`
+    would need it all in memory.
+    """
+    target = os.fspath(path)
+    tmp = _temporary(target)
+    sync = fsync_enabled()
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise _about(exc, target) from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            if sync:
+                os.fsync(out.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _commit(tmp, target, sync)
+
+
+def write_symlink(path: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Make `path` a symbolic link to `target` atomically: a reader finds the old entry
+    or the new link, never no entry at all."""
+    where = os.fspath(path)
+    tmp = _temporary(where)
+    try:
+        os.symlink(target, tmp)
+    except OSError as exc:
+        raise _about(exc, where) from None
+    _commit(tmp, where, fsync_enabled())
+
+
+def _temporary(target: str) -> str:
+    """A hidden name beside `target` for its next content (`.tmp-<name>-<8 hex>`, the
+    form `loom gc` recognises as a killed writer's leftover)."""
+    cut = target.rfind("/") + 1
+    # A random suffix (Python's generator: no system call) keeps writers of the same
+    # name apart, and a file left by a killed writer never blocks the next one.
+    return f"{target[:cut]}.tmp-{target[cut:]}-{getrandbits(32):08x}"
+
+
+def _commit(tmp: str, target: str, sync: bool) -> None:
+    """Rename a finished temporary file over `target`; then, under the fsync policy,
+    make the rename durable."""
     try:
         os.replace(tmp, target)
     except BaseException:
@@ -78,7 +130,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             os.unlink(tmp)
         raise
     if sync:
-        fsync_dir(directory or ".")
+        fsync_dir(target[: target.rfind("/") + 1] or ".")
 
 
 def utf8(text: str) -> bytes:

@@ -250,6 +250,21 @@ class ProcessDir:
         finally:
             os.close(fd)
 
+    def served_by(self) -> int | None:
+        """The pid of the process that serves this queue now, None when none does.
+
+        The one answer to "is it running" for `ps`, `stop`, `gc` and `loom up`. The
+        queue's lock is the truth (SPEC 4); the pid file answers only when nobody holds
+        the lock: for a runner of the original TypeScript loom, which takes none, and for
+        a child the supervisor just spawned that has not taken it yet. 0 means served by
+        a process whose pid is not known.
+        """
+        owner = self.owner_pid()
+        if owner:
+            return owner
+        alive = self.alive_pid()
+        return alive if alive is not None else owner
+
 
 def process_start(pid: int) -> float | None:
     """When process `pid` started, in Unix seconds; None when it is gone or a zombie, or
@@ -368,14 +383,31 @@ def find(name: str, root: Path | None = None) -> ProcessDir:
     raise NotFound(f"no agent or pipe named '{name}' under {base}; see 'loom agent ps --all'")
 
 
-def all_processes(root: Path | None = None) -> list[ProcessDir]:
-    """Every agent and pipe instance that has a status file, sorted by name."""
+def all_processes(root: Path | None = None, *, unstarted: bool = False) -> list[ProcessDir]:
+    """Every agent and pipe instance under the home, agents first, each kind by name.
+
+    This is the one answer to "what exists" for `ps`, `stats`, `trace`, `gc`, the
+    supervisor and `loom up`. A process is a folder of `agents/` or `pipes/` with a valid
+    name (anything else there is not loom's to touch) and a status file. With
+    `unstarted`, a folder that holds an inbox or an outbox but no status counts too:
+    the queue `loom send` makes for a name not started yet, or a folder left half
+    created; its messages are still there to trace, count and tidy. A pipe's folder
+    holding only its definition (`pipes/<pipe>/config.json`) is never a process.
+    """
     base = root or home()
     found: list[ProcessDir] = []
     for kind in KINDS:
-        with contextlib.suppress(FileNotFoundError):
-            for entry in sorted(os.listdir(base / kind)):
-                if (base / kind / entry / "status").exists():
-                    with contextlib.suppress(Exception):
-                        found.append(ProcessDir(base, kind, entry))
+        try:
+            names = sorted(os.listdir(base / kind))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            path = base / kind / name
+            if not (
+                (path / "status").is_file()
+                or (unstarted and ((path / "inbox").is_dir() or (path / "outbox").is_dir()))
+            ):
+                continue
+            with contextlib.suppress(LoomError):
+                found.append(ProcessDir(base, kind, name))
     return found

@@ -35,13 +35,13 @@ class ProcessRow:
 
 
 def effective_status(proc: ProcessDir) -> tuple[str, int | None]:
-    """The status file, corrected by whether its pid is alive.
+    """The status file, corrected by whether a process serves the queue now, and its pid.
 
     A process that died without writing its last status (SIGKILL) says running or
-    idle; without a live pid that is an `error`, not a running agent.
+    idle; with nobody serving its queue that is an `error`, not a running agent.
     """
     status = proc.status or "pending"
-    pid = proc.alive_pid()
+    pid = proc.served_by()
     if status in ("running", "idle") and pid is None:
         return "error", None
     return status, pid
@@ -109,7 +109,11 @@ def stop(name: str, timeout: float = 10.0) -> StopResult:
     The process finishes or puts back its current message; nothing restarts it.
     """
     proc = homes.find(name)
-    pid = proc.alive_pid()
+    pid = proc.served_by()
+    if not pid or pid == _supervisor_pid(proc):
+        # Unknown, or the supervisor holding a dead process's queue for a moment while
+        # it answers that process's claims (SPEC 8): nothing of this process to signal.
+        pid = None
     if pid is not None:
         proc.request_stop(pid)  # first: the supervisor may reap it before we return
     proc.set_status("stopped")
@@ -125,6 +129,14 @@ def stop(name: str, timeout: float = 10.0) -> StopResult:
             return StopResult(name, was_running=True, exited=True)
         time.sleep(0.02)
     return StopResult(name, was_running=True, exited=False)
+
+
+def _supervisor_pid(proc: ProcessDir) -> int | None:
+    try:
+        raw = (proc.path.parent.parent / "supervisor.pid").read_text("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(raw) if raw.isdigit() else None
 
 
 def log_files(proc: ProcessDir) -> list[Path]:

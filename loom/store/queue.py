@@ -45,6 +45,19 @@ def write_message(directory: Path, msg: Message, filename: str | None = None) ->
     return path
 
 
+def deliver_copy(inbox: Path, filename: str, raw: bytes) -> Path:
+    """Put `raw`, the bytes of a message file, into `inbox` as `filename` (atomic).
+
+    The router's delivery (SPEC 7): the copy keeps the file's name and bytes, so its
+    origin and id stay as the producer wrote them.
+    """
+    if not is_message_name(filename) or "/" in filename:
+        raise ValueError(f"not a message file name: {filename!r}")
+    path = inbox / filename
+    atomic.write_bytes(path, raw)
+    return path
+
+
 def read_message(path: str | os.PathLike[str]) -> Message:
     """Read and validate one message file (safely: see `loom.store.message.read_file`)."""
     return parse(read_file(path))

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loom.errors import LoomError
 from loom.store import atomic
 from loom.store import home as homes
 from loom.store.home import ProcessDir
@@ -232,23 +231,6 @@ def queue_depths(proc: ProcessDir) -> dict[str, int]:
     return depths
 
 
-def processes(home: Path) -> list[ProcessDir]:
-    """Every agent and pipe instance, and every inbox waiting for one that never ran
-    (`loom send` to a name not started yet), sorted by kind and name."""
-    found = []
-    for kind in homes.KINDS:
-        try:
-            names = sorted(os.listdir(home / kind))
-        except FileNotFoundError:
-            continue
-        for name in names:
-            path = home / kind / name
-            if (path / "status").exists() or (path / "inbox").is_dir():
-                with contextlib.suppress(LoomError):
-                    found.append(ProcessDir(home, kind, name))
-    return found
-
-
 class Collector:
     """Keeps the log tallies of every process between calls; `collect` brings them up to date."""
 
@@ -278,7 +260,7 @@ class Collector:
         alive = {SUPERVISOR}
         supervisor = self.tallies.setdefault(SUPERVISOR, Tally())
         self.changed |= read_logs(self.home / "supervisor" / "logs", supervisor, budget)
-        for proc in processes(self.home):
+        for proc in homes.all_processes(self.home, unstarted=True):
             key = f"{proc.kind}/{proc.name}"
             alive.add(key)
             tally = self.tallies.setdefault(key, Tally())

@@ -8,7 +8,6 @@ tool in the project and global plugin folders; an empty one means none.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -64,9 +63,7 @@ def write(agent_dir: Path, chosen: dict[str, Path] | None) -> None:
         return
     atomic.make_private_dir(folder)
     for name, target in chosen.items():
-        temporary = folder / f".tmp-{name}-{os.urandom(4).hex()}"
-        os.symlink(target, temporary)
-        os.replace(temporary, folder / name)
+        atomic.write_symlink(folder / name, target)
     for entry in folder.iterdir():
         if entry.name not in chosen and (entry.is_symlink() or entry.is_file()):
             entry.unlink()

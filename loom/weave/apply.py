@@ -107,7 +107,7 @@ def _apply_agent(agent: AgentDef, me: str, plan: Plan) -> None:
     if proc.read(HASH_FILE) == digest and status in ACTIVE and proc.read(OWNER_FILE) == me:
         plan.unchanged.append(agent.name)
         return
-    running = proc.alive_pid() is not None
+    running = proc.served_by() is not None
     if running:
         stop(agent.name)
     spec = agents.AgentSpec(
@@ -142,7 +142,7 @@ def _apply_instance(
     if proc.read(HASH_FILE) == digest and status in ACTIVE and proc.read(OWNER_FILE) == me:
         plan.unchanged.append(instance)
         return
-    running = proc.alive_pid() is not None
+    running = proc.served_by() is not None
     if running:
         stop(instance)
     if "~" in instance:  # a node-form pipe's folder holds its definition already
@@ -159,7 +159,7 @@ def down(weave: Weave, home: Path) -> list[str]:
     """Stop every process the weave started; all state stays on disk."""
     stopped = []
     for proc in _owned_processes(home, weave):
-        if proc.status in ACTIVE or proc.alive_pid() is not None:
+        if proc.status in ACTIVE or proc.served_by() is not None:
             stop(proc.name)
             stopped.append(proc.name)
     return stopped

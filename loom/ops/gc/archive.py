@@ -94,25 +94,13 @@ def member(lines: Iterable[dict[str, Any]]) -> bytes:
 
 
 def append_member(path: Path, data: bytes) -> None:
-    """Add a gzip member to `path` atomically: copy the old bytes and the member to a
-    temporary file, then rename it into place."""
+    """Add a gzip member to `path` atomically: the old bytes and the member go to a
+    new file that then takes its place."""
     atomic.make_private_dir(path.parent)
-    tmp = path.parent / f".tmp-{path.name}-{os.urandom(4).hex()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with open(fd, "wb") as out:
-            try:
-                with open(path, "rb") as old:
-                    shutil.copyfileobj(old, out, 1 << 20)
-            except FileNotFoundError:
-                pass
-            out.write(data)
-            out.flush()
-            if atomic.fsync_enabled():
-                os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if atomic.fsync_enabled():
-        atomic.fsync_dir(path.parent)
+    with atomic.replacing(path) as out:
+        try:
+            with open(path, "rb") as old:
+                shutil.copyfileobj(old, out, 1 << 20)
+        except FileNotFoundError:
+            pass
+        out.write(data)

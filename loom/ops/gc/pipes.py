@@ -146,6 +146,6 @@ def _stamp(folder: Path) -> list[tuple[int, int, int] | None]:
 
 def _running(proc: ProcessDir) -> bool:
     try:
-        return proc.alive_pid() is not None
+        return proc.served_by() is not None
     except LoomError:
         return False

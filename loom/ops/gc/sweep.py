@@ -9,7 +9,6 @@ temporary files left by killed writers are removed.
 from __future__ import annotations
 
 import fcntl
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from loom.ops.gc.retention import Retention
 from loom.routing import Leg, load_routes, table_legs
 from loom.routing.ledger import Start, read_since, router_dir
 from loom.store import atomic
-from loom.store.home import KINDS, ProcessDir
+from loom.store.home import ProcessDir, all_processes
 
 
 @contextmanager
@@ -45,22 +44,9 @@ def process_dirs(home: Path, only: str | None = None) -> list[ProcessDir]:
     """Every agent and pipe instance folder with a queue (or just `only`)."""
     if only is not None:
         validate_process_name(only)
-    found = []
-    for kind in KINDS:
-        try:
-            names = sorted(os.listdir(home / kind))
-        except FileNotFoundError:
-            continue
-        for name in names:
-            if only is not None and name != only:
-                continue
-            path = home / kind / name
-            if not ((path / "inbox").is_dir() or (path / "outbox").is_dir()):
-                continue  # e.g. pipes/<pipe>/ holding only a definition
-            try:
-                found.append(ProcessDir(home, kind, name))
-            except LoomError:
-                continue
+    found = [
+        proc for proc in all_processes(home, unstarted=True) if only is None or proc.name == only
+    ]
     if only is not None and not found:
         raise NotFound(f"no agent or pipe named '{only}' under {home}; see 'loom agent ps --all'")
     return found

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loom.ops.trace.archived import ArchiveView
 from loom.ops.trace.copies import FOLDERS, Copy, Process, ts_of
-from loom.store.home import KINDS
+from loom.store.home import all_processes
 
 # After this many lookups by name, listing every folder once beats a stat per folder.
 STAT_LOOKUPS = 64
@@ -26,15 +26,8 @@ class Places:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.processes: list[Process] = []
-        for kind in KINDS:
-            try:
-                names = sorted(os.listdir(home / kind))
-            except FileNotFoundError:
-                continue
-            for name in names:
-                path = home / kind / name
-                if (path / "inbox").is_dir() or (path / "outbox").is_dir():
-                    self.processes.append(Process(kind[:-1], name, path))
+        for proc in all_processes(home, unstarted=True):
+            self.processes.append(Process(proc.kind[:-1], proc.name, proc.path))
         self.by_name = {p.name: p for p in self.processes}
         self._listings: dict[str, set[str]] = {}
         self._sorted: dict[str, list[tuple[int, str]]] = {}
