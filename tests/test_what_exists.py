@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from conftest import run_loom
-from loom.message import new_message
-from loom.queue import write_message
+
+from loom.store.message import new_message
+from loom.store.queue import write_message
 
 STARTED = {"alpha", "p~alpha→beta"}
 UNSTARTED = {"waiting", "half"}  # a queue and no status: `loom send` before a start, a crash
