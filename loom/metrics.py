@@ -26,7 +26,7 @@ from loom import home as homes
 from loom.errors import LoomError
 from loom.home import ProcessDir
 from loom.processes import effective_status
-from loom.queue import FAILED, IN_PROGRESS, UNREADABLE, is_message_name
+from loom.queue import FAILED, IN_PROGRESS, UNREADABLE, count_messages
 
 STATE_FILE = "metrics.state.json"
 SUPERVISOR = "supervisor"  # the key of the supervisor's log in the state
@@ -223,13 +223,7 @@ class ProcessMetrics:
 
 def queue_depths(proc: ProcessDir) -> dict[str, int]:
     """Messages pending, in progress, failed and unreadable in `proc`'s inbox."""
-    depths = {}
-    for label, folder in _QUEUES:
-        try:
-            depths[label] = sum(1 for n in os.listdir(proc.inbox / folder) if is_message_name(n))
-        except (FileNotFoundError, NotADirectoryError):
-            depths[label] = 0
-    return depths
+    return {label: count_messages(proc.inbox / folder) for label, folder in _QUEUES}
 
 
 def processes(home: Path) -> list[ProcessDir]:

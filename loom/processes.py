@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from loom import home as homes
+from loom.elapsed import format_elapsed
 from loom.home import ProcessDir
 from loom.logs import severity
 
@@ -84,16 +85,8 @@ def rows(include_all: bool = False) -> list[ProcessRow]:
 
 
 def format_uptime(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    """`42s`, `5m10s`, `2h05m`, `3d04h`; `-` when the process is not running."""
+    return format_elapsed(seconds)
 
 
 @dataclass(frozen=True)

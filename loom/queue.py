@@ -59,6 +59,14 @@ def list_messages(directory: Path) -> list[str]:
     return sorted(n for n in names if is_message_name(n))
 
 
+def count_messages(directory: Path) -> int:
+    """How many `.msg` files `directory` holds; 0 when it does not exist (yet)."""
+    try:
+        return sum(1 for n in os.listdir(directory) if is_message_name(n))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+
+
 @dataclass
 class Recovery:
     """What `Queue.recover` did with files left in `.in-progress/`."""

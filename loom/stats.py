@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from loom import metrics
+from loom.elapsed import format_elapsed
 from loom.errors import ConfigError
 from loom.routing import overview
 
@@ -50,11 +51,8 @@ def collect(home: Path) -> Stats:
 
 
 def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    return f"{seconds:.1f}s"
+    """`420ms` or `3.2s` (never minutes: an average processing time); `-` for none."""
+    return format_elapsed(seconds, fraction=True, largest="s")
 
 
 def render(stats: Stats) -> str:

@@ -29,6 +29,7 @@ from loom.queue import (
     IN_PROGRESS,
     PROCESSED,
     UNREADABLE,
+    count_messages,
     is_message_name,
 )
 from loom.routing.condition import Condition, ExpressionError
@@ -331,11 +332,7 @@ class Router:
     def _full(self, inbox: Path, limit: int, room: dict[Path, int]) -> bool:
         count = room.get(inbox)
         if count is None:
-            try:
-                count = sum(1 for n in os.listdir(inbox) if is_message_name(n))
-            except FileNotFoundError:
-                count = 0
-            room[inbox] = count
+            count = room[inbox] = count_messages(inbox)
         return count >= limit
 
     def _deliver(

@@ -13,6 +13,7 @@ from loom import home as homes
 from loom.home import ProcessDir
 from loom.pipeline import save_definition
 from loom.processes import effective_status, stop
+from loom.queue import count_messages
 from loom.routing.edge import Edge, edge_from_json
 from loom.routing.endpoints import instances
 from loom.routing.table import replace_routes
@@ -174,13 +175,6 @@ class Row:
     failed: int
 
 
-def _count(directory: Path) -> int:
-    try:
-        return sum(1 for n in os.listdir(directory) if n.endswith(".msg"))
-    except FileNotFoundError:
-        return 0
-
-
 def snapshot(weave: Weave, home: Path) -> list[Row]:
     """Status and queue counts of every process of the weave."""
     rows = []
@@ -190,9 +184,9 @@ def snapshot(weave: Weave, home: Path) -> list[Row]:
             Row(
                 proc.name,
                 status,
-                _count(proc.inbox) + _count(proc.inbox / ".in-progress"),
-                _count(proc.inbox / ".processed"),
-                _count(proc.inbox / ".failed"),
+                count_messages(proc.inbox) + count_messages(proc.inbox / ".in-progress"),
+                count_messages(proc.inbox / ".processed"),
+                count_messages(proc.inbox / ".failed"),
             )
         )
     return rows
