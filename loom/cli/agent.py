@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from loom.cli._common import die, handle_errors
+from loom.cli._common import columns, die, handle_errors
 
 if TYPE_CHECKING:
     from loom.home import ProcessDir
@@ -184,9 +184,7 @@ def ps(
     for r in found:
         uptime = processes.format_uptime(r.uptime_s)
         table.append((r.name, r.status, r.model, str(r.restarts), uptime))
-    widths = [max(len(row[i]) for row in table) for i in range(5)]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(columns(table))
 
 
 @app.command()
