@@ -27,8 +27,7 @@ from loom.providers.tool_calls import (
     ChatDialect,
     arguments_object,
     arguments_text,
-    chat_messages,
-    function_tools,
+    chat_body,
     new_call_id,
 )
 
@@ -53,16 +52,7 @@ class OllamaProvider(HttpProvider):
         return {"Accept": "application/x-ndjson"}
 
     def _body(self, request: Request) -> dict[str, Any]:
-        messages = chat_messages(request, _DIALECT)
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": messages,
-            "stream": True,
-            "options": {"num_predict": request.max_tokens},
-        }
-        if request.tools:
-            body["tools"] = function_tools(request.tools)
-        return body
+        return chat_body(request, _DIALECT, options={"num_predict": request.max_tokens})
 
     def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
         answer = _Reply()

@@ -30,8 +30,7 @@ from loom.providers.tool_calls import (
     ChatDialect,
     PendingCalls,
     arguments_text,
-    chat_messages,
-    function_tools,
+    chat_body,
     new_call_id,
 )
 
@@ -48,17 +47,11 @@ class OpenAIWireProvider(HttpProvider):
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "text/event-stream"}
 
     def _body(self, request: Request) -> dict[str, Any]:
-        messages = chat_messages(request, _DIALECT)
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": messages,
-            "stream": True,
+        fields: dict[str, Any] = {
             "stream_options": {"include_usage": True},
             self.max_tokens_field: request.max_tokens,
         }
-        if request.tools:
-            body["tools"] = function_tools(request.tools)
-        return body
+        return chat_body(request, _DIALECT, **fields)
 
     def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
         parts: list[str] = []

@@ -83,6 +83,20 @@ def chat_messages(request: Request, dialect: ChatDialect) -> list[dict[str, Any]
     return messages
 
 
+def chat_body(request: Request, dialect: ChatDialect, **fields: Any) -> dict[str, Any]:
+    """A streamed chat request's body: the model, the messages, the API's own `fields`
+    (its token limit, stream options) and the tools when there are any."""
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": chat_messages(request, dialect),
+        "stream": True,
+        **fields,
+    }
+    if request.tools:
+        body["tools"] = function_tools(request.tools)
+    return body
+
+
 @dataclass
 class _Parts:
     id: str = ""
