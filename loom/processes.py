@@ -14,7 +14,7 @@ from pathlib import Path
 from loom import home as homes
 from loom.elapsed import format_elapsed
 from loom.home import ProcessDir
-from loom.logs import severity
+from loom.logs import parse_line, read_lines, severity
 
 ACTIVE = ("pending", "running", "idle", "restarting")
 
@@ -131,12 +131,10 @@ def at_least(line: str, level: str | None) -> bool:
     """Whether a log line's level is `level` or more severe (always true without one)."""
     if level is None:
         return True
-    try:
-        rec = json.loads(line)
-        found = rec.get("level") if isinstance(rec, dict) else None
-    except ValueError:
+    rec = parse_line(line)
+    if rec is None:
         return True  # not a record: show it rather than hide it
-    rank = severity(found)
+    rank = severity(rec.get("level"))
     if rank is None:
         return True
     return rank >= (severity(level) or 0)
@@ -160,10 +158,11 @@ def tail(name: str, count: int, level: str | None = None) -> tuple[list[str], Po
     have = 0
     position: Position = (None, 0)
     for path in reversed(files):
-        data = path.read_bytes()
         if path == files[-1]:
-            data = data[: data.rfind(b"\n") + 1]  # a line being written is followed later
-            position = (path, len(data))
+            data, end = read_lines(path)  # a line being written is followed later
+            position = (path, end)
+        else:
+            data = path.read_bytes()
         if have >= count:
             break
         lines = data.decode("utf-8", errors="replace").splitlines()
@@ -190,11 +189,7 @@ def follow(name: str, poll: float = 0.2, since: Position | None = None) -> Itera
         files = log_files(proc)
         newest = files[-1] if files else None
         if current is not None:
-            with open(current, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-            complete = chunk[: chunk.rfind(b"\n") + 1]
-            offset += len(complete)
+            complete, offset = read_lines(current, offset)
             yield from complete.decode("utf-8", errors="replace").splitlines()
         if newest is not None and newest != current:
             current, offset = newest, 0
@@ -204,11 +199,8 @@ def follow(name: str, poll: float = 0.2, since: Position | None = None) -> Itera
 
 def render_log_line(line: str) -> str:
     """A log record as `ts level event key=value ...` for people."""
-    try:
-        rec = json.loads(line)
-    except ValueError:
-        return line
-    if not isinstance(rec, dict):
+    rec = parse_line(line)
+    if rec is None:
         return line
     head = f"{rec.pop('ts', '')} {rec.pop('level', ''):<7} {rec.pop('event', '')}"
     rec.pop("process", None)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loom.gc import archive
+from loom.logs import parse_line
 from loom.trace.copies import Copy
 
 
@@ -87,11 +88,8 @@ def _pipe_result(logs: Path, filename: str, acked_ms: int | None) -> tuple[str, 
     needle = filename.encode()
     for day in sorted(days):
         for line in _log_lines(logs, day, needle):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(record, dict) or record.get("msg") != filename:
+            record = parse_line(line)
+            if record is None or record.get("msg") != filename:
                 continue
             if record.get("event") == "dropped":
                 dropped.append(str(record.get("operator")))
