@@ -77,6 +77,24 @@ def test_follow_carries_on_into_the_next_days_file(
     assert follower.poll() is None
 
 
+def test_follow_reads_a_replaced_day_file_from_its_start(
+    loom_home: Path, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    log = noisy_agent(loom_home)
+    follower = spawn_loom("agent", "logs", "a", "-f", "-n", "1", "--json")
+    reap.append(follower)
+    lines = reader(follower)
+    assert json.loads(lines.get(timeout=10))["event"] == "serving"
+    # The day file is replaced by a shorter one (restored from a backup, say): its
+    # lines are new to the reader and are shown, not skipped as already read.
+    today = log.dir / f"{datetime.now(UTC).strftime('%Y-%m-%d')}.ndjson"
+    fresh = today.with_name("fresh.tmp")
+    fresh.write_text(json.dumps({"ts": "t", "level": "info", "event": "restored"}) + "\n")
+    fresh.replace(today)
+    assert json.loads(lines.get(timeout=10))["event"] == "restored"
+    assert follower.poll() is None
+
+
 @pytest.mark.usefixtures("stop_all")
 def test_every_process_logs_ts_level_event_and_the_message(loom_home: Path) -> None:
     for name in ("a", "b"):

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from loom.errors import LoomError, UnreadableMessage
+from loom.errors import LoomError
 from loom.store.home import ProcessDir
-from loom.store.message import FILENAME_RE, Message
-from loom.store.queue import RECOVERY_SKEW_MS, Queue, list_messages, read_message
+from loom.store.message import Message
+from loom.store.queue import RECOVERY_SKEW_MS, Queue
 from loom.store.watch import watcher
 
 # Even with inotify, look at the outbox and at the owner now and then: an event can
@@ -87,20 +87,8 @@ def ask(proc: ProcessDir, model: str, messages: list[Message]) -> Iterator[Messa
 def _scan(
     queue: Queue, floor: int, seen: set[str], wanted: set[str], found: dict[str, Message]
 ) -> None:
-    for out in list_messages(queue.outbox):
-        if out in seen:
-            continue
-        seen.add(out)
-        m = FILENAME_RE.fullmatch(out)
-        if m and int(m.group(1)) < floor:
-            continue
-        try:
-            reply = read_message(queue.outbox / out)
-        except (UnreadableMessage, OSError):
-            continue
-        parent = (reply.origin or "").rsplit("/", 1)[-1]
-        if parent in wanted:
-            found.setdefault(parent, reply)
+    for parent, reply in queue.replies_to(wanted, floor, seen).items():
+        found.setdefault(parent, reply)
 
 
 def _check_owner(proc: ProcessDir, name: str) -> None:

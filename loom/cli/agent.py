@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from loom.cli._common import die, handle_errors
+from loom.cli._common import columns, die, handle_errors
 
 app = typer.Typer(help="Start, list, stop and inspect agents.", no_args_is_help=True)
 
@@ -130,9 +130,7 @@ def ps(
     for r in found:
         uptime = processes.format_uptime(r.uptime_s)
         table.append((r.name, r.status, r.model, str(r.restarts), uptime))
-    widths = [max(len(row[i]) for row in table) for i in range(5)]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(columns(table))
 
 
 @app.command()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loom.cli._common import handle_errors
+from loom.cli._common import columns, handle_errors
 
 
 def _nudge() -> None:
@@ -106,6 +106,4 @@ def routes(
                 f"held ({r['pending']} waiting)" if r["held"] else "no",
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(columns(table))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from loom.cli._common import handle_errors
+from loom.cli._common import columns, handle_errors
 
 
 @handle_errors
@@ -32,4 +32,4 @@ def stats(
     if as_json:
         print(json.dumps(result.to_json(), ensure_ascii=False))
     else:
-        print(numbers.render(result))
+        print("\n\n".join(columns(rows) for rows in numbers.tables(result)))

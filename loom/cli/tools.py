@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loom.cli._common import handle_errors
+from loom.cli._common import columns, handle_errors
 
 DESCRIPTION_WIDTH = 70
 
@@ -45,6 +45,4 @@ def tools(
             if len(about) > DESCRIPTION_WIDTH:
                 about = about[: DESCRIPTION_WIDTH - 1] + "…"
         table.append((plugin.name, plugin.origin, about))
-    widths = [max(len(row[i]) for row in table) for i in range(2)]
-    for name, origin, about in table:
-        print(f"{name.ljust(widths[0])}  {origin.ljust(widths[1])}  {about}".rstrip())
+    print(columns(table))

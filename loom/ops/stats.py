@@ -8,11 +8,11 @@ in `loom routes`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loom.elapsed import format_elapsed
 from loom.errors import ConfigError
 from loom.routing import overview
 from loom.supervisor import metrics
@@ -50,16 +50,14 @@ def collect(home: Path) -> Stats:
 
 
 def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    return f"{seconds:.1f}s"
+    """`420ms` or `3.2s` (never minutes: an average processing time); `-` for none."""
+    return format_elapsed(seconds, fraction=True, largest="s")
 
 
-def render(stats: Stats) -> str:
-    """Two tables for people: processes, then routes (when there are any)."""
-    rows = [
+def tables(stats: Stats) -> list[list[tuple[str, ...]]]:
+    """The rows of two tables for people (a header first): processes, then routes when
+    there are any."""
+    rows: list[tuple[str, ...]] = [
         (
             "NAME",
             "KIND",
@@ -91,9 +89,9 @@ def render(stats: Stats) -> str:
                 format_seconds(average),
             )
         )
-    text = _table(rows)
+    found: list[list[tuple[str, ...]]] = [rows]
     if stats.routes:
-        edges = [("FROM", "PIPE", "TO", "FORWARDED", "HELD", "WAITING")]
+        edges: list[tuple[str, ...]] = [("FROM", "PIPE", "TO", "FORWARDED", "HELD", "WAITING")]
         for r in stats.routes:
             edges.append(
                 (
@@ -105,13 +103,5 @@ def render(stats: Stats) -> str:
                     str(r.get("pending", 0)),
                 )
             )
-        text += "\n\n" + _table(edges)
-    return text
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+        found.append(edges)
+    return found

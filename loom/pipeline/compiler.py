@@ -15,7 +15,7 @@ compiles.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from numbers import Number
 from typing import Any
 
@@ -318,12 +318,7 @@ def _projection(node: Node) -> Compiled:
         base = left(value, msg)
         if not isinstance(base, list):
             return None
-        collected = []
-        for element in base:
-            found = right(element, msg)
-            if found is not None:
-                collected.append(found)
-        return collected
+        return _collect(base, right, msg)
 
     return project
 
@@ -337,14 +332,19 @@ def _value_projection(node: Node) -> Compiled:
             elements = base.values()
         except AttributeError:
             return None
-        collected = []
-        for element in elements:
-            found = right(element, msg)
-            if found is not None:
-                collected.append(found)
-        return collected
+        return _collect(elements, right, msg)
 
     return project
+
+
+def _collect(elements: Iterable[Any], right: Compiled, msg: Message) -> list[Any]:
+    """`right` of each element, without the None results: what a projection yields."""
+    collected = []
+    for element in elements:
+        found = right(element, msg)
+        if found is not None:
+            collected.append(found)
+    return collected
 
 
 def _filter_projection(node: Node) -> Compiled:

@@ -12,6 +12,7 @@ from loom.pipeline import PipeDef, catalog_dir, load_file, parse_definition, sav
 from loom.pipeline.yaml_lines import read_yaml
 from loom.store import home as homes
 from loom.store.processes import effective_status
+from loom.store.queue import count_messages
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,7 @@ def instances(home: Path) -> list[InstanceRow]:
         if proc.kind != "pipes":
             continue
         status, _ = effective_status(proc)
-        try:
-            waiting = sum(1 for p in proc.inbox.iterdir() if p.name.endswith(".msg"))
-        except FileNotFoundError:
-            waiting = 0
+        waiting = count_messages(proc.inbox)
         rows.append(InstanceRow(proc.name, proc.name.split("~", 1)[0], status, waiting))
     return rows
 

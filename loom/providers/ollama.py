@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loom.errors import ProviderError
-from loom.providers.base import Completion, Request, TextSink, ToolCall, Turn, Usage
+from loom.providers.base import Completion, Request, TextSink, ToolCall, Usage
 from loom.providers.http import (
     HttpProvider,
     decode_object,
@@ -24,9 +24,10 @@ from loom.providers.http import (
 )
 from loom.providers.response import ResponseReader
 from loom.providers.tool_calls import (
+    ChatDialect,
     arguments_object,
     arguments_text,
-    function_tools,
+    chat_body,
     new_call_id,
 )
 
@@ -51,18 +52,7 @@ class OllamaProvider(HttpProvider):
         return {"Accept": "application/x-ndjson"}
 
     def _body(self, request: Request) -> dict[str, Any]:
-        messages = [{"role": "system", "content": request.system}] if request.system else []
-        for turn in request.turns:
-            messages += _messages(turn)
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": messages,
-            "stream": True,
-            "options": {"num_predict": request.max_tokens},
-        }
-        if request.tools:
-            body["tools"] = function_tools(request.tools)
-        return body
+        return chat_body(request, _DIALECT, options={"num_predict": request.max_tokens})
 
     def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
         answer = _Reply()
@@ -161,20 +151,14 @@ def _call(call: dict[str, Any]) -> ToolCall:
     )
 
 
-def _messages(turn: Turn) -> list[dict[str, Any]]:
-    """One turn as chat messages; Ollama wants arguments back as objects."""
-    if turn.tool_results:
-        return [
-            {"role": "tool", "content": result.content, "tool_name": result.name}
-            for result in turn.tool_results
-        ]
-    if turn.tool_calls:
-        calls = [
-            {"function": {"name": call.name, "arguments": arguments_object(call.arguments)}}
-            for call in turn.tool_calls
-        ]
-        return [{"role": "assistant", "content": turn.content, "tool_calls": calls}]
-    return [{"role": turn.role, "content": turn.content}]
+# Ollama names the tool a result comes from (its calls carry no ids) and wants the
+# arguments of earlier calls back as objects.
+_DIALECT = ChatDialect(
+    result=lambda result: {"role": "tool", "content": result.content, "tool_name": result.name},
+    call=lambda call: {
+        "function": {"name": call.name, "arguments": arguments_object(call.arguments)}
+    },
+)
 
 
 def _ignore(text: str) -> None:

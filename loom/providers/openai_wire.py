@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from loom.errors import ProviderError
-from loom.providers.base import Completion, Request, TextSink, ToolCall, Turn, Usage
+from loom.providers.base import Completion, Request, TextSink, ToolCall, Usage
 from loom.providers.http import (
     HttpProvider,
     classify_status,
@@ -27,9 +27,10 @@ from loom.providers.http import (
 from loom.providers.response import ResponseReader
 from loom.providers.sse import DONE, parse_sse
 from loom.providers.tool_calls import (
+    ChatDialect,
     PendingCalls,
     arguments_text,
-    function_tools,
+    chat_body,
     new_call_id,
 )
 
@@ -46,19 +47,11 @@ class OpenAIWireProvider(HttpProvider):
         return {"Authorization": f"Bearer {self._api_key}", "Accept": "text/event-stream"}
 
     def _body(self, request: Request) -> dict[str, Any]:
-        messages = [{"role": "system", "content": request.system}] if request.system else []
-        for turn in request.turns:
-            messages += chat_messages(turn)
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": messages,
-            "stream": True,
+        fields: dict[str, Any] = {
             "stream_options": {"include_usage": True},
             self.max_tokens_field: request.max_tokens,
         }
-        if request.tools:
-            body["tools"] = function_tools(request.tools)
-        return body
+        return chat_body(request, _DIALECT, **fields)
 
     def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
         parts: list[str] = []
@@ -118,25 +111,20 @@ class OpenAIWireProvider(HttpProvider):
         )
 
 
-def chat_messages(turn: Turn) -> list[dict[str, Any]]:
-    """One turn as chat messages: a tool turn becomes one `role: tool` message per result."""
-    if turn.tool_results:
-        return [
-            {"role": "tool", "tool_call_id": result.call_id, "content": result.content}
-            for result in turn.tool_results
-        ]
-    if turn.tool_calls:
-        calls = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments},
-            }
-            for call in turn.tool_calls
-        ]
-        # OpenAI's schema: content may be null when the turn is only tool calls.
-        return [{"role": "assistant", "content": turn.content or None, "tool_calls": calls}]
-    return [{"role": turn.role, "content": turn.content}]
+# OpenAI's schema: content may be null when the turn is only tool calls.
+_DIALECT = ChatDialect(
+    result=lambda result: {
+        "role": "tool",
+        "tool_call_id": result.call_id,
+        "content": result.content,
+    },
+    call=lambda call: {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    },
+    null_content=True,
+)
 
 
 def _first_choice(chunk: dict[str, Any], key: str, source: str) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from loom.providers.base import ToolCall, ToolSpec
+from loom.providers.base import Request, ToolCall, ToolResult, ToolSpec
 
 
 def new_call_id() -> str:
@@ -52,6 +53,48 @@ def function_tools(tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
         }
         for tool in tools
     ]
+
+
+@dataclass(frozen=True)
+class ChatDialect:
+    """What the chat-message APIs (OpenAI's and Ollama's) spell differently in a replayed
+    conversation: a tool result, a tool call, and an assistant turn with no text."""
+
+    result: Callable[[ToolResult], dict[str, Any]]
+    call: Callable[[ToolCall], dict[str, Any]]
+    null_content: bool = False  # whether a turn of only tool calls has `content: null`
+
+
+def chat_messages(request: Request, dialect: ChatDialect) -> list[dict[str, Any]]:
+    """The request's system prompt and turns as chat messages; a tool turn becomes one
+    `role: tool` message per result."""
+    messages: list[dict[str, Any]] = (
+        [{"role": "system", "content": request.system}] if request.system else []
+    )
+    for turn in request.turns:
+        if turn.tool_results:
+            messages += [dialect.result(result) for result in turn.tool_results]
+        elif turn.tool_calls:
+            content = (turn.content or None) if dialect.null_content else turn.content
+            calls = [dialect.call(call) for call in turn.tool_calls]
+            messages.append({"role": "assistant", "content": content, "tool_calls": calls})
+        else:
+            messages.append({"role": turn.role, "content": turn.content})
+    return messages
+
+
+def chat_body(request: Request, dialect: ChatDialect, **fields: Any) -> dict[str, Any]:
+    """A streamed chat request's body: the model, the messages, the API's own `fields`
+    (its token limit, stream options) and the tools when there are any."""
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": chat_messages(request, dialect),
+        "stream": True,
+        **fields,
+    }
+    if request.tools:
+        body["tools"] = function_tools(request.tools)
+    return body
 
 
 @dataclass

@@ -42,6 +42,7 @@ from loom.store.queue import (
     IN_PROGRESS,
     PROCESSED,
     UNREADABLE,
+    count_messages,
     deliver_copy,
     is_message_name,
 )
@@ -332,11 +333,7 @@ class Router:
     def _full(self, inbox: Path, limit: int, room: dict[Path, int]) -> bool:
         count = room.get(inbox)
         if count is None:
-            try:
-                count = sum(1 for n in os.listdir(inbox) if is_message_name(n))
-            except FileNotFoundError:
-                count = 0
-            room[inbox] = count
+            count = room[inbox] = count_messages(inbox)
         return count >= limit
 
     def _deliver(

@@ -73,3 +73,32 @@ def severity(level: object) -> int | None:
 def stderr_log(logs_dir: Path, process: str, foreground: bool) -> Log:
     """The log of a process; in the foreground warnings also reach stderr."""
     return Log(logs_dir, process, echo=sys.stderr if foreground else None)
+
+
+def parse_line(line: str | bytes) -> dict[str, Any] | None:
+    """The record on one log line; None for a line that is not a JSON object (torn by a
+    crash, or written by something else)."""
+    try:
+        record = json.loads(line)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def read_lines(path: Path, offset: int = 0, budget: int | None = None) -> tuple[bytes, int]:
+    """The whole lines of `path` after byte `offset`, and the offset to read on from.
+
+    A last line still being written is left for the next call. A file shorter than
+    `offset` was replaced: it is read from the start. With a `budget` (bytes read at
+    most), a single line longer than it is passed over, since it could never be read
+    whole. FileNotFoundError when there is no such file.
+    """
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < offset:
+            offset = 0
+        f.seek(offset)
+        chunk = f.read(-1 if budget is None else budget)
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    if not complete and budget is not None and len(chunk) >= budget:
+        return b"", offset + len(chunk)
+    return complete, offset + len(complete)

@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+from loom.elapsed import format_elapsed
 from loom.store import home as homes
 from loom.store.home import ProcessDir
-from loom.store.logs import severity
+from loom.store.logs import parse_line, read_lines, severity
 
 ACTIVE = ("pending", "running", "idle", "restarting")
 
@@ -84,16 +85,8 @@ def rows(include_all: bool = False) -> list[ProcessRow]:
 
 
 def format_uptime(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    """`42s`, `5m10s`, `2h05m`, `3d04h`; `-` when the process is not running."""
+    return format_elapsed(seconds)
 
 
 @dataclass(frozen=True)
@@ -150,12 +143,10 @@ def at_least(line: str, level: str | None) -> bool:
     """Whether a log line's level is `level` or more severe (always true without one)."""
     if level is None:
         return True
-    try:
-        rec = json.loads(line)
-        found = rec.get("level") if isinstance(rec, dict) else None
-    except ValueError:
+    rec = parse_line(line)
+    if rec is None:
         return True  # not a record: show it rather than hide it
-    rank = severity(found)
+    rank = severity(rec.get("level"))
     if rank is None:
         return True
     return rank >= (severity(level) or 0)
@@ -174,10 +165,11 @@ def tail(name: str, count: int, level: str | None = None) -> tuple[list[str], Po
     have = 0
     position: Position = (None, 0)
     for path in reversed(files):
-        data = path.read_bytes()
         if path == files[-1]:
-            data = data[: data.rfind(b"\n") + 1]  # a line being written is followed later
-            position = (path, len(data))
+            data, end = read_lines(path)  # a line being written is followed later
+            position = (path, end)
+        else:
+            data = path.read_bytes()
         if have >= count:
             break
         lines = data.decode("utf-8", errors="replace").splitlines()
@@ -204,11 +196,7 @@ def follow(name: str, poll: float = 0.2, since: Position | None = None) -> Itera
         files = log_files(proc)
         newest = files[-1] if files else None
         if current is not None:
-            with open(current, "rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-            complete = chunk[: chunk.rfind(b"\n") + 1]
-            offset += len(complete)
+            complete, offset = read_lines(current, offset)
             yield from complete.decode("utf-8", errors="replace").splitlines()
         if newest is not None and newest != current:
             current, offset = newest, 0
@@ -218,11 +206,8 @@ def follow(name: str, poll: float = 0.2, since: Position | None = None) -> Itera
 
 def render_log_line(line: str) -> str:
     """A log record as `ts level event key=value ...` for people."""
-    try:
-        rec = json.loads(line)
-    except ValueError:
-        return line
-    if not isinstance(rec, dict):
+    rec = parse_line(line)
+    if rec is None:
         return line
     head = f"{rec.pop('ts', '')} {rec.pop('level', ''):<7} {rec.pop('event', '')}"
     rec.pop("process", None)

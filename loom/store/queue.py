@@ -72,6 +72,14 @@ def list_messages(directory: Path) -> list[str]:
     return sorted(n for n in names if is_message_name(n))
 
 
+def count_messages(directory: Path) -> int:
+    """How many `.msg` files `directory` holds; 0 when it does not exist (yet)."""
+    try:
+        return sum(1 for n in os.listdir(directory) if is_message_name(n))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+
+
 @dataclass
 class Recovery:
     """What `Queue.recover` did with files left in `.in-progress/`."""
@@ -245,18 +253,31 @@ class Queue:
         # A reply is written after its claim, and a rename sets ctime: outbox files
         # older than the oldest claim cannot be replies to these messages.
         oldest_claim_ms = min(int((self.in_progress / n).stat().st_ctime * 1000) for n in stranded)
-        floor = oldest_claim_ms - RECOVERY_SKEW_MS
+        return self.replies_to(wanted, oldest_claim_ms - RECOVERY_SKEW_MS)
+
+    def replies_to(
+        self, wanted: set[str], floor_ms: int, seen: set[str] | None = None
+    ) -> dict[str, Message]:
+        """The first reply in the outbox to each message named in `wanted` (by its origin),
+        among the files made at or after `floor_ms`; unreadable files are passed over.
+
+        Names in `seen` are not read again and every name looked at joins it, so a
+        caller that polls the outbox reads each file once.
+        """
         found: dict[str, Message] = {}
         for out in list_messages(self.outbox):
+            if seen is not None:
+                if out in seen:
+                    continue
+                seen.add(out)
             m = FILENAME_RE.fullmatch(out)
-            if m and int(m.group(1)) < floor:
+            if m and int(m.group(1)) < floor_ms:
                 continue
             try:
                 msg = read_message(self.outbox / out)
             except (UnreadableMessage, OSError):
                 continue
-            if msg.origin:
-                parent = msg.origin.rsplit("/", 1)[-1]
-                if parent in wanted:
-                    found.setdefault(parent, msg)
+            parent = (msg.origin or "").rsplit("/", 1)[-1]
+            if parent in wanted:
+                found.setdefault(parent, msg)
         return found

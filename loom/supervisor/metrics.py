@@ -24,8 +24,9 @@ from typing import Any
 from loom.store import atomic
 from loom.store import home as homes
 from loom.store.home import ProcessDir
+from loom.store.logs import parse_line, read_lines
 from loom.store.processes import effective_status
-from loom.store.queue import FAILED, IN_PROGRESS, UNREADABLE, is_message_name
+from loom.store.queue import FAILED, IN_PROGRESS, UNREADABLE, count_messages
 
 STATE_FILE = "metrics.state.json"
 SUPERVISOR = "supervisor"  # the key of the supervisor's log in the state
@@ -160,35 +161,22 @@ def read_logs(logs_dir: Path, tally: Tally, budget: int | None = BUDGET_BYTES) -
 def _read_plain(path: Path, day: str, tally: Tally, budget: int | None) -> bool:
     offset = tally.days.get(day, 0)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < offset:
-                offset = 0  # the file was replaced: start again
-            if size == offset:
-                tally.days[day] = offset
-                return False
-            f.seek(offset)
-            chunk = f.read(-1 if budget is None else budget)
+        complete, end = read_lines(path, offset, budget)
     except FileNotFoundError:
         return False
-    complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
     _count(complete, tally)
-    advance = len(complete)
-    if not complete and budget is not None and len(chunk) >= budget:
-        advance = len(chunk)  # one line longer than the budget: skip it, it cannot count
-    tally.days[day] = offset + advance
-    return bool(advance)
+    tally.days[day] = end
+    # Read from the start when the file was replaced (it ends before the old offset).
+    advance = end - offset if end >= offset else end
+    return advance > 0
 
 
 def _count(data: bytes, tally: Tally) -> None:
     for line in data.splitlines():
         if not _EVENT_RE.search(line):
             continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
+        record = parse_line(line)
+        if record is not None:
             tally.add(record)
 
 
@@ -222,13 +210,7 @@ class ProcessMetrics:
 
 def queue_depths(proc: ProcessDir) -> dict[str, int]:
     """Messages pending, in progress, failed and unreadable in `proc`'s inbox."""
-    depths = {}
-    for label, folder in _QUEUES:
-        try:
-            depths[label] = sum(1 for n in os.listdir(proc.inbox / folder) if is_message_name(n))
-        except (FileNotFoundError, NotADirectoryError):
-            depths[label] = 0
-    return depths
+    return {label: count_messages(proc.inbox / folder) for label, folder in _QUEUES}
 
 
 class Collector:

@@ -18,6 +18,7 @@ from loom.store import atomic
 from loom.store import home as homes
 from loom.store.home import ProcessDir
 from loom.store.processes import effective_status, stop
+from loom.store.queue import count_messages
 from loom.supervisor import control
 from loom.weave.edges import weave_edges
 from loom.weave.model import AgentDef, Weave
@@ -176,13 +177,6 @@ class Row:
     failed: int
 
 
-def _count(directory: Path) -> int:
-    try:
-        return sum(1 for n in os.listdir(directory) if n.endswith(".msg"))
-    except FileNotFoundError:
-        return 0
-
-
 def snapshot(weave: Weave, home: Path) -> list[Row]:
     """Status and queue counts of every process of the weave."""
     rows = []
@@ -192,9 +186,9 @@ def snapshot(weave: Weave, home: Path) -> list[Row]:
             Row(
                 proc.name,
                 status,
-                _count(proc.inbox) + _count(proc.inbox / ".in-progress"),
-                _count(proc.inbox / ".processed"),
-                _count(proc.inbox / ".failed"),
+                count_messages(proc.inbox) + count_messages(proc.inbox / ".in-progress"),
+                count_messages(proc.inbox / ".processed"),
+                count_messages(proc.inbox / ".failed"),
             )
         )
     return rows

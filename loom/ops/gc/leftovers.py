@@ -49,11 +49,9 @@ def _remove(path: Path, now: float, report: Report) -> None:
     try:
         if now - path.lstat().st_mtime < MIN_AGE_S:
             return
-        if not report.dry_run:
-            path.unlink()
     except FileNotFoundError:
         return  # its writer finished or another gc got there first
     except OSError as exc:
         report.error(path, exc)
         return
-    report.add("delete", path, DETAIL)
+    report.remove(path, detail=DETAIL)

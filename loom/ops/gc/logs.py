@@ -42,21 +42,9 @@ def tidy_logs(
         end = day_end(m.group(1))
         path = logs_dir / name
         if end + delete_after <= now:
-            _delete(path, report)
+            report.remove(path)
         elif not m.group(2) and end + compress_after <= now:
             _compress(path, logs_dir / f"{name}.gz", report)
-
-
-def _delete(path: Path, report: Report) -> None:
-    if not report.dry_run:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            report.error(path, exc)
-            return
-    report.add("delete", path)
 
 
 def _compress(path: Path, target: Path, report: Report) -> None:
@@ -99,4 +87,4 @@ def tidy_crashes(crashes_dir: Path, *, keep: int, now: float, report: Report) ->
     for name in names:
         written = crash_time(name)
         if written is not None and written < cutoff:
-            _delete(crashes_dir / name, report)
+            report.remove(crashes_dir / name)

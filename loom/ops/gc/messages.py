@@ -64,6 +64,23 @@ def old_files(folder: Path, cutoff_ms: int) -> Iterator[tuple[str, int]]:
             yield name, arrived
 
 
+def _old_contents(
+    folder: Path, cutoff_ms: int, report: Report
+) -> Iterator[tuple[Path, int, bytes]]:
+    """`(path, arrival ms, bytes)` of each old message in `folder` (see old_files); a file
+    that cannot be read is reported and passed over, one gone meanwhile is passed over."""
+    for name, arrived in old_files(folder, cutoff_ms):
+        path = folder / name
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            report.error(path, exc)
+            continue
+        yield path, arrived, raw
+
+
 def _json(raw: bytes) -> dict[str, Any] | None:
     try:
         data = json.loads(raw)
@@ -96,16 +113,7 @@ def _record(
 
 def collect_processed(proc_dir: Path, cutoff_ms: int, batch: Batch, report: Report) -> None:
     """Queue every old `.processed/` file of one process for the archive."""
-    folder = proc_dir / "inbox" / PROCESSED
-    for name, arrived in old_files(folder, cutoff_ms):
-        path = folder / name
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            report.error(path, exc)
-            continue
+    for path, arrived, raw in _old_contents(proc_dir / "inbox" / PROCESSED, cutoff_ms, report):
         day, record = _record(report, path, arrived, raw, _json(raw))
         batch.add(day, record, path)
 
@@ -172,20 +180,12 @@ def collect_outbox(
     except FileNotFoundError:
         return
     try:
-        for name, arrived in old_files(outbox, cutoff_ms):
-            path = outbox / name
-            try:
-                raw = path.read_bytes()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                report.error(path, exc)
-                continue
+        for path, arrived, raw in _old_contents(outbox, cutoff_ms, report):
             data = _json(raw)
             msg = _decode(data)
             if msg is not None and msg.origin and msg.origin.rsplit("/", 1)[-1] in busy:
                 continue  # the reply of a message a crash left in progress
-            if not rules.settled(name, msg, fd):
+            if not rules.settled(path.name, msg, fd):
                 continue
             day, record = _record(report, path, arrived, raw, data)
             batch.add(day, record, path)
@@ -218,11 +218,5 @@ def write(home: Path, batch: Batch, report: Report) -> None:
             report.error(target, exc)
             continue
         for source in sources:
-            try:
-                source.unlink()
-            except FileNotFoundError:
-                continue  # moved meanwhile (a replay): the archive keeps a copy
-            except OSError as exc:
-                report.error(source, exc)
-                continue
-            report.add("archive", source, target=target)
+            # One moved meanwhile (a replay) is passed over: the archive keeps a copy.
+            report.remove(source, "archive", target=target)

@@ -48,14 +48,12 @@ def tidy_steps(proc_dir: Path, *, keep: int, now: float, report: Report) -> None
         try:
             if path.stat().st_mtime >= cutoff:
                 continue
-            if not report.dry_run:
-                path.unlink()
         except FileNotFoundError:
             continue
         except OSError as exc:
             report.error(path, exc)
             continue
-        report.add("delete", path)
+        report.remove(path)
 
 
 def _names(folder: Path) -> list[str]:

@@ -68,6 +68,26 @@ class Report:
         if self.on_action is not None:
             self.on_action(action)
 
+    def remove(
+        self,
+        path: Path,
+        verb: str = "delete",
+        detail: str | None = None,
+        *,
+        target: Path | None = None,
+    ) -> None:
+        """Delete `path` (not on a dry run) and report it as `verb`; a file gone meanwhile is
+        passed over, one that cannot be deleted is reported as an error."""
+        if not self.dry_run:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return  # another gc, or the process itself, got there first
+            except OSError as exc:
+                self.error(path, exc)
+                return
+        self.add(verb, path, detail, target=target)
+
     def error(self, path: Path, exc: BaseException | str) -> None:
         """Report a file gc could not handle; the run goes on and exits 1 at the end."""
         if isinstance(exc, OSError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from loom.elapsed import format_elapsed
 from loom.ops.trace.lineage import Lineage, Node
 from loom.ops.trace.status import Outcome
 
@@ -24,14 +25,7 @@ def hop(ms: int | None) -> str:
     if ms is None:
         return ""
     sign = "+" if ms >= 0 else "-"
-    ms = abs(ms)
-    if ms < 1000:
-        return f"{sign}{ms}ms"
-    if ms < 60_000:
-        return f"{sign}{ms / 1000:.1f}s"
-    if ms < 3_600_000:
-        return f"{sign}{ms // 60_000}m{ms % 60_000 // 1000:02d}s"
-    return f"{sign}{ms // 3_600_000}h{ms % 3_600_000 // 60_000:02d}m"
+    return sign + format_elapsed(abs(ms) / 1000, fraction=True, largest="h")
 
 
 def hop_ms(node: Node, by_file: dict[str, Node]) -> int | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from loom.ops.gc import archive
 from loom.ops.trace.copies import Copy
+from loom.store.logs import parse_line
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,8 @@ def _pipe_result(logs: Path, filename: str, acked_ms: int | None) -> tuple[str, 
     needle = filename.encode()
     for day in sorted(days):
         for line in _log_lines(logs, day, needle):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(record, dict) or record.get("msg") != filename:
+            record = parse_line(line)
+            if record is None or record.get("msg") != filename:
                 continue
             if record.get("event") == "dropped":
                 dropped.append(str(record.get("operator")))

@@ -107,10 +107,7 @@ class Args:
         raise ArgError(key, f"is required{hint}", self.spec.line)
 
     def expr(self, key: str, *, required: bool = True) -> Expression | None:
-        value = self.raw(key, _MISSING if required else None)
-        if value is None:
-            return None
-        return self._located(key, lambda: compile_expression(value, key=key))
+        return self._parsed(key, required, lambda value: compile_expression(value, key=key))
 
     def required_expr(self, key: str) -> Expression:
         result = self.expr(key, required=True)
@@ -118,10 +115,7 @@ class Args:
         return result
 
     def duration(self, key: str, *, required: bool = False) -> float | None:
-        value = self.raw(key, _MISSING if required else None)
-        if value is None:
-            return None
-        return self._located(key, lambda: parse_duration(value, key=key))
+        return self._parsed(key, required, lambda value: parse_duration(value, key=key))
 
     def count(self, key: str) -> int:
         """A required positive integer."""
@@ -177,6 +171,13 @@ class Args:
             raise ArgError(
                 str(key), f"unknown key{hint}; expected: {expected}", self.line(str(key))
             )
+
+    def _parsed(self, key: str, required: bool, parse: Callable[[Any], _T]) -> _T | None:
+        """`parse` of the argument `key`; None when an optional one is absent or null."""
+        value = self.raw(key, _MISSING if required else None)
+        if value is None:
+            return None
+        return self._located(key, lambda: parse(value))
 
     def _located(self, key: str, parse: Callable[[], _T]) -> _T:
         try:
