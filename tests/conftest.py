@@ -21,6 +21,9 @@ FAST_INTERVALS = {
     "LOOM_ADOPTED_POLL": "0.1",
     "LOOM_STATS_EVERY": "0.2",
     "LOOM_METRICS_EVERY": "0.5",
+    # A runner notices a stop signal at its next rescan, so a short one makes every
+    # stop and restart quick; tests of waking on a new message set a long one.
+    "LOOM_WORKER_RESCAN": "0.1",
 }
 
 

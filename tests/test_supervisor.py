@@ -99,7 +99,8 @@ def watches_with_inotify(process: int) -> bool:
 def test_a_supervised_agent_answers_with_either_inbox_watcher(
     loom_home: Path, stop_all: None, watch: str
 ) -> None:
-    env = {"LOOM_WATCH": watch}
+    # A rescan long after the test's deadline: only the watcher can wake the runner.
+    env = {"LOOM_WATCH": watch, "LOOM_WORKER_RESCAN": "600"}
     start_detached(env=env)
     # The runner logs `serving` once its watcher is made, then waits on it for the inbox.
     wait_for(lambda: logged(loom_home, "serving"), what="the runner serving its inbox")
