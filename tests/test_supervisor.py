@@ -144,7 +144,7 @@ def test_a_runner_that_always_fails_is_dead_after_ten_and_orphans_get_answers(
     q.send(orphan)
     q.claim(orphan.filename)
     # No OPENAI_API_KEY: the runner exits at once, every time.
-    sup = spawn_loom("supervisor", "run", env={**FAST, "LOOM_RESTART_BASE": "0.002"})
+    sup = spawn_loom("supervisor", "run", env={**FAST, "LOOM_RESTART_BASE": "0.0005"})
     reap.append(sup)
     wait_for(lambda: status(loom_home) == "dead", timeout=60, what="dead")
     crashes = sorted((a / "crashes").iterdir())
