@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
+from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from loom.errors import UnreadableMessage, UnsupportedVersion
 from loom.store.ids import new_id
 from loom.store.message import child_origin, new_message, new_messages, parse
 
 
-@pytest.fixture(autouse=True)
-def keep_id_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests feed the id generator fake times; later tests must not inherit them."""
-    from loom.store import ids
+def ids_in_a_fresh_process(code: str) -> list[list[Any]]:
+    """The `[ts, id]` pairs that `code` (given new_id, new_ids and a list `made`) collects.
 
-    monkeypatch.setattr(ids, "_last_ms", ids._last_ms)
-    monkeypatch.setattr(ids, "_last_random", ids._last_random)
+    Ids made at fake future times would hold the id clock of the process at that time for
+    the tests that follow, so those tests make them in a process of their own.
+    """
+    script = "\n".join(
+        ["import json", "from loom.store.ids import new_id, new_ids", "made = []", code]
+        + ["print(json.dumps(made))"]
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 def test_ids_made_in_one_millisecond_sort_in_creation_order() -> None:
@@ -31,8 +39,9 @@ def test_ids_made_in_one_millisecond_sort_in_creation_order() -> None:
 
 
 def test_ids_stay_ordered_when_the_clock_steps_back() -> None:
-    first = new_id(now_ms=1_800_000_000_000)
-    second = new_id(now_ms=1_700_000_000_000)
+    first, second = ids_in_a_fresh_process(
+        "made += [new_id(now_ms=1_800_000_000_000), new_id(now_ms=1_700_000_000_000)]"
+    )
     assert f"{second[0]}-{second[1]}" > f"{first[0]}-{first[1]}"
 
 
@@ -119,23 +128,36 @@ def decode(text: str) -> int:
 
 
 def test_an_id_encodes_its_timestamp_and_counts_up_within_a_millisecond() -> None:
-    first = new_id(now_ms=1_900_000_000_000)
-    second = new_id(now_ms=1_900_000_000_000)
+    first, second = ids_in_a_fresh_process(
+        "made += [new_id(now_ms=1_900_000_000_000), new_id(now_ms=1_900_000_000_000)]"
+    )
     assert decode(first[1][:10]) == first[0] == second[0] == 1_900_000_000_000
     assert decode(second[1][10:]) == decode(first[1][10:]) + 1
 
 
-@given(st.lists(st.integers(0, 3), min_size=1, max_size=40))
-def test_batches_of_ids_are_what_one_by_one_ids_would_be(steps: list[int]) -> None:
-    # The random part starts high enough that carries into the reused prefix happen
-    # rarely; walking it past a 2**20 boundary checks they are encoded right.
-    from loom.store import ids
+# Within one millisecond the first 22 characters are reused until the random part's
+# low 20 bits carry over: walk a fresh random part to 20 ids before that carry, then
+# make batches of several sizes, with single ids between them, across it.
+_ACROSS_A_CARRY = f"""
+ms = 1_950_000_000_000
+low = 0
+for char in new_id(now_ms=ms)[1][-4:]:
+    low = low * 32 + {CROCKFORD!r}.index(char)
+ahead = (1 << 20) - low - 21
+while ahead > 0:
+    ahead -= len(new_ids(min(ahead, 50_000)))
+for size in (1, 2, 3, 5, 8, 13):
+    made += new_ids(size)
+    made.append(new_id())
+"""
 
-    ms = 1_950_000_000_000
-    ids._last_ms, ids._last_random = ms, (1 << 20) - 3
-    made = ids.new_ids(len(steps))
-    assert [decode(i[10:]) for _, i in made] == [(1 << 20) - 2 + k for k in range(len(steps))]
-    assert all(ts == ms and decode(i[:10]) == ms for ts, i in made)
+
+def test_batches_of_ids_are_what_one_by_one_ids_would_be() -> None:
+    made = ids_in_a_fresh_process(_ACROSS_A_CARRY)
+    assert all(ts == 1_950_000_000_000 and decode(i[:10]) == ts for ts, i in made)
+    randoms = [decode(i[10:]) for _, i in made]
+    assert randoms == list(range(randoms[0], randoms[0] + len(made)))
+    assert len({i[:22] for _, i in made}) == 2  # the carry happened among them
 
 
 def test_new_messages_are_fresh_messages_in_order() -> None:

@@ -11,7 +11,6 @@ import pytest
 
 from loom.pipeline import parse_definition, save_definition
 from loom.routing import Edge, Router, add_route, ensure_instance, remove_route
-from loom.routing.router import _Outbox
 from loom.store.home import ProcessDir
 from loom.store.message import Message, new_message
 from loom.store.queue import list_messages, write_message
@@ -277,16 +276,22 @@ def test_stats_are_written_for_loom_routes(loom_home: Path) -> None:
     assert row["forwarded"] == 1 and row["held"] is False and row["last_activity"].endswith("Z")
 
 
-def test_an_unchanged_settled_outbox_is_not_listed_again(tmp_path: Path) -> None:
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    (outbox / "1-A.msg").write_text("{}")
-    os.utime(outbox, (1000, 1000))
-    listing = _Outbox()
-    assert listing.refresh(outbox) == ({"1-A.msg"}, set())
-    assert listing.refresh(outbox) is None
-    (outbox / "2-B.msg").write_text("{}")
-    assert listing.refresh(outbox) == ({"2-B.msg"}, set())
+def test_a_settled_outbox_routes_each_message_once_and_then_the_new_one(
+    loom_home: Path,
+) -> None:
+    # The router skips listing an outbox whose folder has not changed since it settled;
+    # a message that arrives later must still be seen, and none routed twice.
+    p = agents(loom_home, "a", "b")
+    add_route(loom_home, Edge("a", "b"))
+    router = Router(loom_home)
+    first = emit(p["a"], "first")
+    os.utime(p["a"].outbox, (1000, 1000))
+    assert router.pump() == 1
+    assert router.pump() == 0
+    second = emit(p["a"], "second")
+    assert router.pump() == 1
+    assert router.pump() == 0
+    assert inbox(p["b"]) == sorted([first.filename, second.filename])
 
 
 @pytest.mark.parametrize("limit", [1, 3])

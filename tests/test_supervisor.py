@@ -80,6 +80,38 @@ def test_detached_agent_answers_and_stop_is_final(loom_home: Path, stop_all: Non
     assert list((loom_home / "agents/a/crashes").iterdir()) == []
 
 
+def logged(home: Path, event: str, name: str = "a") -> bool:
+    """Whether agent `name`'s log holds an `event` record."""
+    for path in (home / "agents" / name / "logs").glob("*.ndjson"):
+        complete = path.read_text().split("\n")[:-1]  # a line being written is not read
+        if any(json.loads(line)["event"] == event for line in complete):
+            return True
+    return False
+
+
+def watches_with_inotify(process: int) -> bool:
+    """Whether `process` holds an inotify descriptor (Linux shows it in /proc)."""
+    fds = Path(f"/proc/{process}/fd")
+    return any(os.readlink(fd) == "anon_inode:inotify" for fd in fds.iterdir())
+
+
+@pytest.mark.parametrize("watch", ["poll", "inotify"])
+def test_a_supervised_agent_answers_with_either_inbox_watcher(
+    loom_home: Path, stop_all: None, watch: str
+) -> None:
+    # A rescan long after the test's deadline: only the watcher can wake the runner.
+    env = {"LOOM_WATCH": watch, "LOOM_WORKER_RESCAN": "600"}
+    start_detached(env=env)
+    # The runner logs `serving` once its watcher is made, then waits on it for the inbox.
+    wait_for(lambda: logged(loom_home, "serving"), what="the runner serving its inbox")
+    runner = pid(loom_home)
+    assert runner is not None and watches_with_inotify(runner) is (watch == "inotify")
+    assert run_loom("send", "a", f"woken by {watch}", env=env).returncode == 0
+    outbox = loom_home / "agents/a/outbox"
+    wait_for(lambda: len(msgs(outbox)) == 1, what="the reply")
+    assert json.loads((outbox / msgs(outbox)[0]).read_text())["body"] == f"woken by {watch}"
+
+
 def test_sigkilled_runner_is_restarted_with_a_crash_record(loom_home: Path, stop_all: None) -> None:
     start_detached(env=FAST)
     first = pid(loom_home)
@@ -112,7 +144,7 @@ def test_a_runner_that_always_fails_is_dead_after_ten_and_orphans_get_answers(
     q.send(orphan)
     q.claim(orphan.filename)
     # No OPENAI_API_KEY: the runner exits at once, every time.
-    sup = spawn_loom("supervisor", "run", env={**FAST, "LOOM_RESTART_BASE": "0.002"})
+    sup = spawn_loom("supervisor", "run", env={**FAST, "LOOM_RESTART_BASE": "0.0005"})
     reap.append(sup)
     wait_for(lambda: status(loom_home) == "dead", timeout=60, what="dead")
     crashes = sorted((a / "crashes").iterdir())
