@@ -55,6 +55,15 @@ class UnsupportedVersion(LoomError):
     """A message written by a newer loom; the consumer stops (SPEC 2)."""
 
 
+class NeedsOperator(LoomError):
+    """A file the process owns is unusable (a pipe's operator state): it stops and stays
+    stopped until the operator moves the file away, since a restart would meet it again.
+
+    Under the supervisor the child exits 78 (EX_CONFIG), as for a message from a newer
+    loom: the reason goes into the crash record and the process is not restarted.
+    """
+
+
 class ConfigError(UsageError):
     """A definition (pipe, weave, route) that does not validate."""
 

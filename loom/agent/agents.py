@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -21,7 +20,7 @@ from loom.store import atomic
 from loom.store import home as homes
 from loom.store.home import AlreadyServed, Ownership, ProcessDir
 from loom.store.logs import Log
-from loom.store.message import Message, from_dict, looks_like_envelope, new_message
+from loom.store.message import Message, decode_envelope, from_dict, new_message
 from loom.store.queue import Queue
 from loom.store.worker import Stopping, Worker
 from loom.tools import scope
@@ -245,12 +244,10 @@ def stdin_messages(data: bytes, prompt: str | None) -> list[Message]:
     text = data.decode("utf-8", errors="replace").rstrip("\n")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if prompt is None and lines and all(ln.lstrip().startswith("{") for ln in lines):
-        try:
-            decoded = [json.loads(ln) for ln in lines]
-        except ValueError:
-            decoded = []
-        if decoded and all(looks_like_envelope(d) for d in decoded):
-            return [from_dict(d) for d in decoded]
+        decoded = [decode_envelope(ln) for ln in lines]
+        envelopes = [d for d in decoded if d is not None]
+        if len(envelopes) == len(lines):
+            return [from_dict(d) for d in envelopes]
     body = text if prompt is None else (f"{prompt}\n\n{text}" if text.strip() else prompt)
     if not body.strip():
         raise UsageError("stdin is empty: nothing to send (pipe some text in, or use --prompt)")

@@ -18,6 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from loom.store import atomic
+from loom.store.files import (
+    FIELD_LIMIT,
+    STATE_LIMIT,
+    FileTooLarge,
+    NotARegularFile,
+    read_bounded,
+)
 from loom.store.message import Message
 from loom.store.queue import read_message
 
@@ -67,9 +74,10 @@ class Journal:
         """The output keys of a completed step, or None when the step did not complete."""
         path = os.path.join(self._root, str(number), f"{job}.done")
         try:
-            with open(path, encoding="utf-8") as manifest:
-                doc = json.loads(manifest.read())
-        except (FileNotFoundError, ValueError):
+            # Not a regular file, a link or oversize: not a manifest loom wrote, so the
+            # step counts as not done and runs again, writing a manifest of its own.
+            doc = json.loads(read_bounded(path, STATE_LIMIT, "step manifest", follow=False))
+        except (FileNotFoundError, ValueError, NotARegularFile, FileTooLarge):
             return None
         if not isinstance(doc, dict) or doc.get("token") != token:
             return None
@@ -91,9 +99,10 @@ class Journal:
         found = []
         for name in names:
             try:
-                doc: Any = json.loads((folder / name).read_text("utf-8"))
+                raw = read_bounded(folder / name, FIELD_LIMIT, "timer job", follow=False)
+                doc: Any = json.loads(raw)
                 found.append((str(doc["job"]), int(doc["operator"]) - 1))
-            except (OSError, ValueError, KeyError, TypeError):
+            except (OSError, ValueError, KeyError, TypeError, NotARegularFile, FileTooLarge):
                 continue
         return found
 

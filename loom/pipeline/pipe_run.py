@@ -13,7 +13,6 @@ pipe run` still shows every result as soon as its line was processed.
 from __future__ import annotations
 
 import io
-import json
 import os
 import select
 import time
@@ -26,7 +25,7 @@ from loom.errors import NotFound, UnreadableMessage, UsageError
 from loom.pipeline import OperatorError, Pipeline, load_definition
 from loom.store.atomic import utf8
 from loom.store.files import MESSAGE_BODY_LIMIT, size_text, too_large
-from loom.store.message import Message, from_dict, looks_like_envelope, new_message, new_messages
+from loom.store.message import Message, decode_envelope, from_dict, new_message, new_messages
 
 STDIN_SENDER = "stdin"
 # Reads of a pipe return at most what is buffered (64 KiB on Linux); reads of a
@@ -169,11 +168,8 @@ def parse_envelope(text: str) -> Message | None:
     """
     if not text:
         return None
-    try:
-        decoded = json.loads(text)
-    except ValueError:
-        return None
-    return from_dict(decoded) if looks_like_envelope(decoded) else None
+    decoded = decode_envelope(text)
+    return from_dict(decoded) if decoded is not None else None
 
 
 def _maybe_envelope(text: str) -> bool:

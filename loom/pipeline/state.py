@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from loom.errors import LoomError
+from loom.errors import NeedsOperator
 from loom.pipeline.spec import OperatorSpec
-from loom.store import atomic
+from loom.store import atomic, files
 
 STATE_VERSION = 1
 JOURNAL = "journal.ndjson"
@@ -57,10 +57,7 @@ class StateStore:
         """The snapshot and newer journal deltas from disk, or None when there is no state."""
         path = self.path(spec)
         saved: Saved | None = None
-        try:
-            raw = path.read_text("utf-8")
-        except FileNotFoundError:
-            raw = None
+        raw = _read_state_file(path)
         if raw is not None:
             try:
                 doc = json.loads(raw)
@@ -68,10 +65,7 @@ class StateStore:
                     raise ValueError(f"it belongs to a '{doc.get('operator')}' operator")
                 saved = Saved(doc["state"], doc.get("applied"), int(doc.get("seq", 0)))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise LoomError(
-                    f"{path}: unreadable operator state ({exc}); "
-                    "move the file away to restart this operator empty"
-                ) from None
+                raise _unusable(path, str(exc)) from None
         lines = self._read_journal(path.parent / JOURNAL)
         for entry in lines:
             if saved is None:
@@ -87,18 +81,17 @@ class StateStore:
 
     @staticmethod
     def _read_journal(path: Path) -> list[dict[str, Any]]:
-        try:
-            text = path.read_text("utf-8")
-        except FileNotFoundError:
+        raw = _read_state_file(path)
+        if raw is None:
             return []
         entries = []
-        for line in text.splitlines():
+        for line in raw.splitlines():
             try:
-                entry = json.loads(line)
+                entry = json.loads(line)  # bytes: JSON's own UTF-8 check, per line
                 if isinstance(entry, dict) and isinstance(entry.get("seq"), int):
                     entries.append(entry)
-            except ValueError:
-                continue  # a torn append: that commit never completed
+            except ValueError:  # UnicodeDecodeError included
+                continue  # a torn or garbled append: that commit never completed
         return entries
 
     def _journal(self, spec: OperatorSpec) -> tuple[str, str]:
@@ -151,3 +144,26 @@ class StateStore:
             # Lines older than the snapshot would be skipped anyway; this keeps loading fast.
             atomic.write_text(path.parent / JOURNAL, "")
             self._journal_lines[key] = 0
+
+
+def _read_state_file(path: Path) -> bytes | None:
+    """The bytes of a state or journal file, None when absent; NeedsOperator when the
+    path holds something loom did not write there (a FIFO, a link, a directory, a file
+    past STATE_LIMIT), which no restart would get past."""
+    try:
+        # follow=False: loom writes these files itself, never as symbolic links.
+        return files.read_bounded(path, files.STATE_LIMIT, "operator state", follow=False)
+    except FileNotFoundError:
+        return None
+    except files.NotARegularFile as exc:
+        raise _unusable(path, f"it is {exc.kind}, not a file loom wrote") from None
+    except files.FileTooLarge:
+        raise _unusable(path, f"larger than {files.size_text(files.STATE_LIMIT)}") from None
+    except OSError as exc:
+        raise _unusable(path, exc.strerror or str(exc)) from None
+
+
+def _unusable(path: Path, reason: str) -> NeedsOperator:
+    return NeedsOperator(
+        f"{path}: unreadable operator state ({reason}); move it away to restart this operator empty"
+    )

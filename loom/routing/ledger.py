@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loom.store import atomic
+from loom.store import atomic, files
 from loom.store.message import FILENAME_RE
 
 # Longest wait for the filesystem clock to tick (see filesystem_now_ns). A tick is a few
@@ -44,6 +44,10 @@ def stats_path(home: Path) -> Path:
     return router_dir(home) / "stats.json"
 
 
+class UnreadableLedger(OSError):
+    """A delivery log that is not a regular file, or is past STATE_LIMIT."""
+
+
 class DeliveryLog:
     """The filenames delivered from one outbox into one inbox, loaded once and appended to."""
 
@@ -55,9 +59,14 @@ class DeliveryLog:
     def _loaded(self) -> set[str]:
         if self._names is None:
             try:
-                text = self.path.read_text("utf-8", errors="replace")
+                raw = files.read_bounded(self.path, files.STATE_LIMIT, "delivery log", follow=False)
             except FileNotFoundError:
-                text = ""
+                raw = b""
+            except (files.NotARegularFile, files.FileTooLarge) as exc:
+                # Delivering without the log could copy a message twice: the leg waits,
+                # reported like an outbox that cannot be read, until the file is fixed.
+                raise UnreadableLedger(str(exc)) from None
+            text = raw.decode("utf-8", errors="replace")
             names, self._pruned = _parse(text)
             self._names = names
         return self._names
@@ -109,7 +118,8 @@ PRUNED = "#pruned "
 def _append_locked(path: Path, line: str) -> None:
     data = (line + "\n").encode("utf-8")
     while True:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # O_NONBLOCK: a FIFO in the log's place fails (ENXIO) instead of waiting forever.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)
             # A prune may have replaced the file while we waited: write to the new one.
@@ -127,21 +137,18 @@ def prune(path: Path, present: Callable[[], set[str]], *, dry_run: bool = False)
     name recorded meanwhile was in the outbox when it was listed and stays.
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return 0
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        with open(fd, "rb", closefd=False) as f:
-            names, pruned = _parse(f.read().decode("utf-8", errors="replace"))
+        f = files.open_regular(path, "delivery log", follow=False)
+    except (FileNotFoundError, files.NotARegularFile):
+        return 0  # not a log loom wrote: nothing to prune
+    with f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        names, pruned = _parse(f.read().decode("utf-8", errors="replace"))
         keep = names & present()
         gone = len(names) - len(keep)
         if gone and not dry_run:
             lines = [f"{PRUNED}{pruned + gone}", *sorted(keep)]
             atomic.write_text(path, "\n".join(lines) + "\n")
-        return gone
-    finally:
-        os.close(fd)  # releases the lock; waiting appenders see the new file
+        return gone  # closing releases the lock; waiting appenders see the new file
 
 
 def delivery_counters(logs: list[DeliveryLog]) -> tuple[int, str | None]:
@@ -194,8 +201,9 @@ def since_path(home: Path) -> Path:
 def read_since(home: Path) -> dict[str, Start]:
     """Leg key → Start; an unreadable file counts as empty (its legs start again from now)."""
     try:
-        data = json.loads(since_path(home).read_text("utf-8"))
-    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        raw = files.read_bounded(since_path(home), files.CONFIG_LIMIT, "since.json", follow=False)
+        data = json.loads(raw)
+    except (FileNotFoundError, ValueError, files.NotARegularFile, files.FileTooLarge):
         return {}
     if not isinstance(data, dict):
         return {}

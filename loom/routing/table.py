@@ -20,7 +20,7 @@ from loom.routing.edge import Edge, edge_from_json, table_legs
 from loom.routing.endpoints import check_endpoints
 from loom.routing.graph import check_acyclic
 from loom.routing.ledger import reconcile_since
-from loom.store import atomic
+from loom.store import atomic, files
 
 
 def routes_path(home: Path) -> Path:
@@ -78,9 +78,11 @@ def load_routes(home: Path) -> list[Edge]:
     """The routing table; empty when routes.json is absent, ConfigError when it is unusable."""
     path = routes_path(home)
     try:
-        text = path.read_text("utf-8")
+        text = files.read_bounded(path, files.CONFIG_LIMIT, "routes file").decode("utf-8")
     except FileNotFoundError:
         return []
+    except (files.NotARegularFile, files.FileTooLarge) as exc:
+        raise ConfigError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if not text.strip():

@@ -27,6 +27,11 @@ CONFIG_LIMIT = 4 * MiB
 # Text put into a model request: system prompts, prompt.md, memory files (4 MiB is about
 # a million tokens, more than any model's context).
 PROMPT_LIMIT = 4 * MiB
+# A single-line file of a process folder (status, pid, model, restarts): a few bytes.
+FIELD_LIMIT = 64 * KiB
+# loom's own state files (a pipe's state.json and journal, the router's delivery logs):
+# a dedupe state of millions of keys stays far below it, a link to /dev/zero does not.
+STATE_LIMIT = 256 * MiB
 
 
 class FileTooLarge(UsageError):
@@ -64,22 +69,8 @@ def read_bounded(
     PermissionError) as the system reports it. Nothing blocks, and nothing past the
     limit is loaded.
     """
-    # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever.
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd, info = _open_regular(path, what, follow)
     try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        # ELOOP: a link refused by O_NOFOLLOW; ENXIO: a socket. Say what the path is.
-        if isinstance(exc, FileNotFoundError):
-            raise
-        kind = _lkind(path)
-        if kind is None:
-            raise
-        raise _not_regular(path, kind, what) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise _not_regular(path, _kind_of(info.st_mode), what)
         if info.st_size > limit:
             raise too_large(path, limit, what, size=info.st_size)
         chunks: list[bytes] = []
@@ -96,6 +87,42 @@ def read_bounded(
     if len(data) > limit:
         raise too_large(path, limit, what)  # it grew while being read
     return data
+
+
+def open_regular(path: str | os.PathLike[str], what: str, *, follow: bool = True) -> BinaryIO:
+    """The regular file at `path` opened for reading in binary, without blocking on it.
+
+    For files read line by line or from an offset (logs, journals), where the caller
+    bounds what it reads. Raises like `read_bounded`: NotARegularFile, OSError.
+    """
+    fd, _ = _open_regular(path, what, follow)
+    return os.fdopen(fd, "rb")
+
+
+def _open_regular(
+    path: str | os.PathLike[str], what: str, follow: bool
+) -> tuple[int, os.stat_result]:
+    # O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever. On a
+    # regular file the flag changes nothing, so the descriptor is read as usual.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        # ELOOP: a link refused by O_NOFOLLOW; ENXIO: a socket. Say what the path is.
+        if isinstance(exc, FileNotFoundError):
+            raise
+        kind = _lkind(path)
+        if kind is None:
+            raise
+        raise _not_regular(path, kind, what) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_regular(path, _kind_of(info.st_mode), what)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
 
 
 def read_bounded_text(path: str | os.PathLike[str], limit: int, what: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from loom import settings
 from loom.errors import LoomError, NotFound
 from loom.names import validate_name, validate_process_name
-from loom.store import atomic
+from loom.store import atomic, files
 
 STATUSES = ("pending", "running", "idle", "stopped", "restarting", "dead", "error")
 KINDS = ("agents", "pipes")
@@ -124,11 +124,17 @@ class ProcessDir:
 
     # Single-line files (status, pid, model, restart, started_at, stopped_at, ...).
     def read(self, field: str) -> str | None:
-        """The stripped content of a single-line file, or None when absent."""
+        """The stripped content of a single-line file, or None when absent or unreadable.
+
+        A FIFO, device, directory or oversize file in its place reads as absent, without
+        blocking: the supervisor and `ps` then pass over that process as for a missing
+        status, instead of hanging on it.
+        """
         try:
-            return (self.path / field).read_text("utf-8").strip()
-        except (FileNotFoundError, NotADirectoryError):
+            data = files.read_bounded(self.path / field, files.FIELD_LIMIT, field)
+        except (FileNotFoundError, NotADirectoryError, files.NotARegularFile, files.FileTooLarge):
             return None
+        return data.decode("utf-8", errors="replace").strip()
 
     def write(self, field: str, value: str) -> None:
         atomic.write_text(self.path / field, value + "\n" if value else "")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from loom.store import atomic
+from loom.store import atomic, files
 from loom.store.home import now_iso
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -91,9 +91,10 @@ def read_lines(path: Path, offset: int = 0, budget: int | None = None) -> tuple[
     A last line still being written is left for the next call. A file shorter than
     `offset` was replaced: it is read from the start. With a `budget` (bytes read at
     most), a single line longer than it is passed over, since it could never be read
-    whole. FileNotFoundError when there is no such file.
+    whole. FileNotFoundError when there is no such file; NotARegularFile, without
+    blocking, when a FIFO or device stands in its place.
     """
-    with open(path, "rb") as f:
+    with files.open_regular(path, "log file") as f:
         if os.fstat(f.fileno()).st_size < offset:
             offset = 0
         f.seek(offset)

@@ -237,3 +237,17 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
 def looks_like_envelope(d: Any) -> bool:
     """Whether a decoded JSON value has the shape of a message (for stdin framing, SPEC 6)."""
     return isinstance(d, dict) and all(k in d for k in ("v", "id", "from", "ts", "body"))
+
+
+def decode_envelope(text: str) -> dict[str, Any] | None:
+    """The decoded JSON object of `text` when it has the shape of a message, else None.
+
+    For text that may or may not be an envelope (stdin, a line of a pipe's input):
+    what is not JSON, or is nested too deeply for the decoder (a RecursionError, not a
+    ValueError), is plain text and never an error.
+    """
+    try:
+        decoded = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return decoded if looks_like_envelope(decoded) else None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from loom.elapsed import format_elapsed
 from loom.store import home as homes
+from loom.store.files import FIELD_LIMIT, FileTooLarge, NotARegularFile, open_regular, read_bounded
 from loom.store.home import ProcessDir
 from loom.store.logs import parse_line, read_lines, severity
 
@@ -126,9 +127,10 @@ def stop(name: str, timeout: float = 10.0) -> StopResult:
 
 def _supervisor_pid(proc: ProcessDir) -> int | None:
     try:
-        raw = (proc.path.parent.parent / "supervisor.pid").read_text("ascii").strip()
-    except (OSError, UnicodeDecodeError):
+        data = read_bounded(proc.path.parent.parent / "supervisor.pid", FIELD_LIMIT, "pid file")
+    except (OSError, NotARegularFile, FileTooLarge):
         return None
+    raw = data.decode("ascii", errors="replace").strip()
     return int(raw) if raw.isdigit() else None
 
 
@@ -165,11 +167,15 @@ def tail(name: str, count: int, level: str | None = None) -> tuple[list[str], Po
     have = 0
     position: Position = (None, 0)
     for path in reversed(files):
-        if path == files[-1]:
-            data, end = read_lines(path)  # a line being written is followed later
-            position = (path, end)
-        else:
-            data = path.read_bytes()
+        try:
+            if path == files[-1]:
+                data, end = read_lines(path)  # a line being written is followed later
+                position = (path, end)
+            else:
+                with open_regular(path, "log file") as f:
+                    data = f.read()
+        except (FileNotFoundError, NotARegularFile):
+            continue  # removed by gc meanwhile, or a FIFO that is no log of ours
         if have >= count:
             break
         lines = data.decode("utf-8", errors="replace").splitlines()
@@ -196,7 +202,10 @@ def follow(name: str, poll: float = 0.2, since: Position | None = None) -> Itera
         files = log_files(proc)
         newest = files[-1] if files else None
         if current is not None:
-            complete, offset = read_lines(current, offset)
+            try:
+                complete, offset = read_lines(current, offset)
+            except (FileNotFoundError, NotARegularFile):
+                complete = b""  # gone, or not a log: wait for the next day's file
             yield from complete.decode("utf-8", errors="replace").splitlines()
         if newest is not None and newest != current:
             current, offset = newest, 0

@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loom.errors import UnreadableMessage
+from loom.errors import UnreadableMessage, UsageError
 from loom.store import atomic
+from loom.store.files import size_text
 from loom.store.home import now_iso
-from loom.store.message import FILENAME_RE, Message, parse, read_file
+from loom.store.message import FILENAME_RE, MAX_BYTES, Message, parse, read_file
 
 IN_PROGRESS = ".in-progress"
 PROCESSED = ".processed"
@@ -38,10 +39,25 @@ def is_message_name(name: str) -> bool:
     return name.endswith(".msg") and not name.startswith(".")
 
 
+class MessageTooLarge(UsageError):
+    """A message whose file would be larger than any reader of it takes (MAX_BYTES)."""
+
+
 def write_message(directory: Path, msg: Message, filename: str | None = None) -> Path:
-    """Write `msg` atomically into `directory` as `filename` (default: its canonical name)."""
+    """Write `msg` atomically into `directory` as `filename` (default: its canonical name).
+
+    MessageTooLarge, with nothing written, when the encoded file would pass MAX_BYTES:
+    a body within the input limit can still grow past it once JSON escapes it (a
+    control character becomes six bytes), and a file no reader takes would be lost.
+    """
     path = directory / (filename or msg.filename)
-    atomic.write_bytes(path, msg.to_bytes())
+    data = msg.to_bytes()
+    if len(data) > MAX_BYTES:
+        raise MessageTooLarge(
+            f"the message would be {len(data)} bytes once encoded as JSON, "
+            f"over the {size_text(MAX_BYTES)} limit for a message; send a smaller body"
+        )
+    atomic.write_bytes(path, data)
     return path
 
 

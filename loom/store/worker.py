@@ -296,7 +296,10 @@ class Worker:
         for deadline in (self.handler.next_deadline(), self.queue.next_retry()):
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        # Interruptible: a stop signal ends the wait at once, rather than at the next
+        # rescan (LOOM_WORKER_RESCAN), so `loom agent stop` returns without delay.
         try:
-            watch.wait(timeout)  # type: ignore[attr-defined]
-        except InterruptedError:
-            pass
+            with self.interruptible():
+                watch.wait(timeout)  # type: ignore[attr-defined]
+        except (InterruptedError, Stopping):
+            pass  # the loop sees the stop flag

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from loom.errors import LoomError, UnsupportedVersion
+from loom.errors import LoomError, NeedsOperator, UnsupportedVersion
 from loom.store import home as homes
 from loom.supervisor.policy import UPGRADE_EXIT
 
@@ -28,9 +28,10 @@ def main(argv: list[str]) -> int:
             from loom.pipeline.process import serve
 
             serve(name)
-    except UnsupportedVersion as exc:
-        # The consumer has put the message back and written `error`; the supervisor
-        # must leave it until the operator upgrades loom or removes the message.
+    except (UnsupportedVersion, NeedsOperator) as exc:
+        # The consumer has put the message back (or stopped on a file of its own) and
+        # written `error`; the supervisor must leave it until the operator upgrades
+        # loom, removes the message or moves the file away.
         print(f"loom: {exc}", file=sys.stderr, flush=True)
         return UPGRADE_EXIT
     except LoomError as exc:

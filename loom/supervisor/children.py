@@ -20,7 +20,7 @@ from loom.store.home import AlreadyServed, ProcessDir, now_iso, pid_is_loom
 from loom.store.ids import new_id
 from loom.store.message import from_dict
 from loom.store.queue import Queue, list_messages
-from loom.supervisor.policy import UPGRADE_ERROR, last_crash
+from loom.supervisor.policy import HELD_ERRORS, last_crash
 
 STDERR_LOG = "stderr.log"
 # How much of stderr.log's tail goes into a crash record as `last_error`.
@@ -155,9 +155,10 @@ def newer_message(proc: ProcessDir) -> str | None:
 
 
 def upgrade_stop(proc: ProcessDir) -> dict[str, object] | None:
-    """The last crash record of `proc` when it says it stopped for a newer message."""
+    """The last crash record of `proc` when it says it stopped for a newer message, or
+    for a file of its own only the operator can fix (its `msg` is then unset)."""
     record = last_crash(proc.crashes)
-    return record if record is not None and record.get("error_type") == UPGRADE_ERROR else None
+    return record if record is not None and record.get("error_type") in HELD_ERRORS else None
 
 
 def still_blocked(proc: ProcessDir, record: dict[str, object]) -> bool:

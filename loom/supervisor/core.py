@@ -24,6 +24,7 @@ from loom.supervisor.diskfull import DiskTrouble
 from loom.supervisor.intervals import Intervals
 from loom.supervisor.policy import (
     DEAD_AFTER,
+    OPERATOR_ERROR,
     UPGRADE_ERROR,
     UPGRADE_EXIT,
     Backoff,
@@ -250,10 +251,12 @@ class Supervisor:
             self._crashed(proc, code, signum)
 
     def _needs_upgrade(self, proc: ProcessDir, code: int) -> None:
-        """Record once that `proc` stopped for a message from a newer loom (SPEC 2).
+        """Record once that `proc` stopped for a message from a newer loom (SPEC 2), or
+        for a file of its own it cannot use (its stderr's last line says which).
 
         No restart and no count toward `dead`: it would only stop again. The periodic
-        scan restarts it once that message has left the inbox.
+        scan restarts it once that message has left the inbox; for a file, once the
+        operator starts it again.
         """
         blocking = children.newer_message(proc)
         children.record_crash(
@@ -262,12 +265,20 @@ class Supervisor:
             signum=None,
             restart_count=proc.restarts,
             next_restart_at=None,
-            error_type=UPGRADE_ERROR,
+            error_type=UPGRADE_ERROR if blocking is not None else OPERATOR_ERROR,
             msg=blocking,
         )
         proc.write("pid", "")
         if proc.status != "error":  # killed before it could say so itself
             proc.set_status("error")
+        if blocking is None:
+            self.log.error(
+                "needs the operator",
+                child=_key(proc),
+                error=children.last_error(proc),
+                detail="fix or move away the file named, then start it again",
+            )
+            return
         self.log.error(
             "needs a newer loom",
             child=_key(proc),

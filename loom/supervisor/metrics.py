@@ -23,6 +23,7 @@ from typing import Any
 
 from loom.store import atomic
 from loom.store import home as homes
+from loom.store.files import NotARegularFile
 from loom.store.home import ProcessDir
 from loom.store.logs import parse_line, read_lines
 from loom.store.processes import effective_status
@@ -162,8 +163,8 @@ def _read_plain(path: Path, day: str, tally: Tally, budget: int | None) -> bool:
     offset = tally.days.get(day, 0)
     try:
         complete, end = read_lines(path, offset, budget)
-    except FileNotFoundError:
-        return False
+    except (FileNotFoundError, NotARegularFile):
+        return False  # a FIFO in place of a log is no log: counting it would hang us
     _count(complete, tally)
     tally.days[day] = end
     # Read from the start when the file was replaced (it ends before the old offset).

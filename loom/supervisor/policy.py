@@ -20,6 +20,10 @@ DEAD_WINDOW_S = 3600.0  # ... within this many seconds
 # restarting it would only meet the same message again (SPEC 2).
 UPGRADE_EXIT = 78
 UPGRADE_ERROR = "unsupported_version"  # its crash record's error_type
+# The same exit without a newer message: a file of its own is unusable (NeedsOperator).
+OPERATOR_ERROR = "needs_operator"
+# Crash records of a process left stopped until the operator acts (not failures).
+HELD_ERRORS = (UPGRADE_ERROR, OPERATOR_ERROR)
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ def _is_failure(record: Path) -> bool:
         data = json.loads(record.read_text("utf-8"))
     except (OSError, ValueError):
         return True  # a crash it is, even if its record cannot be read
-    return not (isinstance(data, dict) and data.get("error_type") == UPGRADE_ERROR)
+    return not (isinstance(data, dict) and data.get("error_type") in HELD_ERRORS)
 
 
 def last_crash(crashes: Path) -> dict[str, object] | None:
