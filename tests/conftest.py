@@ -21,8 +21,8 @@ FAST_INTERVALS = {
     "LOOM_ADOPTED_POLL": "0.1",
     "LOOM_STATS_EVERY": "0.2",
     "LOOM_METRICS_EVERY": "0.5",
-    # A runner notices a stop signal at its next rescan, so a short one makes every
-    # stop and restart quick; tests of waking on a new message set a long one.
+    # A runner also rescans its inbox between watcher events (a file put back by another
+    # process raises none); tests of waking on a new message set a long one.
     "LOOM_WORKER_RESCAN": "0.1",
     # A crashed child comes back after 0.05-0.1 s instead of 1-1.5 s; tests of the
     # backoff itself set their own base and jitter.

@@ -126,6 +126,7 @@ class Router:
         self._delivered: dict[tuple[str, str], DeliveryLog] = {}
         self._loaded = False
         self._rejected: str | None = None
+        self._unreadable: dict[str, str] = {}  # source -> the problem last reported
 
     # -- the table -----------------------------------------------------------------
     def reload(self) -> bool:
@@ -208,9 +209,14 @@ class Router:
                         self._classify(state, new, outbox)
                         state.waiting -= gone
             except OSError as exc:
-                # E.g. a permission problem: report it and keep the other routes flowing.
-                self._report("cannot read outbox", error=f"{outbox}: {exc}")
+                # E.g. a permission problem: report it (once while it lasts, as the pump
+                # runs on every wake-up) and keep the other routes flowing.
+                problem = f"{outbox}: {exc}"
+                if self._unreadable.get(source) != problem:
+                    self._unreadable[source] = problem
+                    self._report("cannot read outbox", error=problem)
                 continue
+            self._unreadable.pop(source, None)
             for state in states:
                 delivered += self._drain(state, outbox, room)
         return delivered
