@@ -184,7 +184,8 @@ METRICS_EVERY = seconds(
 WORKER_RESCAN = seconds(
     "LOOM_WORKER_RESCAN",
     1.0,
-    "seconds between an agent's or pipe's rescans of its inbox besides inotify events",
+    "seconds between an agent's or pipe's rescans of its inbox besides inotify events"
+    " (a stop signal does not wait for it)",
     positive=True,
 )
 
