@@ -70,6 +70,27 @@ def test_fifos_in_a_process_folder_do_not_stop_the_supervisor(loom_home: Path) -
     wait_for(lambda: not pid_is_loom(supervisor), what="the supervisor to stop on SIGTERM")
 
 
+def test_fifos_where_the_supervisor_reads_after_a_crash_do_not_stop_it(loom_home: Path) -> None:
+    # A crash makes the supervisor read the child's stderr.log (for last_error) and its
+    # crash records (for the failures of the last hour).
+    for name in ("a", "b"):
+        assert run_loom("agent", "start", name, "--model", "echo", "-d").returncode == 0
+    assert run_loom("route", "a", "--to", "b").returncode == 0
+    put_fifo(loom_home / "agents/a/stderr.log")
+    os.mkfifo(loom_home / "agents/a/crashes/1700000000000-01HOSTILE00000000000000000.json")
+    runner = int((loom_home / "agents/a/pid").read_text())
+    os.kill(runner, signal.SIGKILL)
+    wait_for(
+        lambda: (loom_home / "agents/a/pid").read_text().strip() not in ("", str(runner)),
+        what="a restarted runner",
+    )
+    run_loom("send", "a", "after the crash")
+    wait_for(lambda: msgs(loom_home / "agents/b/outbox"), what="the message at b")
+    supervisor = supervisor_pid(loom_home)
+    os.kill(supervisor, signal.SIGTERM)
+    wait_for(lambda: not pid_is_loom(supervisor), what="the supervisor to stop on SIGTERM")
+
+
 def bad_status(kind: str, path: Path) -> None:
     path.unlink(missing_ok=True)
     if kind == "fifo":

@@ -10,7 +10,9 @@ never loses data either way, only a crash of the machine can).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from random import getrandbits
@@ -208,7 +210,17 @@ def open_append(path: str | os.PathLike[str]) -> BinaryIO:
     """Open `path` for appending in binary, created readable only by the user (0600).
 
     For logs handed to a child as its stderr and for lock files, which `open(..., "ab")`
-    would create with the umask's mode.
+    would create with the umask's mode. These are loom's own files: a FIFO, a link or a
+    folder in their place raises OSError (ENXIO, ELOOP, EISDIR or ENOTSUP) at once
+    instead of blocking or writing elsewhere.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path, flags, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOTSUP, "not a regular file", os.fspath(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
     return os.fdopen(fd, "ab")

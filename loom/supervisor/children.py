@@ -14,11 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from loom.errors import UnreadableMessage, UnsupportedVersion
+from loom.errors import LoomError, UnreadableMessage, UnsupportedVersion, is_disk_full
 from loom.store import atomic
+from loom.store.files import open_regular
 from loom.store.home import AlreadyServed, ProcessDir, now_iso, pid_is_loom
 from loom.store.ids import new_id
-from loom.store.message import from_dict
+from loom.store.message import from_dict, read_file
 from loom.store.queue import Queue, list_messages
 from loom.supervisor.policy import HELD_ERRORS, last_crash
 
@@ -68,7 +69,15 @@ class Child:
 def spawn(proc: ProcessDir, home: Path) -> Child:
     """Start `proc` in its own session, stderr appended to its `stderr.log`."""
     proc.forget_stop()
-    with atomic.open_append(proc.path / STDERR_LOG) as err:
+    try:
+        log = atomic.open_append(proc.path / STDERR_LOG)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        # Something that is not a file stands at stderr.log (a FIFO, a link, a folder):
+        # the child runs all the same, its stderr unrecorded.
+        log = open(os.devnull, "ab")
+    with log as err:
         popen = subprocess.Popen(
             command(proc),
             stdin=subprocess.DEVNULL,
@@ -89,12 +98,12 @@ def adopt(proc: ProcessDir, pid: int) -> Child:
 def last_error(proc: ProcessDir) -> str | None:
     """The last non-empty line the process wrote to stderr, if any."""
     try:
-        with open(proc.path / STDERR_LOG, "rb") as f:
+        with open_regular(proc.path / STDERR_LOG, STDERR_LOG, follow=False) as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - TAIL_BYTES))
             tail = f.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
+    except (OSError, LoomError):  # gone, or not a file loom could have written
         return None
     lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
     return lines[-1] if lines else None
@@ -146,7 +155,7 @@ def newer_message(proc: ProcessDir) -> str | None:
     """
     for name in list_messages(proc.inbox):
         try:
-            from_dict(json.loads((proc.inbox / name).read_bytes()))
+            from_dict(json.loads(read_file(proc.inbox / name)))
         except UnsupportedVersion:
             return name
         except (OSError, ValueError, UnreadableMessage):

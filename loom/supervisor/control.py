@@ -11,6 +11,7 @@ from loom import settings
 from loom.agent import agents
 from loom.errors import LoomError, UsageError
 from loom.store import home as homes
+from loom.store.files import open_regular
 from loom.store.home import AlreadyServed, ProcessDir
 from loom.supervisor import lock
 
@@ -85,9 +86,9 @@ def start_detached(spec: agents.AgentSpec) -> tuple[str, int | None]:
 def _last_line(path: Path) -> str | None:
     """The last non-empty line of a log, without the `loom: ` every error starts with."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "log", follow=False) as f:
             f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
             lines = f.read().decode("utf-8", errors="replace").strip().splitlines()
-    except OSError:
+    except (OSError, LoomError):
         return None
     return lines[-1].removeprefix("loom: ") if lines else None

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import IO
 
 from loom import settings
+from loom.errors import LoomError
 from loom.store import atomic
+from loom.store.files import FIELD_LIMIT, read_bounded
 from loom.store.home import pid_is_loom
 
 
@@ -39,8 +41,8 @@ def acquire(home: Path) -> IO[bytes] | None:
 
 def release(home: Path, handle: IO[bytes]) -> None:
     """Remove `supervisor.pid` (absent when none runs, SPEC 3) and drop the lock."""
-    with contextlib.suppress(FileNotFoundError):
-        pid = (home / "supervisor.pid").read_text().strip()
+    with contextlib.suppress(OSError, LoomError):
+        pid = _read_pid_file(home)
         if pid == str(os.getpid()):
             (home / "supervisor.pid").unlink()
     handle.close()
@@ -64,8 +66,8 @@ def is_running(home: Path) -> bool:
 def running_pid(home: Path) -> int | None:
     """The supervisor's pid when one runs."""
     try:
-        pid = int((home / "supervisor.pid").read_text().strip())
-    except (FileNotFoundError, ValueError):
+        pid = int(_read_pid_file(home))
+    except (OSError, ValueError, LoomError):
         return None
     return pid if pid_is_loom(pid) and is_running(home) else None
 
@@ -99,3 +101,9 @@ def start_on_demand(home: Path) -> subprocess.Popen[bytes]:
             close_fds=True,
             env={**os.environ, "LOOM_HOME": str(home)},
         )
+
+
+def _read_pid_file(home: Path) -> str:
+    """`supervisor.pid`'s line, read without blocking or past a line's size."""
+    raw = read_bounded(home / "supervisor.pid", FIELD_LIMIT, "supervisor.pid", follow=False)
+    return raw.decode("ascii", errors="replace").strip()

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loom.errors import LoomError
 from loom.store import atomic
 from loom.store import home as homes
-from loom.store.files import NotARegularFile
+from loom.store.files import STATE_LIMIT, NotARegularFile, read_bounded
 from loom.store.home import ProcessDir
 from loom.store.logs import parse_line, read_lines
 from loom.store.processes import effective_status
@@ -147,8 +148,11 @@ def read_logs(logs_dir: Path, tally: Tally, budget: int | None = BUDGET_BYTES) -
         if day in plain and seen != DONE:
             changed |= _read_plain(logs_dir / f"{day}.ndjson", day, tally, budget)
         elif day in packed and seen is None:
-            with contextlib.suppress(OSError, EOFError, gzip.BadGzipFile):
-                _count(gzip.decompress((logs_dir / f"{day}.ndjson.gz").read_bytes()), tally)
+            with contextlib.suppress(OSError, EOFError, gzip.BadGzipFile, LoomError):
+                packed_log = read_bounded(
+                    logs_dir / f"{day}.ndjson.gz", STATE_LIMIT, "log", follow=False
+                )
+                _count(gzip.decompress(packed_log), tally)
             tally.days[day] = DONE
             changed = True
         elif day not in plain and seen is not None and seen != DONE:
@@ -229,8 +233,9 @@ class Collector:
     def load(cls, home: Path) -> Collector:
         """A collector that starts from `metrics.state.json` (or from nothing)."""
         try:
-            state = json.loads((home / STATE_FILE).read_text("utf-8"))
-        except (FileNotFoundError, ValueError, UnicodeDecodeError):
+            raw = read_bounded(home / STATE_FILE, STATE_LIMIT, STATE_FILE, follow=False)
+            state = json.loads(raw)
+        except (OSError, ValueError, LoomError):
             state = None
         if not isinstance(state, dict) or state.get("v") != STATE_VERSION:
             state = None
