@@ -16,7 +16,7 @@ from conftest import run_loom, spawn_loom, wait_for
 from llm_server import CallTool, LLMServer, Recorded, Reply
 from plugin_kit import install_example, sh_plugin
 
-from loom.store.home import pid_is_loom
+from loom.store.home import pid_alive, pid_is_loom
 
 SECRET = "sk-test-tools-5e4d3c"
 MODELS = {
@@ -207,8 +207,8 @@ def test_sigterm_during_a_tool_call_stops_the_plugin_and_puts_the_message_back(
     inbox = loom_home / "agents/a/inbox"
     assert len(list(inbox.glob("*.msg"))) == 1 and list((inbox / ".in-progress").iterdir()) == []
     assert list((loom_home / "agents/a/outbox").iterdir()) == []
-    with pytest.raises(ProcessLookupError):
-        os.kill(plugin, 0)
+    # The plugin was killed before the runner exited; whoever inherits it reaps it.
+    wait_for(lambda: not pid_alive(plugin), what="the plugin to be gone")
 
 
 # ---------------------------------------------------------------- scoping
