@@ -141,6 +141,17 @@ def test_a_fifo_as_the_routes_file_is_one_error_line(loom_home: Path) -> None:
     assert "routes.json" in line and "FIFO" in line
 
 
+def test_a_fifo_as_the_router_stats_still_lists_the_routes(loom_home: Path) -> None:
+    for name in ("a", "b"):
+        stopped_agent(loom_home, name)
+    assert run_loom("route", "a", "--to", "b").returncode == 0
+    (loom_home / "router").mkdir(parents=True, exist_ok=True)
+    os.mkfifo(loom_home / "router/stats.json")
+    r = run_loom("routes", "--json", timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert [(row["from"], row["to"]) for row in json.loads(r.stdout)] == [("a", "b")]
+
+
 def pipe_weave(work: Path) -> None:
     (work / "loom.yml").write_text(
         "version: 1\npipes:\n  tidy:\n    from: [a]\n    operators:\n"

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from loom.errors import UnreadableMessage, UnsupportedVersion, is_disk_full
+from loom.errors import LoomError, UnreadableMessage, UnsupportedVersion, is_disk_full
 from loom.names import INSTANCE_RE, validate_name
 from loom.pipeline.definition import (
     instance_definition_path,
@@ -30,6 +30,7 @@ from loom.pipeline.errors import OperatorError
 from loom.pipeline.journal import Journal
 from loom.pipeline.spec import PipeDef
 from loom.store import home as homes
+from loom.store.files import CONFIG_LIMIT, read_bounded
 from loom.store.home import ProcessDir
 from loom.store.ids import new_id
 from loom.store.logs import Log, stderr_log
@@ -329,8 +330,8 @@ def start(
 
 def _stored(path: Path) -> object:
     try:
-        return _comparable(json.loads(path.read_text("utf-8")))
-    except (OSError, ValueError, AttributeError):
+        return _comparable(json.loads(read_bounded(path, CONFIG_LIMIT, "pipe definition")))
+    except (OSError, LoomError, ValueError, AttributeError):
         return None
 
 

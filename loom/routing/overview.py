@@ -11,19 +11,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from loom.errors import LoomError
 from loom.routing.edge import legs_of
 from loom.routing.ledger import delivery_counters, delivery_log, stats_path
 from loom.routing.table import load_routes
+from loom.store.files import STATE_LIMIT, read_bounded
 
 _LIVE: dict[str, Any] = {"held": False, "pending": 0, "errors": 0, "last_error": None}
 
 
 def _last_stats(home: Path) -> dict[tuple[Any, Any, Any], dict[str, Any]]:
     try:
-        document = json.loads(stats_path(home).read_text("utf-8"))
+        raw = read_bounded(stats_path(home), STATE_LIMIT, "router stats", follow=False)
+        document = json.loads(raw)
         rows = document["routes"]
         return {(r["from"], r.get("pipe"), r.get("to")): r for r in rows if isinstance(r, dict)}
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+    except (OSError, LoomError, ValueError, KeyError, TypeError):
         # No router has run yet (or the file is damaged): show nothing held, not an error.
         return {}
 
