@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loom.agent.retry import RetryPolicy
-from loom.errors import ProviderError, UnreadableMessage, UnsupportedVersion, UsageError
+from loom.errors import ProviderError, UsageError
 from loom.providers.base import Completion, Provider, Request, TextSink, Turn
 from loom.store import atomic
 from loom.store.files import PROMPT_LIMIT, read_bounded_text
@@ -22,7 +22,7 @@ from loom.store.home import ProcessDir, today
 from loom.store.logs import Log
 from loom.store.message import Message
 from loom.store.queue import Queue
-from loom.store.worker import Stopping, Worker
+from loom.store.worker import Stopping, Worker, read_claimed
 from loom.tools.toolbox import Toolbox, ToolRoundsExceeded
 
 # Between the texts of successive model calls in one answer (before and after tools).
@@ -181,20 +181,10 @@ class AgentRunner:
 
     def handle(self, name: str) -> None:
         """Answer the claimed message `name`: reply and acknowledge, or fail it."""
-        try:
-            msg = self.queue.read_claimed(name)
-        except UnsupportedVersion as exc:
-            self.queue.put_back(name)
-            # Not echoed: the error raised is the one line the foreground user sees.
-            self.log.event("unsupported version", "error", echo=False, msg=name, error=str(exc))
-            raise UnsupportedVersion(f"{name}: {exc}") from None
-        except (UnreadableMessage, UnicodeDecodeError) as exc:
-            if self.queue.half_written(name):
-                self.log.info("half-written", msg=name, detail="looking again shortly")
-                return
-            self.queue.quarantine(name, str(exc))
-            self.log.error("unreadable", msg=name, error=str(exc))
-            self._done(Outcome(name, failed=True, error=f"unreadable message: {exc}"))
+        msg = read_claimed(self.queue, name, self.log)
+        if not isinstance(msg, Message):
+            if msg is not None:
+                self._done(Outcome(name, failed=True, error=f"unreadable message: {msg}"))
             return
         self.log.info("claimed", msg=name, sender=msg.sender)
         started = time.monotonic()

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from loom.errors import LoomError, UnreadableMessage, UnsupportedVersion, is_disk_full
+from loom.errors import LoomError, is_disk_full
 from loom.names import INSTANCE_RE, validate_name
 from loom.pipeline.definition import (
     instance_definition_path,
@@ -36,7 +36,7 @@ from loom.store.ids import new_id
 from loom.store.logs import Log, stderr_log
 from loom.store.message import Message, child_origin, new_message
 from loom.store.queue import Queue, list_messages
-from loom.store.worker import Worker
+from loom.store.worker import Worker, read_claimed
 
 Items = list[tuple[Message, str]]
 
@@ -82,23 +82,14 @@ class PipeProcess:
 
     # -- one inbox message ---------------------------------------------------------
     def _process(self, name: str, *, resume: bool) -> None:
+        msg = read_claimed(self.queue, name, self.log)
+        if not isinstance(msg, Message):
+            return
         try:
-            msg = self.queue.read_claimed(name)
             # The claim rename sets ctime: it tells this delivery from an earlier one
             # of the same filename, so an old manifest is never taken for this one's.
             token = str(os.stat(self.queue.claimed_path(name)).st_ctime_ns)
         except FileNotFoundError:
-            return
-        except UnsupportedVersion as exc:
-            self.queue.put_back(name)
-            # Not echoed: the error raised is the one line the foreground user sees.
-            self.log.event("unsupported version", "error", echo=False, msg=name, error=str(exc))
-            raise UnsupportedVersion(f"{name}: {exc}") from None
-        except (UnreadableMessage, UnicodeDecodeError) as exc:
-            if self.queue.half_written(name):
-                return
-            self.queue.quarantine(name, str(exc))
-            self.log.error("unreadable", msg=name, error=str(exc))
             return
         self.log.info("claimed", msg=name, sender=msg.sender)
         started = time.monotonic()

@@ -49,12 +49,8 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` atomically (temp file in the same directory, then rename)."""
     # Plain strings rather than Path objects: this runs several times per message.
     target = os.fspath(path)
-    tmp = _temporary(target)
+    tmp, fd = _create_temporary(target)
     sync = fsync_enabled()
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise _about(exc, target) from None
     try:
         written = os.write(fd, data)
         if written < len(data):
@@ -82,12 +78,8 @@ def replacing(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     would need it all in memory.
     """
     target = os.fspath(path)
-    tmp = _temporary(target)
+    tmp, fd = _create_temporary(target)
     sync = fsync_enabled()
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise _about(exc, target) from None
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
@@ -111,6 +103,15 @@ def write_symlink(path: str | os.PathLike[str], target: str | os.PathLike[str]) 
     except OSError as exc:
         raise _about(exc, where) from None
     _commit(tmp, where, fsync_enabled())
+
+
+def _create_temporary(target: str) -> tuple[str, int]:
+    """A new private temporary file beside `target`: its name and an open descriptor."""
+    tmp = _temporary(target)
+    try:
+        return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise _about(exc, target) from None
 
 
 def _temporary(target: str) -> str:

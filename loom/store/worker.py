@@ -22,6 +22,7 @@ from loom import settings
 from loom.errors import UnreadableMessage, UnsupportedVersion, is_disk_full
 from loom.store.home import Ownership, ProcessDir, now_iso
 from loom.store.logs import Log
+from loom.store.message import Message
 from loom.store.queue import Queue, read_message
 from loom.store.watch import watcher
 
@@ -32,6 +33,32 @@ PAUSE_FIRST_S = 0.5
 PAUSE_MAX_S = 30.0
 # How much of an unexpected error's text goes into the failure reply and records.
 _PROBLEM_CHARS = 500
+
+
+def read_claimed(queue: Queue, name: str, log: Log) -> Message | str | None:
+    """The claimed message `name`, for a handler to work on; otherwise settle it here.
+
+    Returns the reason when the file was unreadable (it is in `.unreadable/` now), and
+    None when there is nothing to do for now: it is gone, or looks half-written and
+    was put back to be looked at again shortly (SPEC 4). A message from a newer loom
+    is put back and its UnsupportedVersion raised, naming the file (SPEC 2).
+    """
+    try:
+        return queue.read_claimed(name)
+    except FileNotFoundError:
+        return None
+    except UnsupportedVersion as exc:
+        queue.put_back(name)
+        # Not echoed: the error raised is the one line the foreground user sees.
+        log.event("unsupported version", "error", echo=False, msg=name, error=str(exc))
+        raise UnsupportedVersion(f"{name}: {exc}") from None
+    except (UnreadableMessage, UnicodeDecodeError) as exc:
+        if queue.half_written(name):
+            log.info("half-written", msg=name, detail="looking again shortly")
+            return None
+        queue.quarantine(name, str(exc))
+        log.error("unreadable", msg=name, error=str(exc))
+        return str(exc)
 
 
 class Stopping(BaseException):
