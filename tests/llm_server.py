@@ -56,6 +56,16 @@ class Reply:
     input_tokens: int | None = None
     output_tokens: int | None = None
     pause: float = 0.0  # seconds between streamed chunks, for a slow but steady model
+    cached_tokens: int = 0  # how many of the input tokens were read from a prompt cache
+
+
+@dataclass(frozen=True)
+class Think:
+    """Reason first (in the wire's reasoning field or thinking block), then answer `text`;
+    with `text=""` the model gives only reasoning, as small reasoning models sometimes do."""
+
+    reasoning: str
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,7 @@ Behaviour = (
     | Status
     | ModelNotFound
     | EchoAuth
+    | Think
     | Hang
     | KeepAlive
     | Endless
@@ -177,6 +188,7 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
     "status": Status,
     "model_not_found": ModelNotFound,
     "echo_auth": EchoAuth,
+    "think": Think,
     "hang": Hang,
     "keep_alive": KeepAlive,
     "endless": Endless,
@@ -286,18 +298,31 @@ class _Answer:
 
     def run(self, behaviour: Behaviour) -> None:
         match behaviour:
-            case Reply(text, chunk_size, input_tokens, output_tokens, pause):
+            case Reply(text, chunk_size, input_tokens, output_tokens, pause, cached):
                 chunks = chunks_of(self.text(text), chunk_size)
                 tokens = (
                     self.x.words_in if input_tokens is None else input_tokens,
                     len(chunks) if output_tokens is None else output_tokens,
                 )
                 if self.stream:
-                    self.open(tokens)
+                    self.open(tokens, cached)
                     self.deltas(chunks, pause)
+                    self.close(tokens, cached=cached)
+                else:
+                    body = self.wire.complete(self.x, "".join(chunks), tokens, cached=cached)
+                    self.handler.send_json(200, body)
+            case Think(reasoning, text):
+                chunks = chunks_of(text, None)
+                tokens = self.default_tokens(chunks)
+                if self.stream:
+                    self.open(tokens)
+                    for frame in self.wire.reasoning(self.x, reasoning):
+                        self.send(frame)
+                    self.deltas(chunks)
                     self.close(tokens)
                 else:
-                    self.handler.send_json(200, self.wire.complete(self.x, "".join(chunks), tokens))
+                    body = self.wire.complete(self.x, text, tokens, reasoning=reasoning)
+                    self.handler.send_json(200, body)
             case Status(code, message, retry_after):
                 body = self.wire.error_body(code, message or HTTPStatus(code).phrase)
                 extra = {} if retry_after is None else {"Retry-After": _header(retry_after)}
@@ -380,8 +405,8 @@ class _Answer:
     def default_tokens(self, chunks: list[str]) -> tuple[int, int]:
         return self.x.words_in, len(chunks)
 
-    def open(self, tokens: tuple[int, int]) -> None:
-        for frame in self.wire.opening(self.x, tokens[0]):
+    def open(self, tokens: tuple[int, int], cached: int = 0) -> None:
+        for frame in self.wire.opening(self.x, tokens[0], cached):
             self.send(frame)
 
     def deltas(self, chunks: list[str], pause: float = 0.0) -> None:
@@ -390,8 +415,8 @@ class _Answer:
                 self.fake.stopping.wait(pause)
             self.send(self.wire.delta(self.x, chunk))
 
-    def close(self, tokens: tuple[int, int], tools: bool = False) -> None:
-        for frame in self.wire.closing(self.x, *tokens, tools=tools):
+    def close(self, tokens: tuple[int, int], tools: bool = False, cached: int = 0) -> None:
+        for frame in self.wire.closing(self.x, *tokens, tools=tools, cached=cached):
             self.send(frame)
         self.end()
 

@@ -91,9 +91,14 @@ class Wire(ABC):
     streams_by_default = False
     call_id_prefix: str | None = "call_"  # None: this API's calls carry no id
 
-    def opening(self, x: Exchange, input_tokens: int) -> list[bytes]:
-        """Frames sent before the first text chunk."""
+    def opening(self, x: Exchange, input_tokens: int, cached: int = 0) -> list[bytes]:
+        """Frames sent before the first text chunk; `cached` of the input tokens were
+        read from a prompt cache."""
         return []
+
+    @abstractmethod
+    def reasoning(self, x: Exchange, text: str) -> list[bytes]:
+        """The frames carrying the model's reasoning, sent before its answer."""
 
     @abstractmethod
     def delta(self, x: Exchange, text: str) -> bytes:
@@ -105,7 +110,12 @@ class Wire(ABC):
 
     @abstractmethod
     def closing(
-        self, x: Exchange, input_tokens: int, output_tokens: int, tools: bool = False
+        self,
+        x: Exchange,
+        input_tokens: int,
+        output_tokens: int,
+        tools: bool = False,
+        cached: int = 0,
     ) -> list[bytes]:
         """Frames after the last chunk (or call), ending with the stream's terminal event."""
 
@@ -123,7 +133,13 @@ class Wire(ABC):
 
     @abstractmethod
     def complete(
-        self, x: Exchange, text: str, usage: tuple[int, int], calls: list[Call] | None = None
+        self,
+        x: Exchange,
+        text: str,
+        usage: tuple[int, int],
+        calls: list[Call] | None = None,
+        reasoning: str = "",
+        cached: int = 0,
     ) -> dict[str, Any]:
         """The whole answer as one JSON body, for `"stream": false`."""
 

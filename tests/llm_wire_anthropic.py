@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm_wire import Call, Exchange, Wire, pieces, sse
+from llm_wire import Call, Exchange, Wire, chunks_of, pieces, sse
 
 _ERRORS = {
     400: "invalid_request_error",
@@ -19,7 +19,7 @@ _ERRORS = {
 class AnthropicWire(Wire):
     call_id_prefix = "toolu_"
 
-    def opening(self, x: Exchange, input_tokens: int) -> list[bytes]:
+    def opening(self, x: Exchange, input_tokens: int, cached: int = 0) -> list[bytes]:
         message: dict[str, Any] = {
             "id": "msg_fake",
             "type": "message",
@@ -27,7 +27,7 @@ class AnthropicWire(Wire):
             "model": x.model,
             "content": [],
             "stop_reason": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+            "usage": _usage(input_tokens, 1, cached),
         }
         block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}
         return [
@@ -40,6 +40,20 @@ class AnthropicWire(Wire):
         delta = {"type": "text_delta", "text": text}
         payload = {"type": "content_block_delta", "index": 0, "delta": delta}
         return sse(payload, "content_block_delta")
+
+    def reasoning(self, x: Exchange, text: str) -> list[bytes]:
+        # A thinking block, ended by its signature; it takes an index after the text
+        # block's (the client matches blocks by type, not by position).
+        index = 8
+        start = {"type": "thinking", "thinking": "", "signature": ""}
+        frames = [sse({"type": "content_block_start", "index": index, "content_block": start})]
+        for piece in chunks_of(text, None):
+            delta = {"type": "thinking_delta", "thinking": piece}
+            frames.append(sse({"type": "content_block_delta", "index": index, "delta": delta}))
+        signature = {"type": "signature_delta", "signature": "c2lnbmF0dXJl"}
+        frames.append(sse({"type": "content_block_delta", "index": index, "delta": signature}))
+        frames.append(sse({"type": "content_block_stop", "index": index}))
+        return frames
 
     def calls(self, x: Exchange, calls: list[Call]) -> list[bytes]:
         # The text block (index 0) ends; each call is a tool_use block after it, its input
@@ -57,7 +71,12 @@ class AnthropicWire(Wire):
         return frames
 
     def closing(
-        self, x: Exchange, input_tokens: int, output_tokens: int, tools: bool = False
+        self,
+        x: Exchange,
+        input_tokens: int,
+        output_tokens: int,
+        tools: bool = False,
+        cached: int = 0,
     ) -> list[bytes]:
         message_delta = {
             "type": "message_delta",
@@ -83,11 +102,18 @@ class AnthropicWire(Wire):
         return sse({"type": "error", "error": {"type": kind, "message": message}}, "error")
 
     def complete(
-        self, x: Exchange, text: str, usage: tuple[int, int], calls: list[Call] | None = None
+        self,
+        x: Exchange,
+        text: str,
+        usage: tuple[int, int],
+        calls: list[Call] | None = None,
+        reasoning: str = "",
+        cached: int = 0,
     ) -> dict[str, Any]:
         content: list[dict[str, Any]] = (
-            [{"type": "text", "text": text}] if text or not calls else []
+            [{"type": "thinking", "thinking": reasoning, "signature": "c2ln"}] if reasoning else []
         )
+        content += [{"type": "text", "text": text}] if text or not calls else []
         content += [
             {"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments_value()}
             for c in calls or []
@@ -99,7 +125,7 @@ class AnthropicWire(Wire):
             "model": x.model,
             "content": content,
             "stop_reason": "tool_use" if calls else "end_turn",
-            "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+            "usage": _usage(usage[0], usage[1], cached),
         }
 
     def error_body(self, code: int, message: str) -> dict[str, Any]:
@@ -108,3 +134,13 @@ class AnthropicWire(Wire):
 
     def model_not_found(self, model: str) -> str:
         return f"model: {model}"
+
+
+def _usage(input_tokens: int, output_tokens: int, cached: int) -> dict[str, int]:
+    # The Messages API counts the prompt in parts: fresh, read from and written to the cache.
+    return {
+        "input_tokens": input_tokens - cached,
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": 0,
+        "output_tokens": output_tokens,
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llm_wire import Call, Exchange, Wire
+from llm_wire import Call, Exchange, Wire, chunks_of
 
 _STAMP = "2024-01-01T00:00:00Z"
 
@@ -32,11 +32,24 @@ class OllamaWire(Wire):
     def delta(self, x: Exchange, text: str) -> bytes:
         return self._line(self._message(x, text, False))
 
+    def reasoning(self, x: Exchange, text: str) -> list[bytes]:
+        lines = []
+        for piece in chunks_of(text, None):
+            payload = self._message(x, "", False)
+            payload["message"]["thinking"] = piece
+            lines.append(self._line(payload))
+        return lines
+
     def calls(self, x: Exchange, calls: list[Call]) -> list[bytes]:
         return [self._line(self._message(x, "", False, calls))]
 
     def closing(
-        self, x: Exchange, input_tokens: int, output_tokens: int, tools: bool = False
+        self,
+        x: Exchange,
+        input_tokens: int,
+        output_tokens: int,
+        tools: bool = False,
+        cached: int = 0,
     ) -> list[bytes]:
         return [self._line(self._final(x, "", (input_tokens, output_tokens)))]
 
@@ -56,9 +69,18 @@ class OllamaWire(Wire):
         return self._line({"error": f"{kind}: {message}"})
 
     def complete(
-        self, x: Exchange, text: str, usage: tuple[int, int], calls: list[Call] | None = None
+        self,
+        x: Exchange,
+        text: str,
+        usage: tuple[int, int],
+        calls: list[Call] | None = None,
+        reasoning: str = "",
+        cached: int = 0,
     ) -> dict[str, Any]:
-        return self._final(x, text, usage, calls)
+        final = self._final(x, text, usage, calls)
+        if reasoning:
+            final["message"]["thinking"] = reasoning
+        return final
 
     def error_body(self, code: int, message: str) -> dict[str, Any]:
         return {"error": message}

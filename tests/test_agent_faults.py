@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -328,7 +329,9 @@ def test_stdin_mode_exits_at_once_when_the_provider_is_unreachable(loom_home: Pa
     assert len(msgs(loom_home / "agents/a/inbox/.failed")) == 1
 
 
-def test_interactive_session_keeps_its_context(server: LLMServer, loom_home: Path) -> None:
+@contextlib.contextmanager
+def terminal_session(server: LLMServer) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`loom agent start a` on a pseudo-terminal: the process and the terminal's side."""
     leader, follower = pty.openpty()
     env = {**os.environ, **openai_env(server)}
     p = subprocess.Popen(
@@ -340,13 +343,7 @@ def test_interactive_session_keeps_its_context(server: LLMServer, loom_home: Pat
     )
     os.close(follower)
     try:
-        os.write(leader, b"first question\n")
-        assert p.stdout is not None
-        assert p.stdout.readline() == b"echo: first question\n"
-        os.write(leader, b"second question\n")
-        assert p.stdout.readline() == b"echo: second question\n"
-        os.write(leader, b"\x04")  # Ctrl-D ends the session
-        assert p.wait(timeout=10) == 0
+        yield p, leader
     finally:
         os.close(leader)
         if p.poll() is None:
@@ -354,6 +351,17 @@ def test_interactive_session_keeps_its_context(server: LLMServer, loom_home: Pat
         p.wait()
         if p.stdout is not None:
             p.stdout.close()
+
+
+def test_interactive_session_keeps_its_context(server: LLMServer, loom_home: Path) -> None:
+    with terminal_session(server) as (p, leader):
+        os.write(leader, b"first question\n")
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"echo: first question\n"
+        os.write(leader, b"second question\n")
+        assert p.stdout.readline() == b"echo: second question\n"
+        os.write(leader, b"\x04")  # Ctrl-D ends the session
+        assert p.wait(timeout=10) == 0
     turns = server.requests[-1].body["messages"]
     contents = [(t["role"], t["content"]) for t in turns if t["role"] != "system"]
     assert contents == [
@@ -361,3 +369,20 @@ def test_interactive_session_keeps_its_context(server: LLMServer, loom_home: Pat
         ("assistant", "echo: first question"),
         ("user", "second question"),
     ]
+
+
+def test_ctrl_c_at_the_idle_prompt_ends_the_session_at_once(
+    server: LLMServer, loom_home: Path
+) -> None:
+    with terminal_session(server) as (p, leader):
+        os.write(leader, b"first question\n")
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"echo: first question\n"
+        # The session now waits at "> " for the next line; Ctrl-C (SIGINT from the
+        # terminal) must end it without anyone pressing Enter.
+        status = loom_home / "agents/a/status"
+        wait_for(lambda: status.read_text() == "idle\n", what="idle")
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=10)  # raises if the session is still waiting for a line
+        assert status.read_text() == "stopped\n"
+    assert len(server.requests) == 1

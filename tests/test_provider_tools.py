@@ -166,9 +166,10 @@ def test_results_go_back_in_each_wires_shape(case: Case, server: LLMServer) -> N
                     {
                         "id": c.id,
                         "type": "function",
-                        "function": {"name": "calc", "arguments": c.arguments},
+                        "function": {"name": "calc", "arguments": arguments},
                     }
-                    for c in calls
+                    # The broken arguments go back as "{}", which a parsing server accepts.
+                    for c, arguments in zip(calls, ['{"expression": "6 * 7"}', "{}"], strict=True)
                 ],
             },
             {"role": "tool", "tool_call_id": "id-1", "content": "42"},

@@ -181,7 +181,10 @@ def test_reply_answers_the_last_user_turn(
 def test_usage_is_reported(case: Case, server: LLMServer, env: dict[str, str]) -> None:
     server.script(Reply("fine", input_tokens=12, output_tokens=5))
     completion, _ = call(case, env)
-    assert completion.usage == Usage(input_tokens=12, output_tokens=5)
+    usage = completion.usage
+    assert (usage.input_tokens, usage.output_tokens) == (12, 5)
+    # The fake OpenAI and Anthropic wires report a prompt cache that was not used.
+    assert usage.cache_read_tokens == (None if case.wire == "ollama" else 0)
 
 
 def test_request_carries_system_prompt_turns_and_credentials(
@@ -429,6 +432,15 @@ def test_a_key_across_the_excerpt_cut_of_a_mid_stream_error_is_redacted(
     assert "[reda" in str(error)  # the marker itself may be what the cut shortens
 
 
+def test_a_one_letter_key_is_redacted_where_it_stands_alone_not_in_words(
+    keyed: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    variable = str(keyed.key_variable)
+    server.script(StreamError("api_error", "the request exceeds the limit of key x, or x-ray"))
+    text = str(failure(keyed, {**env, variable: "x"}))
+    assert "the request exceeds the limit of key [redacted], or x-ray" in text, text
+
+
 def test_redact_removes_the_key_whole_cut_and_repeated() -> None:
     key = "sk-LEAKCHECK-0123456789"
     text = f"a {key} b Bearer {key[:9]}… c {key[:8]} d {key[:7]} e {key}{key}"
@@ -436,6 +448,13 @@ def test_redact_removes_the_key_whole_cut_and_repeated() -> None:
         f"a {REDACTED} b Bearer {REDACTED}… c {REDACTED} d {key[:7]} e {REDACTED}{REDACTED}"
     )
     assert redact("short k stays", ["k"]) == f"short {REDACTED} stays"
+    # A key under MIN_FRAGMENT characters is redacted only as a whole token.
+    assert redact("e exceeds x. key=x; x-api-key 'x'", ["x"]) == (
+        f"e exceeds {REDACTED}. key={REDACTED}; x-api-key '{REDACTED}'"
+    )
+    assert redact("abc123 and xabc123 and abc1234", ["abc123"]) == (
+        f"{REDACTED} and xabc123 and abc1234"
+    )
     assert redact("nothing", ["", key]) == "nothing"
 
 

@@ -306,7 +306,10 @@ def converse(session: Session, lines: TextIO, initial: list[Message], prompt: Te
         while not session.worker.stopping:
             if not pending:
                 print("> ", end="", file=prompt, flush=True)
-                line = lines.readline()
+                # Interruptible: Ctrl-C at the prompt ends the session at once, instead
+                # of the read going on until Enter.
+                with session.worker.interruptible():
+                    line = lines.readline()
                 if not line:
                     break
                 if line.strip():

@@ -48,6 +48,8 @@ class Answer:
     attempts: int = 0
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
     @property
     def text(self) -> str:
@@ -61,14 +63,47 @@ class Answer:
         names = [call.name for t in self.turns for call in t.tool_calls]
         return list(dict.fromkeys(names))
 
+    @property
+    def reasoning(self) -> str:
+        """What the model reasoned apart from its answer, over every call."""
+        texts = [t.reasoning for t in self.turns[1:] if t.reasoning]
+        return ROUND_SEPARATOR.join(texts)
+
     def add(self, completion: Completion, attempts: int) -> None:
-        self.turns.append(Turn("assistant", completion.text, tool_calls=completion.tool_calls))
+        turn = Turn(
+            "assistant",
+            completion.text,
+            tool_calls=completion.tool_calls,
+            reasoning=completion.reasoning,
+        )
+        self.turns.append(turn)
         self.attempts += attempts
         usage = completion.usage
-        if usage.input_tokens is not None:
-            self.input_tokens = (self.input_tokens or 0) + usage.input_tokens
-        if usage.output_tokens is not None:
-            self.output_tokens = (self.output_tokens or 0) + usage.output_tokens
+        self.input_tokens = _plus(self.input_tokens, usage.input_tokens)
+        self.output_tokens = _plus(self.output_tokens, usage.output_tokens)
+        self.cache_read_tokens = _plus(self.cache_read_tokens, usage.cache_read_tokens)
+        self.cache_write_tokens = _plus(self.cache_write_tokens, usage.cache_write_tokens)
+
+
+def _plus(total: int | None, count: int | None) -> int | None:
+    """A running token count: None until some call reports one."""
+    return total if count is None else (total or 0) + count
+
+
+class EmptyAnswer(ProviderError):
+    """The model's final answer had no text: a reply nobody can use, so the message fails
+    (not retried) instead of an empty reply going out as if it were an answer."""
+
+    def __init__(self, answer: Answer) -> None:
+        thought = answer.reasoning
+        detail = (
+            f"it only reasoned ({len(thought)} characters, kept in the conversation file)"
+            if thought
+            else "it sent no text"
+        )
+        super().__init__(
+            f"the model's answer was empty: {detail}", error_type="empty_answer", transient=False
+        )
 
 
 class PromptUnreadable(ProviderError):
@@ -197,6 +232,10 @@ class AgentRunner:
         except ProviderError as exc:
             self._fail(msg, name, exc, attempts=exc.attempts)
             return
+        if not answer.text.strip():
+            self._record(name, answer)
+            self._fail(msg, name, EmptyAnswer(answer), attempts=answer.attempts)
+            return
         reply = msg.reply(self.proc.name, answer.text, parent_filename=name)
         self.queue.emit(reply)
         self.queue.acknowledge(name)
@@ -209,6 +248,8 @@ class AgentRunner:
             duration_ms=round((time.monotonic() - started) * 1000, 1),
             input_tokens=answer.input_tokens,
             output_tokens=answer.output_tokens,
+            cache_read_tokens=answer.cache_read_tokens,
+            cache_write_tokens=answer.cache_write_tokens,
             tools=answer.tools_used or None,
         )
         self._done(Outcome(name, reply=reply))
@@ -294,6 +335,10 @@ class AgentRunner:
         file: one line per turn, and one `role: tool` line per tool result."""
         if self.context is not None:
             self.context.extend(answer.turns)
+        self._record(name, answer)
+
+    def _record(self, name: str, answer: Answer) -> None:
+        """Append the answer's turns to today's conversation file."""
         atomic.make_private_dir(self.proc.conversations)
         path = self.proc.conversations / f"{today()}.ndjson"
         ts = int(time.time() * 1000)
@@ -314,6 +359,8 @@ def _records(turn: Turn) -> list[dict[str, object]]:
             for r in turn.tool_results
         ]
     record: dict[str, object] = {"role": turn.role, "content": turn.content}
+    if turn.reasoning:
+        record["reasoning"] = turn.reasoning
     if turn.tool_calls:
         record["tool_calls"] = [
             {"id": c.id, "name": c.name, "arguments": c.arguments} for c in turn.tool_calls

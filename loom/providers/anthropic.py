@@ -8,6 +8,10 @@ content_block_start brings the id and name, `input_json_delta` events pieces of 
 input's JSON, and the message stops with `stop_reason: tool_use`. Results go back as a
 user turn of `tool_result` blocks naming their `tool_use_id`, after the assistant turn
 replayed with its `tool_use` blocks.
+
+A model that thinks sends `thinking` blocks (`thinking_delta` events) before its answer;
+their text is kept apart from the answer. Usage counts the prompt in three parts (fresh,
+read from the prompt cache, written to it); loom's input count is their sum.
 """
 
 from __future__ import annotations
@@ -83,18 +87,16 @@ class AnthropicProvider(HttpProvider):
 
     def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
         parts: list[str] = []
+        thinking: list[str] = []
         calls = PendingCalls()
-        input_tokens: int | None = None
-        output_tokens: int | None = None
+        usage: dict[str, Any] = {}
         for event, data in parse_sse(reply):
             payload = decode_object(data, self.name, self._secrets)
             kind = payload.get("type", event)
             index = payload.get("index")
             index = index if isinstance(index, int) else 0
             if kind == "message_start":
-                usage = _dict(_dict(payload.get("message")).get("usage"))
-                input_tokens = token_count(usage.get("input_tokens"))
-                output_tokens = token_count(usage.get("output_tokens"))
+                usage.update(_dict(_dict(payload.get("message")).get("usage")))
             elif kind == "content_block_start":
                 block = _dict(payload.get("content_block"))
                 if block.get("type") == "tool_use":
@@ -105,20 +107,28 @@ class AnthropicProvider(HttpProvider):
                 if delta.get("type") == "input_json_delta":
                     reply.progress()
                     calls.extend(index, _str(delta.get("partial_json")) or "")
+                elif delta.get("type") == "thinking_delta":
+                    reply.progress()
+                    thinking.append(_str(delta.get("thinking")) or "")
                 text = delta.get("text") if delta.get("type") == "text_delta" else None
                 if isinstance(text, str) and text:
                     parts.append(text)
                     on_text(text)
             elif kind == "message_delta":
-                counted = token_count(_dict(payload.get("usage")).get("output_tokens"))
-                output_tokens = counted if counted is not None else output_tokens
+                # Cumulative counts; newer servers repeat the input counts here.
+                counted = _dict(payload.get("usage"))
+                usage.update({k: v for k, v in counted.items() if token_count(v) is not None})
             elif kind == "message_stop":
-                usage_seen = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
-                return Completion(text="".join(parts), usage=usage_seen, tool_calls=calls.done())
+                return Completion(
+                    text="".join(parts),
+                    usage=_usage(usage),
+                    tool_calls=calls.done(),
+                    reasoning="".join(thinking),
+                )
             elif kind == "error":
                 raise self._event_error(payload)
-            # ping, content_block_stop and event types added later are ignored, as
-            # Anthropic's versioning policy asks of clients.
+            # ping, content_block_stop, signature_delta and event types added later are
+            # ignored, as Anthropic's versioning policy asks of clients.
         raise stream_interrupted(self.name)
 
     def _whole(self, payload: dict[str, Any]) -> Completion:
@@ -131,10 +141,13 @@ class AnthropicProvider(HttpProvider):
                 transient=False,
             )
         texts: list[str] = []
+        thinking: list[str] = []
         calls: list[ToolCall] = []
         for block in map(_dict, payload["content"]):
             if block.get("type") == "text" and isinstance(block.get("text"), str):
                 texts.append(block["text"])
+            elif block.get("type") == "thinking" and isinstance(block.get("thinking"), str):
+                thinking.append(block["thinking"])
             elif block.get("type") == "tool_use":
                 calls.append(
                     ToolCall(
@@ -143,14 +156,11 @@ class AnthropicProvider(HttpProvider):
                         arguments=arguments_text(block.get("input")),
                     )
                 )
-        usage = _dict(payload.get("usage"))
         return Completion(
             text="".join(texts),
-            usage=Usage(
-                input_tokens=token_count(usage.get("input_tokens")),
-                output_tokens=token_count(usage.get("output_tokens")),
-            ),
+            usage=_usage(_dict(payload.get("usage"))),
             tool_calls=tuple(calls),
+            reasoning="".join(thinking),
         )
 
     def _event_error(self, payload: dict[str, Any]) -> ProviderError:
@@ -192,6 +202,21 @@ def _message(turn: Turn) -> dict[str, Any]:
         ]
         return {"role": "assistant", "content": blocks}
     return {"role": turn.role, "content": turn.content}
+
+
+def _usage(usage: dict[str, Any]) -> Usage:
+    """Loom's counts from a Messages API `usage`: the input is the fresh tokens plus those
+    read from and written to the prompt cache (each reported apart)."""
+    fresh = token_count(usage.get("input_tokens"))
+    read = token_count(usage.get("cache_read_input_tokens"))
+    written = token_count(usage.get("cache_creation_input_tokens"))
+    counted = [n for n in (fresh, read, written) if n is not None]
+    return Usage(
+        input_tokens=sum(counted) if counted else None,
+        output_tokens=token_count(usage.get("output_tokens")),
+        cache_read_tokens=read,
+        cache_write_tokens=written,
+    )
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -50,6 +50,8 @@ class Turn:
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     tool_results: tuple[ToolResult, ...] = ()
+    # What the model reasoned before this answer; recorded, never sent back to it.
+    reasoning: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,18 +67,29 @@ class Request:
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts as the provider reported them; None when it did not.
+
+    `input_tokens` counts the whole prompt, cached parts included, on every wire format
+    (Anthropic reports the cached parts apart; they are added in). `cache_read_tokens`
+    and `cache_write_tokens` say how much of it was read from or written to a prompt cache.
+    """
+
     input_tokens: int | None = None
     output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 @dataclass(frozen=True)
 class Completion:
-    """The final answer of one call: the whole text, token usage when reported, and the
-    tools the model asked to run (empty when it answered)."""
+    """The final answer of one call: the whole text, token usage when reported, the
+    tools the model asked to run (empty when it answered), and the model's reasoning
+    when it sent some apart from the answer (kept out of `text`)."""
 
     text: str
     usage: Usage = field(default_factory=Usage)
     tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str = ""
 
 
 class Provider(Protocol):

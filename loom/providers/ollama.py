@@ -59,10 +59,10 @@ class OllamaProvider(HttpProvider):
         for line in reply:
             if not line.strip():
                 continue
-            calls_before = len(answer.calls)
+            before = len(answer.calls) + len(answer.reasoning)
             if self._take(answer, decode_object(line, self.name, self._secrets), on_text):
                 return answer.completion
-            if len(answer.calls) > calls_before:
+            if len(answer.calls) + len(answer.reasoning) > before:
                 reply.progress()
         raise stream_interrupted(self.name)
 
@@ -90,6 +90,9 @@ class OllamaProvider(HttpProvider):
         if isinstance(text, str) and text:
             reply.parts.append(text)
             on_text(text)
+        thinking = message.get("thinking")  # a thinking model's reasoning (Ollama 0.9+)
+        if isinstance(thinking, str) and thinking:
+            reply.reasoning.append(thinking)
         for call in message.get("tool_calls") or []:
             if isinstance(call, dict):
                 reply.calls.append(_call(call))
@@ -134,10 +137,16 @@ class _Reply:
     parts: list[str] = field(default_factory=list)
     calls: list[ToolCall] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    reasoning: list[str] = field(default_factory=list)
 
     @property
     def completion(self) -> Completion:
-        return Completion(text="".join(self.parts), usage=self.usage, tool_calls=tuple(self.calls))
+        return Completion(
+            text="".join(self.parts),
+            usage=self.usage,
+            tool_calls=tuple(self.calls),
+            reasoning="".join(self.reasoning),
+        )
 
 
 def _call(call: dict[str, Any]) -> ToolCall:

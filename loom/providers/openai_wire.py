@@ -8,6 +8,10 @@ Tools go out as `tools: [{"type": "function", "function": {...}}]`. A tool call 
 as `delta.tool_calls` fragments: the first for an `index` brings its `id` and
 `function.name`, later ones pieces of `function.arguments`. Results go back as one
 `role: tool` message per call, naming its `tool_call_id`.
+
+Compatible servers that separate a model's reasoning from its answer (llama.cpp, vLLM,
+DeepSeek, OpenRouter) stream it as `delta.reasoning_content` or `delta.reasoning`; it is
+kept apart from the text.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from loom.providers.sse import DONE, parse_sse
 from loom.providers.tool_calls import (
     ChatDialect,
     PendingCalls,
+    arguments_replay,
     arguments_text,
     chat_body,
     new_call_id,
@@ -55,11 +60,17 @@ class OpenAIWireProvider(HttpProvider):
 
     def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
         parts: list[str] = []
+        reasoning: list[str] = []
         calls = PendingCalls()
         usage = Usage()
         for _event, data in parse_sse(reply):
             if data == DONE:
-                return Completion(text="".join(parts), usage=usage, tool_calls=calls.done())
+                return Completion(
+                    text="".join(parts),
+                    usage=usage,
+                    tool_calls=calls.done(),
+                    reasoning="".join(reasoning),
+                )
             chunk = decode_object(data, self.name, self._secrets)
             if "error" in chunk:
                 raise self._chunk_error(chunk["error"])
@@ -68,6 +79,10 @@ class OpenAIWireProvider(HttpProvider):
             if text:
                 parts.append(text)
                 on_text(text)
+            thought = _reasoning(delta)
+            if thought:
+                reply.progress()
+                reasoning.append(thought)
             for fragment in _list(delta.get("tool_calls"), "delta.tool_calls", self.name):
                 reply.progress()
                 index = fragment.get("index")
@@ -94,6 +109,7 @@ class OpenAIWireProvider(HttpProvider):
             text=_text(message, self.name),
             usage=_usage(_dict(payload.get("usage"))),
             tool_calls=calls,
+            reasoning=_reasoning(message),
         )
 
     def _chunk_error(self, error: Any) -> ProviderError:
@@ -121,7 +137,7 @@ _DIALECT = ChatDialect(
     call=lambda call: {
         "id": call.id,
         "type": "function",
-        "function": {"name": call.name, "arguments": call.arguments},
+        "function": {"name": call.name, "arguments": arguments_replay(call.arguments)},
     },
     null_content=True,
 )
@@ -145,6 +161,16 @@ def _text(delta: dict[str, Any], source: str) -> str:
     return content or ""
 
 
+def _reasoning(delta: dict[str, Any]) -> str:
+    """The reasoning in a delta or message: `reasoning_content` (llama.cpp, vLLM, DeepSeek)
+    or `reasoning` (OpenRouter, newer vLLM)."""
+    for key in ("reasoning_content", "reasoning"):
+        value = delta.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
 def _id_and_name(fragment: dict[str, Any]) -> tuple[str | None, str | None]:
     call_id, name = fragment.get("id"), _dict(fragment.get("function")).get("name")
     return (
@@ -160,9 +186,13 @@ def _whole_call(call: dict[str, Any]) -> ToolCall:
 
 
 def _usage(usage: dict[str, Any]) -> Usage:
+    # prompt_tokens counts the cached part too; the details say how much of it was cached.
     return Usage(
         input_tokens=token_count(usage.get("prompt_tokens")),
         output_tokens=token_count(usage.get("completion_tokens")),
+        cache_read_tokens=token_count(
+            _dict(usage.get("prompt_tokens_details")).get("cached_tokens")
+        ),
     )
 
 

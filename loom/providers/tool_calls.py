@@ -40,6 +40,20 @@ def arguments_object(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def arguments_replay(text: str) -> str:
+    """The arguments of an earlier call as JSON text, for APIs that replay them so.
+
+    Text that is a JSON object goes back as the model wrote it; anything else (already
+    answered with an error result that quotes it) goes back as `{}`, since servers
+    that parse the conversation (llama.cpp) reject the whole request otherwise.
+    """
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except ValueError:
+        return "{}"
+    return text if isinstance(value, dict) else "{}"
+
+
 def function_tools(tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
     """Tools in the OpenAI `function` shape, which Ollama's chat API reads too."""
     return [
