@@ -38,7 +38,9 @@ __all__ = [
     "save_definition",
 ]
 
-NODE_KEYS = ("description", "from", "name", "operators", "to")
+NODE_KEYS = ("concurrency", "description", "from", "name", "operators", "to")
+# Messages a queued pipe process keeps in flight at once (`concurrency:`).
+MAX_CONCURRENCY = 256
 LONG_FORM_KEY = "operator"
 CONFIG_FILE = "config.json"
 
@@ -59,6 +61,7 @@ def parse_definition(data: Any, *, name: str, source: str = "<memory>") -> PipeD
     inputs: tuple[str, ...] = ()
     to: tuple[str, ...] = ()
     description = None
+    concurrency = 1
     if isinstance(data, Mapping):
         _check_node_keys(data, name, source)
         if "operators" not in data:
@@ -69,6 +72,7 @@ def parse_definition(data: Any, *, name: str, source: str = "<memory>") -> PipeD
         description = data.get("description")
         if description is not None and not isinstance(description, str):
             raise config_error(source, name, "'description' must be a string", line=line)
+        concurrency = _concurrency(data, name, source)
     elif isinstance(data, list):
         steps = data
     else:
@@ -87,8 +91,32 @@ def parse_definition(data: Any, *, name: str, source: str = "<memory>") -> PipeD
         for i, step in enumerate(steps)
     )
     for spec in specs:
-        build_operator(spec, name, source).close()
-    return PipeDef(name, specs, source, inputs, to, description)
+        op = build_operator(spec, name, source)
+        op.close()
+        if concurrency > 1 and op.stateful:
+            raise config_error(
+                source,
+                name,
+                f"concurrency {concurrency} needs operators that keep no state, and "
+                f"{spec.kind} does: its state depends on the order messages arrive in; "
+                "remove 'concurrency' or this operator",
+                line=spec.line,
+                spec=spec,
+            )
+    return PipeDef(name, specs, source, inputs, to, description, concurrency)
+
+
+def _concurrency(data: Mapping[Any, Any], name: str, source: str) -> int:
+    value = data.get("concurrency", 1)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CONCURRENCY:
+        return value
+    raise config_error(
+        source,
+        name,
+        f"must be a whole number from 1 to {MAX_CONCURRENCY}, got {value!r}",
+        line=getattr(data, "key_lines", {}).get("concurrency") or getattr(data, "line", None),
+        key="concurrency",
+    )
 
 
 def _check_node_keys(data: Mapping[Any, Any], name: str, source: str) -> None:

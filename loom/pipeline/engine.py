@@ -12,10 +12,12 @@ queued process (one operator at a time, with files between steps).
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -54,7 +56,9 @@ class Pipeline:
 
     With `state_dir` None stateful operators keep their state in memory; otherwise each
     keeps it under `state_dir/<number>-<kind>/` and picks it up again on restart.
-    `drops` and `errors` count per operator label (`2:filter`).
+    `drops` and `errors` count per operator label (`2:filter`). A pipeline of operators
+    that keep no state may run several messages at once on several threads (the queued
+    process with `concurrency:`); `counting_drops` tells one message's drops apart.
     """
 
     def __init__(
@@ -76,6 +80,8 @@ class Pipeline:
         self.log = log
         self.drops: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self._counting = threading.Lock()
+        self._local = threading.local()  # `message_drops`: this thread's message's drops
         # Failures met while running timed-out or flushed batches (push raises instead).
         self.failures: list[OperatorError] = []
         self._clock = clock
@@ -110,6 +116,7 @@ class Pipeline:
                 log=self.log,
                 drops=self.drops,
                 stderr=self._stderr,
+                on_drop=self._dropped,
             )
         )
         return op
@@ -133,6 +140,25 @@ class Pipeline:
                 "move the file away to restart this operator empty"
             ) from None
         self._applied[pos] = saved.applied
+
+    def _dropped(self, label: str, count: int) -> None:
+        with self._counting:
+            self.drops[label] += count
+        mine: Counter[str] | None = getattr(self._local, "message_drops", None)
+        if mine is not None:
+            mine[label] += count
+
+    @contextlib.contextmanager
+    def counting_drops(self) -> Iterator[Counter[str]]:
+        """The drops this thread's operators count inside the block (those of the one
+        message it is working on), apart from other threads' messages."""
+        mine: Counter[str] = Counter()
+        outer = getattr(self._local, "message_drops", None)
+        self._local.message_drops = mine
+        try:
+            yield mine
+        finally:
+            self._local.message_drops = outer
 
     # -- time ----------------------------------------------------------------------
     def now(self) -> float:
@@ -172,7 +198,8 @@ class Pipeline:
         since it is the process's fault, not the message's."""
         if is_disk_full(exc):
             return exc
-        self.errors[label] += 1
+        with self._counting:
+            self.errors[label] += 1
         if isinstance(exc, ExpressionError):
             return OperatorError(label, str(exc), msg)
         return OperatorError(label, f"{type(exc).__name__}: {exc}", msg)

@@ -6,6 +6,12 @@ messages, copied to `outbox/` before the ack. A crash at any instant is resumed 
 last completed step on restart, so every result reaches the outbox exactly once. Timed
 work (window/buffer timeouts, throttle releases) runs as timer jobs through the same
 steps. The Worker owns pid, status, signals and waiting (loom.store.worker).
+
+With `concurrency: N` (only for operators that keep no state, so no step of one message
+depends on another's) the Worker runs up to N messages through `handle` at once, each on
+a thread of its own. Every message has its own journal entries, keyed by its filename,
+so recovery resumes each of them as it does a single one; results leave in the order
+they finish.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,11 +98,11 @@ class PipeProcess:
             return
         self.log.info("claimed", msg=name, sender=msg.sender)
         started = time.monotonic()
-        drops_before = Counter(self.pipeline.drops)
         stem = item_stem(name)
         try:
-            items = [(self.pipeline.enter(msg, name), stem)]
-            finals = self._run_job(stem, token, 0, items, resume=resume)
+            with self.pipeline.counting_drops() as drops:
+                items = [(self.pipeline.enter(msg, name), stem)]
+                finals = self._run_job(stem, token, 0, items, resume=resume)
             for out in finals:
                 self.queue.emit(out)
         except OperatorError as exc:
@@ -110,7 +115,7 @@ class PipeProcess:
             return
         self.queue.acknowledge(name)
         # Which operator dropped it: `loom trace` and the metrics read this line.
-        for label, count in (self.pipeline.drops - drops_before).items():
+        for label, count in drops.items():
             self.log.info("dropped", msg=name, operator=label, count=count)
         self.log.info(
             "processed",
@@ -270,7 +275,8 @@ def serve(
     worker: Worker | None = None
     try:
         pipeline = Pipeline(definition, instance=instance, state_dir=proc.state, log=log)
-        worker = Worker(proc, queue, PipeProcess(proc, pipeline, log), log, owner=owner)
+        handler = PipeProcess(proc, pipeline, log)
+        worker = Worker(proc, queue, handler, log, owner=owner, concurrency=definition.concurrency)
         worker.install_signals()
         worker.mark_started()
         worker.serve()

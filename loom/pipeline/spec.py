@@ -43,7 +43,8 @@ class OperatorSpec:
 class PipeDef:
     """A named, validated chain of operators; `source` says where it was read from.
 
-    `inputs` and `to` come from the node form (`from:`/`to:`) and are empty otherwise.
+    `inputs` and `to` come from the node form (`from:`/`to:`) and are empty otherwise;
+    so does `concurrency`, how many messages the queued process keeps in flight at once.
     """
 
     name: str
@@ -52,6 +53,7 @@ class PipeDef:
     inputs: tuple[str, ...] = ()
     to: tuple[str, ...] = ()
     description: str | None = None
+    concurrency: int = 1
 
     def to_json_data(self) -> dict[str, Any]:
         """The config.json document for this definition."""
@@ -62,6 +64,8 @@ class PipeDef:
             data["from"] = list(self.inputs)
         if self.to:
             data["to"] = list(self.to)
+        if self.concurrency != 1:  # left out at its default: older files read the same
+            data["concurrency"] = self.concurrency
         data["operators"] = [op.to_json_data() for op in self.operators]
         return data
 

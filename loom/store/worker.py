@@ -4,6 +4,10 @@ A Worker owns the queue (its lock, held from start to exit), the process-level f
 (pid, status, started_at, stopped_at), the signals, and the wait for new messages; a
 Handler owns what happens to one message.
 The supervisor can therefore manage agents and pipes with one code path (SPEC 1).
+
+With `concurrency` N > 1 up to N claimed messages are handled at once, each on a thread
+of a pool (SPEC 4: N claims in flight); claiming, status, timed work and signals stay on
+the main thread. A stop claims nothing more and lets the messages in flight finish.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import FrameType
 from typing import Protocol
 
@@ -33,6 +38,10 @@ PAUSE_FIRST_S = 0.5
 PAUSE_MAX_S = 30.0
 # How much of an unexpected error's text goes into the failure reply and records.
 _PROBLEM_CHARS = 500
+# While messages are in flight on other threads, the wait for new ones wakes this often
+# to see which finished (status, slots, a fault of the process to raise). New messages
+# still wake it at once.
+_IN_FLIGHT_TICK_S = 0.05
 
 
 def read_claimed(queue: Queue, name: str, log: Log) -> Message | str | None:
@@ -74,7 +83,11 @@ class Handler(Protocol):
         """
 
     def handle(self, name: str) -> None:
-        """Process one message already claimed into `.in-progress/`."""
+        """Process one message already claimed into `.in-progress/`.
+
+        With the Worker's `concurrency` above 1 it is called from several threads at
+        once, for different messages, and must not use `Worker.interruptible`.
+        """
 
     def next_deadline(self) -> float | None:
         """Monotonic time at which `on_deadline` has timed work to do, if any."""
@@ -93,6 +106,7 @@ class Worker:
         handler: Handler,
         log: Log,
         owner: Ownership | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.proc = proc
         self.queue = queue
@@ -108,6 +122,11 @@ class Worker:
         # Even with inotify, rescan now and then: an event can be missed when the inbox
         # folder itself is replaced, and a file can be put back by another process.
         self._rescan_s = settings.WORKER_RESCAN.get()
+        self.concurrency = max(1, concurrency)
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: dict[Future[None], str] = {}
+        self._fault: BaseException | None = None
+        self._busy = False  # status says `running`
 
     # -- signals -------------------------------------------------------------------
     def stop(self) -> None:
@@ -182,7 +201,8 @@ class Worker:
         for name in self.handler.recover():
             if self._stop.is_set():
                 break
-            self.handle(name)
+            self._reap(until=self.concurrency - 1)
+            self._dispatch(name)
 
     # -- the loop ------------------------------------------------------------------
     def serve(self) -> None:
@@ -195,6 +215,8 @@ class Worker:
         self.own()
         self.queue.ensure()
         watch = watcher([self.queue.inbox])
+        if self.concurrency > 1:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="handle")
         try:
             recovered = False
             while not self._stop.is_set():
@@ -216,7 +238,15 @@ class Worker:
                     break
                 if not worked:
                     self._wait(watch)
+            # Stopped: what is in flight finishes (a process fault of one still counts).
+            self._reap(until=0)
         finally:
+            if self._pool is not None:
+                # Reached with messages in flight only after an error of the process:
+                # they finish (or fail) before it exits.
+                self._pool.shutdown(wait=True)
+                self._pool = None
+                self._in_flight.clear()
             watch.close()
 
     def handle(self, name: str) -> None:
@@ -299,19 +329,62 @@ class Worker:
                 if self._stop.is_set():
                     break
                 self._run_due()
+                self._reap(until=self.concurrency - 1)  # a free slot
                 if self.queue.claim(name) is None:
                     continue
-                if not worked:
+                if not self._busy:
                     # Written once per burst, not per message: status says what the
                     # process does, and a backlog is one long stretch of work.
                     self.proc.set_status("running")
-                    worked = True
-                self.handle(name)
+                    self._busy = True
+                worked = True
+                self._dispatch(name)
+            self._reap()
         finally:
-            if worked and not self._stop.is_set():
+            if self._busy and not self._in_flight and not self._stop.is_set():
                 self.proc.set_status("idle")
+                self._busy = False
         self._run_due()
         return worked
+
+    # -- messages in flight (concurrency > 1) ----------------------------------------
+    def _dispatch(self, name: str) -> None:
+        """Handle a claimed message: here and now, or on a thread of the pool."""
+        if self._pool is None:
+            self.handle(name)
+            return
+        self._in_flight[self._pool.submit(self.handle, name)] = name
+
+    def _reap(self, until: int | None = None) -> None:
+        """Settle the messages that finished; with `until`, first wait until at most that
+        many are in flight. A fault of the process (what `handle` lets through: a full
+        disk, a newer schema, the queue gone) is raised here once nothing is in flight,
+        so whatever handles it (a pause, then recovery) finds no message still in hand.
+        """
+        if not self._in_flight:
+            return
+        if until is not None:
+            while len(self._in_flight) > until:
+                wait(self._in_flight, return_when=FIRST_COMPLETED)
+                self._settle_done()
+        else:
+            self._settle_done()
+        fault = self._fault
+        if fault is not None:
+            self._fault = None
+            while self._in_flight:
+                wait(self._in_flight)
+                self._settle_done()
+            raise fault
+
+    def _settle_done(self) -> None:
+        for future in [f for f in self._in_flight if f.done()]:
+            name = self._in_flight.pop(future)
+            exc = future.exception()
+            if exc is not None and self._fault is None:
+                self._fault = exc
+            elif exc is not None:  # raised after the first; the message stays in hand
+                self.log.error("stopped", msg=name, error=f"{type(exc).__name__}: {exc}")
 
     def _run_due(self) -> None:
         deadline = self.handler.next_deadline()
@@ -319,7 +392,7 @@ class Worker:
             self.handler.on_deadline()
 
     def _wait(self, watch: object) -> None:
-        timeout = self._rescan_s
+        timeout = _IN_FLIGHT_TICK_S if self._in_flight else self._rescan_s
         for deadline in (self.handler.next_deadline(), self.queue.next_retry()):
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))

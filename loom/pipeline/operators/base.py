@@ -46,6 +46,7 @@ class Context:
         log: Log | None = None,
         drops: Counter[str] | None = None,
         stderr: TextIO | None = None,
+        on_drop: Callable[[str, int], None] | None = None,
     ) -> None:
         self.spec = spec
         self.pipe = pipe
@@ -55,6 +56,8 @@ class Context:
         self.log = log
         self.drops: Counter[str] = drops if drops is not None else Counter()
         self._stderr = stderr
+        # Given by a pipeline that counts drops itself (per message, across threads).
+        self._on_drop = on_drop
 
     @property
     def stderr(self) -> TextIO:
@@ -62,7 +65,10 @@ class Context:
 
     def drop(self, count: int = 1) -> None:
         """Count a message this operator dropped on purpose."""
-        self.drops[self.label] += count
+        if self._on_drop is not None:
+            self._on_drop(self.label, count)
+        else:
+            self.drops[self.label] += count
 
     def warn(self, event: str, **fields: Any) -> None:
         """Log a warning; without a log (foreground) it goes to stderr as one line."""

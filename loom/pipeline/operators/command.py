@@ -10,7 +10,9 @@ The operators shipped in loom's catalog (`operators/`) are on the PATH, after th
 With `stream: true` one long-lived process answers every message: each message is
 written as ONE line (a JSON body compacted, a text body as is, or as a JSON string when
 it spans several lines) and exactly one answer line is read back; an empty answer line
-drops the message. A process that dies or hangs is restarted for the next message.
+drops the message. A process that dies or hangs is restarted for the next message. It
+answers one message at a time even in a pipe with `concurrency:` (one process, one
+conversation); without `stream`, each message in flight has a process of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 
 from loom.pipeline.catalog import catalog_dir
 from loom.pipeline.errors import ArgError
@@ -69,6 +72,8 @@ class CommandOperator(Operator):
         self.timeout = args.duration("timeout") or DEFAULT_TIMEOUT_S
         self.stream = args.flag("stream")
         self._child: LineProcess | None = None
+        # One long-lived process answers one line at a time, whatever the concurrency.
+        self._asking = threading.Lock()
         self._operators_dir: str | None = None
 
     def _env(self, msg: Message | None) -> dict[str, str]:
@@ -87,7 +92,8 @@ class CommandOperator(Operator):
 
     def process(self, msg: Message, key: str, now: float) -> list[Message]:
         if self.stream:
-            return self._ask(msg)
+            with self._asking:
+                return self._ask(msg)
         return self._run(msg)
 
     # -- one process per message ---------------------------------------------------
