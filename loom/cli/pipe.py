@@ -81,7 +81,9 @@ def start(
     """Serve a pipe instance's inbox in the foreground until Ctrl-C or SIGTERM.
 
     The definition is resolved like `loom pipe run` does and stored as the instance's
-    config.json when it has none. Results go to $LOOM_HOME/pipes/INSTANCE/outbox/.
+    config.json when it has none. Results go to $LOOM_HOME/pipes/INSTANCE/outbox/;
+    with `concurrency: N` in the definition, N messages at a time, in the order they
+    finish. A stop lets the messages in flight finish.
 
     Example: loom pipe start dedupe-by-id --instance dedupe-by-id
     """

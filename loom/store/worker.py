@@ -202,6 +202,8 @@ class Worker:
             if self._stop.is_set():
                 break
             self._reap(until=self.concurrency - 1)
+            if self._stop.is_set():
+                break
             self._dispatch(name)
 
     # -- the loop ------------------------------------------------------------------
@@ -330,6 +332,8 @@ class Worker:
                     break
                 self._run_due()
                 self._reap(until=self.concurrency - 1)  # a free slot
+                if self._stop.is_set():  # it may have come while waiting for one
+                    break
                 if self.queue.claim(name) is None:
                     continue
                 if not self._busy:
