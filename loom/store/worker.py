@@ -31,6 +31,8 @@ from loom.store.watch import watcher
 # pauses, doubling the pause from the first to the last value, until a write succeeds.
 PAUSE_FIRST_S = 0.5
 PAUSE_MAX_S = 30.0
+# How long a stop waits for the replies being written by call threads.
+SETTLE_WAIT_S = 5.0
 # How much of an unexpected error's text goes into the failure reply and records.
 _PROBLEM_CHARS = 500
 
@@ -93,8 +95,10 @@ class Worker:
         handler: Handler,
         log: Log,
         owner: Ownership | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.proc = proc
+        self.concurrency = concurrency
         self.queue = queue
         self.handler = handler
         self.log = log
@@ -108,6 +112,13 @@ class Worker:
         # Even with inotify, rescan now and then: an event can be missed when the inbox
         # folder itself is replaced, and a file can be put back by another process.
         self._rescan_s = settings.WORKER_RESCAN.get()
+        # With concurrency above 1, the claims handled in threads: each one "open"
+        # (its handler may still be waiting on the model), "settling" (writing its
+        # reply) or "abandoned" (put back on stop; its thread must write nothing).
+        self._claims: dict[str, str] = {}
+        self._claims_changed = threading.Condition()
+        self._fault: BaseException | None = None
+        self._local = threading.local()
 
     # -- signals -------------------------------------------------------------------
     def stop(self) -> None:
@@ -132,11 +143,73 @@ class Worker:
         """
         if self._stop.is_set():
             raise Stopping()
+        if self._in_call_thread:
+            # No signal reaches this thread: a stop puts its claim back and abandons
+            # it instead (`settling` then refuses to write), see `_abandon_open`.
+            yield
+            return
         self._interruptible = True
         try:
             yield
         finally:
             self._interruptible = False
+
+    def pause(self, seconds: float) -> None:
+        """Wait `seconds` (a retry's delay, a rate limit's turn); a stop ends it (Stopping)."""
+        if self._in_call_thread:
+            if self._stop.wait(seconds):
+                raise Stopping()
+            return
+        with self.interruptible():
+            time.sleep(seconds)
+
+    @contextlib.contextmanager
+    def settling(self, name: str) -> Iterator[None]:
+        """The section that writes the outcome of claim `name` (reply, acknowledgement).
+
+        In a call thread, entered only while the claim is still this process's: after a
+        stop it has been put back (or is put back here) and Stopping is raised, so a
+        message is never both put back and answered. A stop waits for sections entered.
+        """
+        if not self._in_call_thread:
+            yield
+            return
+        with self._claims_changed:
+            if self._stop.is_set() or self._claims.get(name) != "open":
+                self._put_back_locked(name)
+                raise Stopping()
+            self._claims[name] = "settling"
+        try:
+            yield
+        finally:
+            with self._claims_changed:
+                self._claims[name] = "settled"
+                self._claims_changed.notify_all()
+
+    def put_back(self, name: str) -> None:
+        """Return claim `name` to the inbox after a stop, unless it already was."""
+        if not self._in_call_thread:
+            if self.queue.put_back(name):
+                self.log.info("put back", msg=name, detail="stopped before the answer was complete")
+            return
+        with self._claims_changed:
+            self._put_back_locked(name)
+
+    def _put_back_locked(self, name: str) -> None:
+        if self._claims.get(name) == "abandoned":
+            return  # put back already, and the inbox may be another owner's by now
+        self._claims[name] = "abandoned"
+        if self.queue.put_back(name):
+            self.log.info("put back", msg=name, detail="stopped before the answer was complete")
+
+    @property
+    def _in_call_thread(self) -> bool:
+        return getattr(self._local, "claim", None) is not None
+
+    def abandoned(self, name: str) -> bool:
+        """Whether claim `name` was put back by a stop (its outcome must not be written)."""
+        with self._claims_changed:
+            return self._claims.get(name) == "abandoned"
 
     def install_signals(self) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -218,6 +291,7 @@ class Worker:
                     self._wait(watch)
         finally:
             watch.close()
+            self._abandon_open()
 
     def handle(self, name: str) -> None:
         """Handle one claimed message behind the fault barrier.
@@ -233,6 +307,8 @@ class Worker:
         except UnsupportedVersion:
             raise
         except Exception as exc:
+            if self._in_call_thread and self.abandoned(name):
+                return  # put back on stop: whatever it choked on, it is not ours now
             if is_disk_full(exc) or not os.path.isdir(self.queue.in_progress):
                 raise
             problem = f"{type(exc).__name__}: {exc}"[:_PROBLEM_CHARS]
@@ -292,7 +368,13 @@ class Worker:
         )
 
     def drain(self) -> bool:
-        """Claim and handle every pending message; True if any was handled."""
+        """Claim and handle every pending message; True if any was handled.
+
+        With a concurrency above 1, up to that many are handled at once, each in a
+        thread of its own; this returns once every pending one is claimed.
+        """
+        if self.concurrency > 1:
+            return self._drain_concurrently()
         worked = False
         try:
             for name in self.queue.pending():
@@ -312,6 +394,84 @@ class Worker:
                 self.proc.set_status("idle")
         self._run_due()
         return worked
+
+    def _drain_concurrently(self) -> bool:
+        worked = False
+        try:
+            for name in self.queue.pending():
+                if not self._wait_for_slot():
+                    break
+                self._run_due()
+                if self.queue.claim(name) is None:
+                    continue
+                worked = True
+                with self._claims_changed:
+                    self._claims[name] = "open"
+                    if len(self._claims) == 1:
+                        self.proc.set_status("running")
+                thread = threading.Thread(
+                    target=self._handle_in_thread, args=(name,), name=f"call {name}", daemon=True
+                )
+                thread.start()
+        except BaseException:
+            # A fault here (a full disk) sends the loop to recovery, which must find no
+            # claim of this process still in flight.
+            self._wait_for_slot(all_ended=True)
+            raise
+        self._raise_fault()
+        self._run_due()
+        return worked
+
+    def _wait_for_slot(self, all_ended: bool = False) -> bool:
+        """Wait until fewer than `concurrency` claims are in flight (`all_ended`: none);
+        False on a stop, or on a fault of the process once every claim has ended."""
+        with self._claims_changed:
+            while not self._stop.is_set():
+                if self._fault is not None or all_ended:
+                    if not self._claims:
+                        return False
+                elif len(self._claims) < self.concurrency:
+                    return True
+                # A short wait: the stop signal sets the flag, it cannot notify.
+                self._claims_changed.wait(0.1)
+            return False
+
+    def _raise_fault(self) -> None:
+        if self._fault is not None and not self._stop.is_set():
+            self._wait_for_slot(all_ended=True)
+            fault, self._fault = self._fault, None
+            raise fault
+
+    def _handle_in_thread(self, name: str) -> None:
+        self._local.claim = name
+        try:
+            self.handle(name)
+        except Stopping:
+            pass
+        except BaseException as exc:
+            # A fault of the process (a full disk, a newer message schema): the loop
+            # re-raises it once the other claims in flight have ended.
+            with self._claims_changed:
+                if self._fault is None and self._claims.get(name) != "abandoned":
+                    self._fault = exc
+        finally:
+            with self._claims_changed:
+                self._claims.pop(name, None)
+                if not self._claims and not self._stop.is_set():
+                    self.proc.set_status("idle")
+                self._claims_changed.notify_all()
+
+    def _abandon_open(self) -> None:
+        """On the way out: put back every claim whose call has not finished, and wait
+        for those writing their reply (a few file operations) to finish."""
+        with self._claims_changed:
+            for name, state in list(self._claims.items()):
+                if state == "open":
+                    self._put_back_locked(name)
+            deadline = time.monotonic() + SETTLE_WAIT_S
+            # An abandoned thread may still be waiting on its model: it writes nothing.
+            while "settling" in self._claims.values() and time.monotonic() < deadline:
+                self._claims_changed.wait(0.05)
 
     def _run_due(self) -> None:
         deadline = self.handler.next_deadline()
