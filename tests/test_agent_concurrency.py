@@ -241,7 +241,7 @@ def test_bad_concurrency_or_rate_in_loom_yml(setting: str, problem: str, tmp_pat
     config.write_text(f"version: 1\nagents:\n  - name: a\n    model: echo\n    {setting}\n")
     r = run_loom("validate", "--config", str(config))
     assert r.returncode != 0
-    assert f"loom.yml:5:" in r.stderr and problem in r.stderr, r.stderr
+    assert "loom.yml:5:" in r.stderr and problem in r.stderr, r.stderr
 
 
 def test_concurrency_and_rate_in_loom_yml_are_stored_and_restart_on_change(
