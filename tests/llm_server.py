@@ -71,11 +71,12 @@ class Think:
 @dataclass(frozen=True)
 class Status:
     """Answer `code` with a JSON error body in the wire's shape, and Retry-After if given
-    (seconds, or an HTTP-date string)."""
+    (seconds, or an HTTP-date string), after `pause` seconds."""
 
     code: int
     message: str | None = None
     retry_after: float | str | None = None
+    pause: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = 0.0  # time.time() when the request arrived
 
 
 # ---------------------------------------------------------------- endpoints
@@ -259,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
         fake = self.server.fake
-        fake.record(Recorded("POST", self.path, headers, body))
+        fake.record(Recorded("POST", self.path, headers, body, time.time()))
         wire = wire_for(self.path)
         if wire is None:
             self.send_json(404, {"error": f"no endpoint {self.path}"})
@@ -269,7 +271,11 @@ class _Handler(BaseHTTPRequestHandler):
         stream = wire.streams_by_default if asked is None else bool(asked)
         if fake.stream is not None:
             stream = fake.stream
-        _Answer(self, wire, Exchange.of(body), stream, fake).run(behaviour)
+        fake.opened()
+        try:
+            _Answer(self, wire, Exchange.of(body), stream, fake).run(behaviour)
+        finally:
+            fake.closed()
 
     def send_json(self, code: int, payload: Any, extra: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
@@ -323,7 +329,9 @@ class _Answer:
                 else:
                     body = self.wire.complete(self.x, text, tokens, reasoning=reasoning)
                     self.handler.send_json(200, body)
-            case Status(code, message, retry_after):
+            case Status(code, message, retry_after, pause):
+                if pause:
+                    self.fake.stopping.wait(pause)
                 body = self.wire.error_body(code, message or HTTPStatus(code).phrase)
                 extra = {} if retry_after is None else {"Retry-After": _header(retry_after)}
                 self.handler.send_json(code, body, extra)
@@ -467,6 +475,9 @@ class LLMServer:
         self._lock = threading.Lock()
         self._queue: deque[Behaviour] = deque()
         self._requests: list[Recorded] = []
+        # Model requests being answered now, and the most there ever were at once.
+        self.open_now = 0
+        self.max_open = 0
         self._httpd = _Server((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -501,6 +512,15 @@ class LLMServer:
     def record(self, request: Recorded) -> None:
         with self._lock:
             self._requests.append(request)
+
+    def opened(self) -> None:
+        with self._lock:
+            self.open_now += 1
+            self.max_open = max(self.max_open, self.open_now)
+
+    def closed(self) -> None:
+        with self._lock:
+            self.open_now -= 1
 
     @property
     def requests(self) -> list[Recorded]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from loom.agent.gate import CallGate, check_concurrency, parse_rate
 from loom.agent.retry import RetryPolicy
 from loom.agent.runner import AgentRunner, Outcome
 from loom.errors import UsageError
@@ -45,6 +46,10 @@ class AgentSpec:
     restart: str = "always"
     # The tools the agent may use, by name; None: every tool found (SPEC 12).
     tools: list[str] | None = None
+    # Messages answered at once (serving detached), and the limit on model calls
+    # (`60/m`); None: no limit.
+    concurrency: int = 1
+    rate: str | None = None
 
     def __post_init__(self) -> None:
         homes.agent(self.name)  # validates the name
@@ -60,6 +65,9 @@ class AgentSpec:
                 raise UsageError(f"{problem} (--env)")
         if self.tools is not None:
             scope.check_names(self.tools)
+        check_concurrency(self.concurrency)
+        if self.rate is not None:
+            parse_rate(self.rate)
 
 
 def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -91,6 +99,8 @@ def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> P
     proc.write("mode", mode)
     proc.write("model", spec.model)
     proc.write("restart", spec.restart)
+    proc.write("concurrency", str(spec.concurrency))
+    proc.write("rate", spec.rate or "")
     if spec.system is not None:
         atomic.write_text(proc.path / "prompt.md", spec.system)
     lines = [f"{k}={v}" for k, v in spec.env.items() if not SECRET_NAME.search(k)]
@@ -170,8 +180,17 @@ def open_session(
     owner = proc.own()
     try:
         proc = _write_files(spec, "foreground" if foreground else "detached", links)
+        # In the foreground one message at a time: replies stream to one terminal.
         return _session(
-            proc, spec, provider, model_id, env, sink=sink, interactive=interactive, owner=owner
+            proc,
+            spec,
+            provider,
+            model_id,
+            env,
+            sink=sink,
+            interactive=interactive,
+            owner=owner,
+            concurrency=1,
         )
     except BaseException:
         owner.release()
@@ -188,6 +207,7 @@ def _session(
     sink: Callable[[str], None] | None,
     interactive: bool,
     owner: Ownership,
+    concurrency: int,
 ) -> Session:
     log = Log(proc.logs, spec.name, echo=sys.stderr)
     toolbox = Toolbox(
@@ -209,8 +229,9 @@ def _session(
         sink=sink,
         context=[] if interactive else None,
         toolbox=toolbox,
+        gate=CallGate(parse_rate(spec.rate) if spec.rate else None),
     )
-    worker = Worker(proc, runner.queue, runner, log, owner=owner)
+    worker = Worker(proc, runner.queue, runner, log, owner=owner, concurrency=concurrency)
     runner.worker = worker
     return Session(proc, runner, worker)
 
@@ -226,12 +247,44 @@ def detached_session(name: str) -> Session:
     if not proc.exists() or not model:
         raise UsageError(f"agent '{name}' has no model file; start it with 'loom agent start'")
     owner = proc.own()
-    spec = AgentSpec(name, model, env=read_env_file(proc), restart=proc.read("restart") or "always")
-    env = dict(os.environ)
-    env.update(spec.env)
-    provider, model_id = provider_for(model, env)
-    proc.create()
-    return _session(proc, spec, provider, model_id, env, sink=None, interactive=False, owner=owner)
+    try:
+        spec = AgentSpec(
+            name,
+            model,
+            env=read_env_file(proc),
+            restart=proc.read("restart") or "always",
+            concurrency=_stored_concurrency(proc),
+            rate=proc.read("rate") or None,
+        )
+        env = dict(os.environ)
+        env.update(spec.env)
+        provider, model_id = provider_for(model, env)
+        proc.create()
+    except BaseException:
+        owner.release()
+        raise
+    return _session(
+        proc,
+        spec,
+        provider,
+        model_id,
+        env,
+        sink=None,
+        interactive=False,
+        owner=owner,
+        concurrency=spec.concurrency,
+    )
+
+
+def _stored_concurrency(proc: ProcessDir) -> int:
+    """The agent's `concurrency` file; 1 when there is none (an agent of an older loom)."""
+    raw = (proc.read("concurrency") or "1").strip()
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(
+            f"{proc.path / 'concurrency'} holds {raw!r}, not a number from 1 to 256"
+        ) from None
 
 
 def stdin_messages(data: bytes, prompt: str | None) -> list[Message]:

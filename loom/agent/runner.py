@@ -1,4 +1,7 @@
-"""The agent runner: one message at a time from inbox, through the model, to outbox (SPEC 5).
+"""The agent runner: a message from inbox, through the model, to outbox (SPEC 5).
+
+One runner answers up to its worker's concurrency of messages at once; each model call
+passes its CallGate first (the rate limit, and the back-off after a 429).
 
 When the model asks for tools, the runner has them run and calls the model again with
 their results, until it answers or the round limit is reached (SPEC 12).
@@ -8,17 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loom.agent.retry import RetryPolicy
+from loom.agent.gate import CallGate
+from loom.agent.retry import MAX_RETRY_AFTER_S, RetryPolicy
 from loom.errors import ProviderError, UsageError
 from loom.providers.base import Completion, Provider, Request, TextSink, Turn
 from loom.store import atomic
 from loom.store.files import PROMPT_LIMIT, read_bounded_text
-from loom.store.home import ProcessDir, today
+from loom.store.home import ProcessDir, now_iso, today
 from loom.store.logs import Log
 from loom.store.message import Message
 from loom.store.queue import Queue
@@ -176,7 +181,8 @@ class _ResumingSink:
 
 @dataclass
 class AgentRunner:
-    """Handles one claimed message at a time; the Worker drives it (loom.store.worker.Handler)."""
+    """Answers claimed messages; the Worker drives it (loom.store.worker.Handler), from
+    several threads at once when its concurrency is above 1."""
 
     proc: ProcessDir
     provider: Provider
@@ -193,9 +199,14 @@ class AgentRunner:
     on_done: Callable[[Outcome], None] | None = None
     # The tools offered to the model; None: none.
     toolbox: Toolbox | None = None
+    # Every model call waits here for its turn (rate limit, back-off after a 429).
+    gate: CallGate = field(default_factory=CallGate)
 
     def __post_init__(self) -> None:
         self.queue = Queue(self.proc.inbox, self.proc.outbox)
+        # One answer's lines go into the conversation file together, never between
+        # another's (append_line is one write, but one write may be cut short).
+        self._record_lock = threading.Lock()
 
     # -- Handler -------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -226,12 +237,17 @@ class AgentRunner:
         try:
             answer = self._answer(msg, name)
         except Stopping:
-            self.queue.put_back(name)
-            self.log.info("put back", msg=name, detail="stopped before the answer was complete")
+            self._put_back(name)
             raise
         except ProviderError as exc:
-            self._fail(msg, name, exc, attempts=exc.attempts)
+            with self._settling(name):
+                self._fail(msg, name, exc, attempts=exc.attempts)
             return
+        with self._settling(name):
+            self._settle(msg, name, answer, started)
+
+    def _settle(self, msg: Message, name: str, answer: Answer, started: float) -> None:
+        """Write the outcome of a finished answer: the reply, or the failure if it is empty."""
         if not answer.text.strip():
             self._record(name, answer)
             self._fail(msg, name, EmptyAnswer(answer), attempts=answer.attempts)
@@ -294,10 +310,13 @@ class AgentRunner:
             attempt += 1
             if sink is not None:
                 sink.new_attempt()
+            self.gate.enter(self._sleep)
             try:
                 with self._interruptible():
                     return self.provider.complete(request, sink or _discard), attempt
             except ProviderError as exc:
+                if exc.error_type == "rate_limited" and exc.retry_after is not None:
+                    self._hold(name, exc.retry_after)
                 delay = self.retry.delay(attempt - 1, exc)
                 if delay is None:
                     exc.attempts = attempt
@@ -316,8 +335,29 @@ class AgentRunner:
         return self.worker.interruptible() if self.worker else contextlib.nullcontext()
 
     def _sleep(self, seconds: float) -> None:
-        with self._interruptible():
+        if self.worker is not None:
+            self.worker.pause(seconds)
+        else:
             time.sleep(seconds)
+
+    def _hold(self, name: str, retry_after: float) -> None:
+        """Hold the agent's new calls until the server's Retry-After; said once per back-off."""
+        throttle = self.gate.hold(min(max(retry_after, 0.0), MAX_RETRY_AFTER_S))
+        if throttle.started:
+            until = now_iso(throttle.until)
+            self.proc.write("throttled_until", until)
+            self.log.warning(
+                "throttled", msg=name, until=until, detail="new model calls wait until then"
+            )
+
+    def _settling(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return self.worker.settling(name) if self.worker else contextlib.nullcontext()
+
+    def _put_back(self, name: str) -> None:
+        if self.worker is not None:
+            self.worker.put_back(name)
+        elif self.queue.put_back(name):
+            self.log.info("put back", msg=name, detail="stopped before the answer was complete")
 
     def _fail(self, msg: Message, name: str, exc: ProviderError, *, attempts: int) -> None:
         text = f"{self.proc.name} could not answer: {exc}"
@@ -347,7 +387,8 @@ class AgentRunner:
             for turn in answer.turns
             for record in _records(turn)
         ]
-        atomic.append_line(path, "\n".join(lines))
+        with self._record_lock:
+            atomic.append_line(path, "\n".join(lines))
 
 
 def _records(turn: Turn) -> list[dict[str, object]]:

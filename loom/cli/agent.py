@@ -47,6 +47,14 @@ def start(
         str | None,
         typer.Option("--tools", help="Only these tools, comma-separated ('' for none)."),
     ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", "-c", help="Messages answered at once, 1 to 256 (detached)."),
+    ] = 1,
+    rate: Annotated[
+        str | None,
+        typer.Option("--rate", help="At most this many model calls: 60/m, 10/s, 500/h."),
+    ] = None,
 ) -> None:
     """Start agent NAME in the foreground as a Unix filter, or serve its inbox.
 
@@ -55,7 +63,13 @@ def start(
     its inbox until Ctrl-C, printing each reply; on a terminal, each line typed is a
     message.
 
+    A detached agent answers up to --concurrency messages at once (replies may then
+    complete out of order); --rate spaces its model calls evenly, however many are in
+    flight.
+
     Example: echo "summarise this" | loom agent start s --model echo --stdin
+
+    Example: loom agent start bulk --model ollama/qwen3:8b -d --concurrency 4 --rate 60/m
     """
     from loom.agent import agents, foreground
     from loom.store.files import PROMPT_LIMIT, read_input
@@ -74,7 +88,15 @@ def start(
         env=agents.parse_env_pairs(env or []),
         restart=restart,
         tools=None if tools is None else agents.parse_tool_names(tools),
+        concurrency=concurrency,
+        rate=rate,
     )
+    if concurrency > 1 and not detach:
+        raise die(
+            "--concurrency needs --detach: in the foreground an agent answers one "
+            "message at a time",
+            2,
+        )
     if detach:
         if stdin or envelope or prompt:
             raise die("--detach runs in the background: use 'loom send' instead of --stdin", 2)
@@ -114,9 +136,11 @@ def ps(
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include stopped and dead.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array for scripts.")] = False,
 ) -> None:
-    """List agents and pipe instances: NAME STATUS MODEL RESTARTS UPTIME.
+    """List agents and pipe instances: NAME STATUS MODEL IN FLIGHT RESTARTS UPTIME.
 
-    A process that died without saying so (its pid is gone) shows as `error`.
+    A process that died without saying so (its pid is gone) shows as `error`. IN
+    FLIGHT is the messages being answered now out of the agent's concurrency; an
+    agent holding its calls after a 429 shows `throttled until T` in STATUS.
 
     Example: loom agent ps --all
     """
@@ -126,10 +150,14 @@ def ps(
     if as_json:
         print(json.dumps([r.to_json() for r in found], indent=None))
         return
-    table = [("NAME", "STATUS", "MODEL", "RESTARTS", "UPTIME")]
+    table = [("NAME", "STATUS", "MODEL", "IN FLIGHT", "RESTARTS", "UPTIME")]
     for r in found:
         uptime = processes.format_uptime(r.uptime_s)
-        table.append((r.name, r.status, r.model, str(r.restarts), uptime))
+        status = (
+            f"{r.status}, throttled until {r.throttled_until}" if r.throttled_until else r.status
+        )
+        flight = f"{r.in_flight}/{r.concurrency}"
+        table.append((r.name, status, r.model, flight, str(r.restarts), uptime))
     print(columns(table))
 
 

@@ -276,7 +276,15 @@ def serve(
     try:
         pipeline = Pipeline(definition, instance=instance, state_dir=proc.state, log=log)
         handler = PipeProcess(proc, pipeline, log)
-        worker = Worker(proc, queue, handler, log, owner=owner, concurrency=definition.concurrency)
+        worker = Worker(
+            proc,
+            queue,
+            handler,
+            log,
+            owner=owner,
+            concurrency=definition.concurrency,
+            finish_on_stop=True,
+        )
         worker.install_signals()
         worker.mark_started()
         worker.serve()

@@ -36,6 +36,9 @@ EXCERPT_LENGTH = 300
 REPLY_LIMIT = MESSAGE_FILE_LIMIT
 STREAM_LIMIT = 4 * MESSAGE_FILE_LIMIT
 ERROR_BODY_LIMIT = 64 * KiB
+# One client serves all of an agent's calls in flight, up to 256 (`--concurrency`);
+# httpx's default pool of 100 would make the rest wait for a connection.
+MAX_CONNECTIONS = 256
 
 Secrets = Iterable[str]
 
@@ -49,8 +52,10 @@ def timeout_from(env: Mapping[str, str]) -> httpx.Timeout:
 
 
 def make_client(env: Mapping[str, str]) -> httpx.Client:
-    """A client with loom's timeouts; proxy and CA settings come from the process, as httpx does."""
-    return httpx.Client(timeout=timeout_from(env))
+    """A client with loom's timeouts, shared by threads; proxy and CA settings come from
+    the process, as httpx does."""
+    limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=20)
+    return httpx.Client(timeout=timeout_from(env), limits=limits)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -166,11 +166,17 @@ def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
 
 
 def append_line(path: str | os.PathLike[str], line: str) -> None:
-    """Append one line with a single O_APPEND write, so concurrent writers never interleave."""
-    data = utf8(line.rstrip("\n") + "\n")
+    """Append one line with a single O_APPEND write, so concurrent writers never interleave.
+
+    A write the kernel cuts short (a signal, a nearly full disk) is finished with more
+    writes; only then can another writer's line come between, which callers that share
+    a file between threads rule out with a lock.
+    """
+    data = memoryview(utf8(line.rstrip("\n") + "\n"))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        os.write(fd, data)
+        while data:
+            data = data[os.write(fd, data) :]
     except OSError as exc:
         raise _about(exc, os.fspath(path)) from None
     finally:

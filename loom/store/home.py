@@ -74,9 +74,10 @@ def warned_elsewhere() -> None:
     _quiet = True
 
 
-def now_iso() -> str:
-    """The current UTC time as ISO 8601 with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def now_iso(at: float | None = None) -> str:
+    """The current UTC time (or `at`, a time.time()) as ISO 8601 with milliseconds."""
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def today() -> str:

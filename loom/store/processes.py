@@ -16,6 +16,7 @@ from loom.store import home as homes
 from loom.store.files import FIELD_LIMIT, FileTooLarge, NotARegularFile, open_regular, read_bounded
 from loom.store.home import ProcessDir
 from loom.store.logs import parse_line, read_lines, severity
+from loom.store.queue import IN_PROGRESS, count_messages
 
 ACTIVE = ("pending", "running", "idle", "restarting")
 
@@ -31,6 +32,11 @@ class ProcessRow:
     restarts: int
     uptime_s: float | None
     pid: int | None
+    # Claims being answered now, out of how many at once.
+    in_flight: int = 0
+    concurrency: int = 1
+    # When a back-off after a 429 ends (ISO 8601), while it lasts; None otherwise.
+    throttled_until: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -80,9 +86,29 @@ def rows(include_all: bool = False) -> list[ProcessRow]:
                 restarts=restarts,
                 uptime_s=_uptime(proc, pid),
                 pid=pid,
+                in_flight=count_messages(proc.inbox / IN_PROGRESS) if pid is not None else 0,
+                concurrency=_concurrency(proc),
+                throttled_until=_throttled_until(proc) if pid is not None else None,
             )
         )
     return out
+
+
+def _concurrency(proc: ProcessDir) -> int:
+    raw = proc.read("concurrency") or "1"
+    return int(raw) if raw.isdigit() else 1
+
+
+def _throttled_until(proc: ProcessDir) -> str | None:
+    """The end of the agent's back-off after a 429, if it is still to come."""
+    until = proc.read("throttled_until")
+    if not until:
+        return None
+    try:
+        end = datetime.fromisoformat(until.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+    return until if end > time.time() else None
 
 
 def format_uptime(seconds: float | None) -> str:

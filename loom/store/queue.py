@@ -228,10 +228,14 @@ class Queue:
         )
         return dst
 
-    def put_back(self, name: str) -> None:
-        """Return a claimed message to the inbox unprocessed (e.g. on a graceful stop)."""
-        with contextlib.suppress(FileNotFoundError):
+    def put_back(self, name: str) -> bool:
+        """Return a claimed message to the inbox unprocessed (e.g. on a graceful stop);
+        False when it was not claimed (any more)."""
+        try:
             atomic.rename(self.in_progress / name, self.inbox / name)
+        except FileNotFoundError:
+            return False
+        return True
 
     # -- recover -------------------------------------------------------------------
     def recover(self) -> Recovery:

@@ -6,8 +6,9 @@ Handler owns what happens to one message.
 The supervisor can therefore manage agents and pipes with one code path (SPEC 1).
 
 With `concurrency` N > 1 up to N claimed messages are handled at once, each on a thread
-of a pool (SPEC 4: N claims in flight); claiming, status, timed work and signals stay on
-the main thread. A stop claims nothing more and lets the messages in flight finish.
+of its own (SPEC 4: N claims in flight); claiming, status, timed work and signals stay on
+the main thread. A stop claims nothing more; the claims in flight are put back (agents:
+their calls are abandoned and write nothing) or finish (pipes: `finish_on_stop`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import FrameType
 from typing import Protocol
 
@@ -36,12 +36,10 @@ from loom.store.watch import watcher
 # pauses, doubling the pause from the first to the last value, until a write succeeds.
 PAUSE_FIRST_S = 0.5
 PAUSE_MAX_S = 30.0
+# How long a stop waits for the replies being written by call threads.
+SETTLE_WAIT_S = 5.0
 # How much of an unexpected error's text goes into the failure reply and records.
 _PROBLEM_CHARS = 500
-# While messages are in flight on other threads, the wait for new ones wakes this often
-# to see which finished (status, slots, a fault of the process to raise). New messages
-# still wake it at once.
-_IN_FLIGHT_TICK_S = 0.05
 
 
 def read_claimed(queue: Queue, name: str, log: Log) -> Message | str | None:
@@ -83,11 +81,7 @@ class Handler(Protocol):
         """
 
     def handle(self, name: str) -> None:
-        """Process one message already claimed into `.in-progress/`.
-
-        With the Worker's `concurrency` above 1 it is called from several threads at
-        once, for different messages, and must not use `Worker.interruptible`.
-        """
+        """Process one message already claimed into `.in-progress/`."""
 
     def next_deadline(self) -> float | None:
         """Monotonic time at which `on_deadline` has timed work to do, if any."""
@@ -107,8 +101,14 @@ class Worker:
         log: Log,
         owner: Ownership | None = None,
         concurrency: int = 1,
+        finish_on_stop: bool = False,
     ) -> None:
         self.proc = proc
+        self.concurrency = max(1, concurrency)
+        # On a stop with claims in flight: put back those not finished (an agent's model
+        # calls), or let them all finish (a pipe's steps, each bounded by its operator's
+        # own timeout).
+        self.finish_on_stop = finish_on_stop
         self.queue = queue
         self.handler = handler
         self.log = log
@@ -122,11 +122,13 @@ class Worker:
         # Even with inotify, rescan now and then: an event can be missed when the inbox
         # folder itself is replaced, and a file can be put back by another process.
         self._rescan_s = settings.WORKER_RESCAN.get()
-        self.concurrency = max(1, concurrency)
-        self._pool: ThreadPoolExecutor | None = None
-        self._in_flight: dict[Future[None], str] = {}
+        # With concurrency above 1, the claims handled in threads: each one "open"
+        # (its handler may still be waiting on the model), "settling" (writing its
+        # reply) or "abandoned" (put back on stop; its thread must write nothing).
+        self._claims: dict[str, str] = {}
+        self._claims_changed = threading.Condition()
         self._fault: BaseException | None = None
-        self._busy = False  # status says `running`
+        self._local = threading.local()
 
     # -- signals -------------------------------------------------------------------
     def stop(self) -> None:
@@ -151,11 +153,73 @@ class Worker:
         """
         if self._stop.is_set():
             raise Stopping()
+        if self._in_call_thread:
+            # No signal reaches this thread: a stop puts its claim back and abandons
+            # it instead (`settling` then refuses to write), see `_abandon_open`.
+            yield
+            return
         self._interruptible = True
         try:
             yield
         finally:
             self._interruptible = False
+
+    def pause(self, seconds: float) -> None:
+        """Wait `seconds` (a retry's delay, a rate limit's turn); a stop ends it (Stopping)."""
+        if self._in_call_thread:
+            if self._stop.wait(seconds):
+                raise Stopping()
+            return
+        with self.interruptible():
+            time.sleep(seconds)
+
+    @contextlib.contextmanager
+    def settling(self, name: str) -> Iterator[None]:
+        """The section that writes the outcome of claim `name` (reply, acknowledgement).
+
+        In a call thread, entered only while the claim is still this process's: after a
+        stop it has been put back (or is put back here) and Stopping is raised, so a
+        message is never both put back and answered. A stop waits for sections entered.
+        """
+        if not self._in_call_thread:
+            yield
+            return
+        with self._claims_changed:
+            if self._stop.is_set() or self._claims.get(name) != "open":
+                self._put_back_locked(name)
+                raise Stopping()
+            self._claims[name] = "settling"
+        try:
+            yield
+        finally:
+            with self._claims_changed:
+                self._claims[name] = "settled"
+                self._claims_changed.notify_all()
+
+    def put_back(self, name: str) -> None:
+        """Return claim `name` to the inbox after a stop, unless it already was."""
+        if not self._in_call_thread:
+            if self.queue.put_back(name):
+                self.log.info("put back", msg=name, detail="stopped before the answer was complete")
+            return
+        with self._claims_changed:
+            self._put_back_locked(name)
+
+    def _put_back_locked(self, name: str) -> None:
+        if self._claims.get(name) == "abandoned":
+            return  # put back already, and the inbox may be another owner's by now
+        self._claims[name] = "abandoned"
+        if self.queue.put_back(name):
+            self.log.info("put back", msg=name, detail="stopped before the answer was complete")
+
+    @property
+    def _in_call_thread(self) -> bool:
+        return getattr(self._local, "claim", None) is not None
+
+    def abandoned(self, name: str) -> bool:
+        """Whether claim `name` was put back by a stop (its outcome must not be written)."""
+        with self._claims_changed:
+            return self._claims.get(name) == "abandoned"
 
     def install_signals(self) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -201,10 +265,7 @@ class Worker:
         for name in self.handler.recover():
             if self._stop.is_set():
                 break
-            self._reap(until=self.concurrency - 1)
-            if self._stop.is_set():
-                break
-            self._dispatch(name)
+            self.handle(name)
 
     # -- the loop ------------------------------------------------------------------
     def serve(self) -> None:
@@ -217,8 +278,6 @@ class Worker:
         self.own()
         self.queue.ensure()
         watch = watcher([self.queue.inbox])
-        if self.concurrency > 1:
-            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="handle")
         try:
             recovered = False
             while not self._stop.is_set():
@@ -240,16 +299,9 @@ class Worker:
                     break
                 if not worked:
                     self._wait(watch)
-            # Stopped: what is in flight finishes (a process fault of one still counts).
-            self._reap(until=0)
         finally:
-            if self._pool is not None:
-                # Reached with messages in flight only after an error of the process:
-                # they finish (or fail) before it exits.
-                self._pool.shutdown(wait=True)
-                self._pool = None
-                self._in_flight.clear()
             watch.close()
+            self._abandon_open()
 
     def handle(self, name: str) -> None:
         """Handle one claimed message behind the fault barrier.
@@ -265,6 +317,8 @@ class Worker:
         except UnsupportedVersion:
             raise
         except Exception as exc:
+            if self._in_call_thread and self.abandoned(name):
+                return  # put back on stop: whatever it choked on, it is not ours now
             if is_disk_full(exc) or not os.path.isdir(self.queue.in_progress):
                 raise
             problem = f"{type(exc).__name__}: {exc}"[:_PROBLEM_CHARS]
@@ -324,71 +378,115 @@ class Worker:
         )
 
     def drain(self) -> bool:
-        """Claim and handle every pending message; True if any was handled."""
+        """Claim and handle every pending message; True if any was handled.
+
+        With a concurrency above 1, up to that many are handled at once, each in a
+        thread of its own; this returns once every pending one is claimed.
+        """
+        if self.concurrency > 1:
+            return self._drain_concurrently()
         worked = False
         try:
             for name in self.queue.pending():
                 if self._stop.is_set():
                     break
                 self._run_due()
-                self._reap(until=self.concurrency - 1)  # a free slot
-                if self._stop.is_set():  # it may have come while waiting for one
-                    break
                 if self.queue.claim(name) is None:
                     continue
-                if not self._busy:
+                if not worked:
                     # Written once per burst, not per message: status says what the
                     # process does, and a backlog is one long stretch of work.
                     self.proc.set_status("running")
-                    self._busy = True
-                worked = True
-                self._dispatch(name)
-            self._reap()
+                    worked = True
+                self.handle(name)
         finally:
-            if self._busy and not self._in_flight and not self._stop.is_set():
+            if worked and not self._stop.is_set():
                 self.proc.set_status("idle")
-                self._busy = False
         self._run_due()
         return worked
 
-    # -- messages in flight (concurrency > 1) ----------------------------------------
-    def _dispatch(self, name: str) -> None:
-        """Handle a claimed message: here and now, or on a thread of the pool."""
-        if self._pool is None:
-            self.handle(name)
-            return
-        self._in_flight[self._pool.submit(self.handle, name)] = name
+    def _drain_concurrently(self) -> bool:
+        worked = False
+        try:
+            for name in self.queue.pending():
+                if not self._wait_for_slot():
+                    break
+                self._run_due()
+                if self.queue.claim(name) is None:
+                    continue
+                worked = True
+                with self._claims_changed:
+                    self._claims[name] = "open"
+                    if len(self._claims) == 1:
+                        self.proc.set_status("running")
+                thread = threading.Thread(
+                    target=self._handle_in_thread, args=(name,), name=f"call {name}", daemon=True
+                )
+                thread.start()
+        except BaseException:
+            # A fault here (a full disk) sends the loop to recovery, which must find no
+            # claim of this process still in flight.
+            self._wait_for_slot(all_ended=True)
+            raise
+        self._raise_fault()
+        self._run_due()
+        return worked
 
-    def _reap(self, until: int | None = None) -> None:
-        """Settle the messages that finished; with `until`, first wait until at most that
-        many are in flight. A fault of the process (what `handle` lets through: a full
-        disk, a newer schema, the queue gone) is raised here once nothing is in flight,
-        so whatever handles it (a pause, then recovery) finds no message still in hand.
-        """
-        if not self._in_flight:
-            return
-        if until is not None:
-            while len(self._in_flight) > until:
-                wait(self._in_flight, return_when=FIRST_COMPLETED)
-                self._settle_done()
-        else:
-            self._settle_done()
-        fault = self._fault
-        if fault is not None:
-            self._fault = None
-            while self._in_flight:
-                wait(self._in_flight)
-                self._settle_done()
+    def _wait_for_slot(self, all_ended: bool = False) -> bool:
+        """Wait until fewer than `concurrency` claims are in flight (`all_ended`: none);
+        False on a stop, or on a fault of the process once every claim has ended."""
+        with self._claims_changed:
+            while not self._stop.is_set():
+                if self._fault is not None or all_ended:
+                    if not self._claims:
+                        return False
+                elif len(self._claims) < self.concurrency:
+                    return True
+                # A short wait: the stop signal sets the flag, it cannot notify.
+                self._claims_changed.wait(0.1)
+            return False
+
+    def _raise_fault(self) -> None:
+        if self._fault is not None and not self._stop.is_set():
+            self._wait_for_slot(all_ended=True)
+            fault, self._fault = self._fault, None
             raise fault
 
-    def _settle_done(self) -> None:
-        for future in [f for f in self._in_flight if f.done()]:
-            name = self._in_flight.pop(future)
-            exc = future.exception()
-            if exc is not None and self._fault is None:
-                self._fault = exc
-            elif exc is not None:  # raised after the first; the message stays in hand
-                self.log.error("stopped", msg=name, error=f"{type(exc).__name__}: {exc}")
+    def _handle_in_thread(self, name: str) -> None:
+        self._local.claim = name
+        try:
+            self.handle(name)
+        except Stopping:
+            pass
+        except BaseException as exc:
+            # A fault of the process (a full disk, a newer message schema): the loop
+            # re-raises it once the other claims in flight have ended.
+            with self._claims_changed:
+                if self._fault is None and self._claims.get(name) != "abandoned":
+                    self._fault = exc
+        finally:
+            with self._claims_changed:
+                self._claims.pop(name, None)
+                if not self._claims and not self._stop.is_set():
+                    self.proc.set_status("idle")
+                self._claims_changed.notify_all()
+
+    def _abandon_open(self) -> None:
+        """On the way out: put back every claim whose call has not finished, and wait
+        for those writing their reply (a few file operations) to finish; with
+        `finish_on_stop`, wait for every claim in flight to finish instead."""
+        with self._claims_changed:
+            if self.finish_on_stop:
+                while self._claims:
+                    self._claims_changed.wait(0.05)
+                return
+            for name, state in list(self._claims.items()):
+                if state == "open":
+                    self._put_back_locked(name)
+            deadline = time.monotonic() + SETTLE_WAIT_S
+            # An abandoned thread may still be waiting on its model: it writes nothing.
+            while "settling" in self._claims.values() and time.monotonic() < deadline:
+                self._claims_changed.wait(0.05)
 
     def _run_due(self) -> None:
         deadline = self.handler.next_deadline()
@@ -396,7 +494,7 @@ class Worker:
             self.handler.on_deadline()
 
     def _wait(self, watch: object) -> None:
-        timeout = _IN_FLIGHT_TICK_S if self._in_flight else self._rescan_s
+        timeout = self._rescan_s
         for deadline in (self.handler.next_deadline(), self.queue.next_retry()):
             if deadline is not None:
                 timeout = max(0.0, min(timeout, deadline - time.monotonic()))

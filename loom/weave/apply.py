@@ -118,6 +118,8 @@ def _apply_agent(agent: AgentDef, me: str, plan: Plan) -> None:
         env=agent.env,
         restart=agent.restart,
         tools=list(agent.tools) if agent.tools is not None else None,
+        concurrency=agent.concurrency,
+        rate=agent.rate,
     )
     proc = agents.prepare(spec, mode="detached")
     for filename, text in agent.memory.items():

@@ -45,6 +45,8 @@ class AgentDef:
     inbound: tuple[Inbound, ...] = ()
     memory: dict[str, str] = field(default_factory=dict)
     tools: tuple[str, ...] | None = None
+    concurrency: int = 1
+    rate: str | None = None
     line: int = 0
 
     def config_hash(self) -> str:
@@ -53,7 +55,7 @@ class AgentDef:
         Where the agent's inputs come from is the router's business, so `from:` changes
         re-route without restarting the agent.
         """
-        settings = {
+        settings: dict[str, object] = {
             "model": self.model,
             "system": self.system,
             "restart": self.restart,
@@ -61,6 +63,11 @@ class AgentDef:
             "memory": self.memory,
             "tools": self.tools,
         }
+        # Only when set, so that agents without them keep the hash they had before.
+        if self.concurrency != 1:
+            settings["concurrency"] = self.concurrency
+        if self.rate is not None:
+            settings["rate"] = self.rate
         canonical = json.dumps(settings, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from loom.agent.gate import concurrency_problem, parse_rate
 from loom.errors import ConfigError, InvalidName, UsageError
 from loom.names import env_entry_problem, validate_name
 from loom.ops.gc.retention import COUNT_KEYS, check
@@ -19,7 +20,19 @@ from loom.weave.model import AgentDef, Inbound, Problem, Weave
 from loom.weave.validate import validate
 
 TOP_KEYS = ("version", "home", "pipes", "agents", "gc")
-AGENT_KEYS = ("name", "model", "system", "system_file", "restart", "env", "from", "memory", "tools")
+AGENT_KEYS = (
+    "name",
+    "model",
+    "system",
+    "system_file",
+    "restart",
+    "env",
+    "from",
+    "memory",
+    "tools",
+    "concurrency",
+    "rate",
+)
 FROM_KEYS = ("agent", "pipe", "when")
 GC_KEYS = ("retention",)
 YAML_BOOLEANS = "YAML reads on/off/yes/no/true/false as booleans: quote it"
@@ -263,6 +276,21 @@ def _read_agent(r: _Reader, block: LineDict, where: tuple[int, int]) -> AgentDef
     inbound = _read_inbound(r, block, name)
     memory = _read_memory(r, block)
     tools = _read_tools(r, block)
+    concurrency = 1
+    if "concurrency" in block:
+        problem = concurrency_problem(block["concurrency"])
+        if problem is not None:
+            r.problem(r.value_at(block, "concurrency"), problem)
+        else:
+            concurrency = block["concurrency"]
+    rate = None
+    if "rate" in block:
+        rate = r.string(block, "rate", "`rate`")
+        if rate is not None:
+            try:
+                parse_rate(rate)
+            except UsageError as exc:
+                r.problem(r.value_at(block, "rate"), str(exc))
     return AgentDef(
         name=name,
         model=model or "",
@@ -272,6 +300,8 @@ def _read_agent(r: _Reader, block: LineDict, where: tuple[int, int]) -> AgentDef
         inbound=inbound,
         memory=memory,
         tools=tools,
+        concurrency=concurrency,
+        rate=rate,
         line=where[0],
     )
 
