@@ -32,14 +32,17 @@ pytestmark = pytest.mark.real
 
 TEMPLATE = Path(__file__).with_name("real_llm_template.jinja")
 KEY = "sk-real-test-5d6e7f"
-# Short answers keep each call to a second or two; the server's context (-c) bounds the
-# longest one, since loom asks for up to 4096 tokens.
 SYSTEM = "Answer in one short sentence."
+# loom asks for up to 4096 tokens, and the tiny model can ramble for as many: every test
+# talks to the server through a proxy that caps an answer at this many, as a user's
+# max_tokens setting would, so that each call takes a second or two.
+MAX_TOKENS = 128
 
 
 @dataclass(frozen=True)
 class RealServer:
-    url: str
+    url: str  # through the proxy that caps answers
+    direct: str  # llama-server itself
     log: Path
 
     def env(self, base: str | None = None) -> dict[str, str]:
@@ -93,7 +96,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
         settings["LOOM_REAL_LLM_SERVER"],
         *("-m", settings["LOOM_REAL_LLM_MODEL"]),
         *("--host", "127.0.0.1", "--port", str(port)),
-        *("-c", "1024", "-t", "2", "--jinja"),
+        *("-c", "2048", "-t", "2", "--jinja"),
         *("--chat-template-file", str(TEMPLATE)),
     ]
     with open(log, "wb") as out:
@@ -110,7 +113,8 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
 
     try:
         wait_for(healthy, timeout=120, what="llama-server to load its model")
-        yield RealServer(url, log)
+        with Proxy(url, edit_request=cap_tokens) as capped:
+            yield RealServer(capped.url, url, log)
     finally:
         server.terminate()
         try:
@@ -123,9 +127,18 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
 # ------------------------------------------------------------------ helpers
 
 
-def ask(real: RealServer, model: str, text: str, *, base: str | None = None, **kw: Any) -> Any:
+def ask(
+    real: RealServer,
+    model: str,
+    text: str,
+    *,
+    base: str | None = None,
+    system: str | None = SYSTEM,
+    **kw: Any,
+) -> Any:
+    options = ("--system", system) if system else ()
     return run_loom(
-        *("agent", "start", "a", "--model", model, "--system", SYSTEM, "--stdin"),
+        *("agent", "start", "a", "--model", model, *options, "--stdin"),
         input=text,
         env=real.env(base),
         timeout=180,
@@ -310,6 +323,9 @@ class Proxy:
 _FORWARDED = {"authorization", "x-api-key", "anthropic-version", "accept"}
 
 
+QUESTION = "What is 6 times 7? Use the calc tool."
+
+
 @pytest.fixture
 def calc_project(tmp_path: Path) -> Path:
     install_example(tmp_path / ".loom" / "plugins", "calc")
@@ -320,8 +336,8 @@ def calc_project(tmp_path: Path) -> Path:
 def test_a_real_tool_call_runs_the_tool_and_the_model_answers_with_its_result(
     real: RealServer, loom_home: Path, calc_project: Path, model: str
 ) -> None:
-    with Proxy(real.url, edit_request=_require_a_tool) as proxy:
-        r = ask(real, model, "What is 6 times 7? Use calc.", base=proxy.url, cwd=calc_project)
+    with Proxy(real.direct, edit_request=_require_a_tool) as proxy:
+        r = ask(real, model, QUESTION, base=proxy.url, system=None, cwd=calc_project)
     assert r.returncode == 0, r.stderr
     assert proxy.statuses == [200, 200]
     [result] = events(loom_home, "a", "tool_result")
@@ -344,10 +360,8 @@ def test_broken_tool_arguments_are_answered_and_replayed_so_the_real_server_acce
                 if function.get("arguments", "").startswith("{"):
                     function["arguments"] = '{"note": "a\nb", ' + function["arguments"][1:]
 
-    with Proxy(real.url, _require_a_tool, break_arguments) as proxy:
-        r = ask(
-            real, "openai/smollm2", "What is 6 times 7? Use calc.", base=proxy.url, cwd=calc_project
-        )
+    with Proxy(real.direct, _require_a_tool, break_arguments) as proxy:
+        r = ask(real, "openai/smollm2", QUESTION, base=proxy.url, system=None, cwd=calc_project)
     assert r.returncode == 0, r.stderr
     # The server accepted the replayed conversation (it answered 500 to the raw text).
     assert proxy.statuses == [200, 200], (r.stdout, conversation(loom_home, "a"))
@@ -357,9 +371,16 @@ def test_broken_tool_arguments_are_answered_and_replayed_so_the_real_server_acce
     assert "the arguments for calc are not valid JSON" in replayed
 
 
+def cap_tokens(body: dict[str, Any]) -> None:
+    for field_name in ("max_tokens", "max_completion_tokens"):
+        if field_name in body:
+            body[field_name] = min(body[field_name], MAX_TOKENS)
+
+
 def _require_a_tool(body: dict[str, Any]) -> None:
     """The first call of an answer must call a tool; after its result, the model answers
     in words. Temperature 0 makes the tiny model follow the template's examples."""
+    cap_tokens(body)
     if not body.get("tools"):
         return
     body["temperature"] = 0
@@ -399,5 +420,5 @@ def test_the_server_really_rejects_arguments_replayed_unchanged(real: RealServer
             {"role": "tool", "tool_call_id": "c1", "content": "error"},
         ],
     }
-    reply = httpx.post(f"{real.url}/v1/chat/completions", json=body, timeout=60)
+    reply = httpx.post(f"{real.direct}/v1/chat/completions", json=body, timeout=60)
     assert reply.status_code == 500 and "arguments" in reply.text
