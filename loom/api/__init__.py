@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,7 +29,7 @@ def send(
     Sending to a name that does not exist yet creates that agent's inbox, so the
     message waits durably until the agent starts.
     """
-    return _queue(name, home).send(new_message(sender, body))
+    return queue_for(name, home=home).send(new_message(sender, body))
 
 
 class PartlySent(LoomError):
@@ -55,13 +58,16 @@ def send_all(
     with one disk flush per batch; `progress` is told how many were sent after each.
     A failure or Ctrl-C part way raises PartlySent saying how many were delivered.
     """
-    queue = _queue(name, home)
+    queue = queue_for(name, home=home)
     sent = 0
     try:
         for start in range(0, len(messages), BATCH):
             batch = messages[start : start + BATCH]
-            queue.send_batch(batch)
-            sent += len(batch)
+            # Ctrl-C and SIGTERM wait until the batch is written and counted, so the
+            # count said afterwards is what was delivered.
+            with _signals_held():
+                queue.send_batch(batch)
+                sent += len(batch)
             if progress is not None:
                 progress(sent)
     except KeyboardInterrupt as exc:
@@ -71,7 +77,9 @@ def send_all(
     return queue
 
 
-def _queue(name: str, home: Path | None) -> Queue:
+def queue_for(name: str, *, home: Path | None = None) -> Queue:
+    """The queue of agent or pipe instance `name`, its folders created; a name that
+    exists as neither is an agent's (see `send`)."""
     root = homes.home(home)
     try:
         target = homes.find(name, root)
@@ -79,6 +87,20 @@ def _queue(name: str, home: Path | None) -> Queue:
         target = homes.agent(name, root)
     target.create()
     return Queue(target.inbox, target.outbox)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block; one that came is acted on after it."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def read_outbox(

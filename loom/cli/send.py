@@ -125,8 +125,9 @@ def send(
 
     progress = _Progress(sys.stderr) if bulk else None
     messages = [line.message for line in batch]
+    queue = api.queue_for(name)
     try:
-        queue = api.send_all(
+        api.send_all(
             name,
             messages,
             progress=None
@@ -137,6 +138,10 @@ def send(
         if progress is not None:
             progress.clear()
         raise die(_partly_sent(exc, batch), exc.exit_code) from None
+    except BaseException:
+        if progress is not None:
+            progress.clear()
+        raise
     if progress is not None:
         progress.clear()
     if not wait:
@@ -145,7 +150,13 @@ def send(
         elif not bulk:
             print(queue.inbox / messages[0].filename)
         return
-    code = _print_replies(queue, batch, seconds, ordered, envelope, bulk)
+    answered: set[int] = set()
+    try:
+        code = _print_replies(queue, batch, seconds, ordered, envelope, bulk, answered)
+    except KeyboardInterrupt:
+        # Between the send and the wait (the wait itself reports its own).
+        missing = [i for i in range(len(batch)) if i not in answered]
+        raise die(_still_queued(queue, batch, missing, bulk, "stopped waiting"), 130) from None
     if code:
         raise typer.Exit(code)
 
@@ -186,14 +197,14 @@ def _print_replies(
     ordered: bool,
     envelope: bool,
     bulk: bool,
+    answered: set[int],
 ) -> int:
-    """Print each reply as it comes (bodies, or envelopes); 1 when one failed or did not
-    come in time, 128+N on signal N."""
+    """Print each reply as it comes (bodies, or envelopes), adding its index to
+    `answered`; 1 when one failed or did not come in time, 128+N on signal N."""
     from loom.api.replies import Interrupted, NoReply, wait_replies
 
     names = [line.message.filename for line in batch]
     progress = _Progress(sys.stderr) if bulk else None
-    answered: set[int] = set()
     failed = False
     try:
         for i, reply in wait_replies(
