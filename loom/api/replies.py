@@ -24,9 +24,13 @@ from loom.store.watch import watcher
 
 # Even with inotify, look at the outbox now and then: an event can be missed.
 RECHECK_S = 1.0
-# Replies to many messages arrive in bursts: the outbox is listed at most this often,
-# so ten thousand replies cost a few hundred listings, not ten thousand.
+# Replies to many messages arrive one by one, each a wake-up: the outbox is listed at
+# most this often, and never more than a tenth of the time (a listing of a large outbox
+# takes milliseconds), so the wait leaves the agent the CPU it answers with; but at
+# least every quarter of a second while replies come.
 MIN_SCAN_GAP_S = 0.02
+MAX_SCAN_GAP_S = 0.25
+SCAN_SHARE = 0.1
 
 
 class NoReply(LoomError):
@@ -96,8 +100,10 @@ def wait_replies(
                     yield i, held.pop(i)
                 assert timeout is not None
                 raise NoReply(sorted(index[name] for name in pending), timeout)
+            cost = time.monotonic() - scanned
             watch.wait(min(RECHECK_S, left))
-            gap = scanned + MIN_SCAN_GAP_S - time.monotonic()
+            gap = min(MAX_SCAN_GAP_S, max(MIN_SCAN_GAP_S, cost / SCAN_SHARE))
+            gap += scanned - time.monotonic()
             if gap > 0:
                 time.sleep(gap)
     finally:
