@@ -94,6 +94,9 @@ def send(
             2,
         )
     seconds = _duration(timeout)
+    from loom.names import validate_process_name
+
+    validate_process_name(name)  # before any input is read
 
     from loom import api
     from loom.api import framing
