@@ -22,6 +22,9 @@ MiB = 1 << 20
 # a message file once JSON has escaped its quotes, backslashes and line breaks.
 MESSAGE_FILE_LIMIT = 64 * MiB
 MESSAGE_BODY_LIMIT = MESSAGE_FILE_LIMIT // 2
+# All of the input of `loom send --lines/--ndjson`, read whole and checked before any
+# line is sent: hundreds of thousands of messages; a larger feed is split first.
+BULK_INPUT_LIMIT = 256 * MiB
 # loom.yml, pipes/<name>.yml and pipe definition files: far past any real weave.
 CONFIG_LIMIT = 4 * MiB
 # Text put into a model request: system prompts, prompt.md, memory files (4 MiB is about

@@ -51,14 +51,19 @@ def write_message(directory: Path, msg: Message, filename: str | None = None) ->
     control character becomes six bytes), and a file no reader takes would be lost.
     """
     path = directory / (filename or msg.filename)
+    atomic.write_bytes(path, encode(msg))
+    return path
+
+
+def encode(msg: Message) -> bytes:
+    """The bytes of `msg`'s file; MessageTooLarge when no reader would take them."""
     data = msg.to_bytes()
     if len(data) > MAX_BYTES:
         raise MessageTooLarge(
             f"the message would be {len(data)} bytes once encoded as JSON, "
             f"over the {size_text(MAX_BYTES)} limit for a message; send a smaller body"
         )
-    atomic.write_bytes(path, data)
-    return path
+    return data
 
 
 def deliver_copy(inbox: Path, filename: str, raw: bytes) -> Path:
@@ -131,6 +136,12 @@ class Queue:
     def send(self, msg: Message, filename: str | None = None) -> Path:
         """Deliver `msg` into the inbox (atomic)."""
         return write_message(self.inbox, msg, filename)
+
+    def send_batch(self, messages: list[Message]) -> None:
+        """Deliver `messages` into the inbox, each atomically under its canonical name,
+        with one disk flush for the batch (`atomic.write_batch`). A message too large,
+        or a failed write, sends none of the batch."""
+        atomic.write_batch(self.inbox, [(m.filename, encode(m)) for m in messages])
 
     def pending(self) -> list[str]:
         """Inbox file names waiting to be claimed, oldest first (deferred ones left out)."""
