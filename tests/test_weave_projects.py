@@ -26,7 +26,11 @@ def folders(tmp_path: Path, loom_home: Path) -> Iterator[dict[str, Path]]:
     for folder in made.values():
         if (folder / "loom.yml").exists():
             run_loom("down", cwd=folder)
-    sup = loom_home / "supervisor.pid"
+    kill_supervisor(loom_home)
+
+
+def kill_supervisor(home: Path) -> None:
+    sup = home / "supervisor.pid"
     if sup.exists() and (raw := sup.read_text().strip()) and pid_is_loom(int(raw)):
         os.kill(int(raw), signal.SIGKILL)
 
@@ -202,9 +206,7 @@ def test_the_default_project_is_the_folder_name_made_into_a_loom_name(
         )
     finally:
         run_loom("down", cwd=folder)
-        sup = loom_home / "supervisor.pid"
-        if sup.exists() and (raw := sup.read_text().strip()) and pid_is_loom(int(raw)):
-            os.kill(int(raw), signal.SIGKILL)
+        kill_supervisor(loom_home)
 
 
 def test_a_folder_name_that_is_no_loom_name_asks_for_name(tmp_path: Path) -> None:
@@ -224,3 +226,39 @@ def test_a_bad_project_name_is_reported_at_its_place(tmp_path: Path) -> None:
     r = run_loom("validate", cwd=tmp_path)
     assert r.returncode == 1
     assert r.stderr.startswith("loom.yml:2:7: invalid project name 'Not_Valid'")
+
+
+def test_a_pipe_of_one_project_may_not_take_an_agent_name_of_another(
+    folders: dict[str, Path],
+) -> None:
+    write(folders["a"], agent="second")
+    assert run_loom("up", "-d", cwd=folders["a"]).returncode == 0
+    (folders["b"] / "loom.yml").write_text(
+        "version: 1\npipes:\n  second:\n    from: [zed]\n    operators: [{map: '@'}]\n"
+        "agents:\n  - {name: zed, model: echo}\n"
+    )
+    r = run_loom("validate", cwd=folders["b"])
+    assert r.returncode == 1
+    problems = [ln for ln in r.stderr.splitlines() if ln.startswith("loom.yml:")]
+    assert len(problems) == 1
+    assert problems[0].startswith("loom.yml:3:1: agent 'second' belongs to project 'a'")
+
+
+def test_a_moved_folder_keeps_its_running_processes(tmp_path: Path, loom_home: Path) -> None:
+    old = tmp_path / "old" / "shop"
+    old.mkdir(parents=True)
+    write(old)
+    new = tmp_path / "new"
+    try:
+        assert run_loom("up", "-d", cwd=old).returncode == 0
+        before = pid(loom_home, "first")
+        (tmp_path / "old").rename(new)
+        r = run_loom("up", "-d", cwd=new / "shop")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["unchanged", "first"]
+        assert pid(loom_home, "first") == before
+        recorded = (loom_home / "agents/first/weave").read_text().strip()
+        assert recorded == str((new / "shop" / "loom.yml").resolve())
+    finally:
+        run_loom("down", cwd=new / "shop")
+        kill_supervisor(loom_home)

@@ -101,7 +101,11 @@ def conflicts(weave: Weave, home: Path, instances: list[str]) -> list[Problem]:
     for instance in instances:
         pipe = instance.split("~", 1)[0]
         wanted.append(("pipes", instance, weave.lines.get(pipe, 1)))
+    seen: set[str] = set()
     for kind, name, line in wanted:
+        if name in seen:  # a node-form pipe is its own instance
+            continue
+        seen.add(name)
         # Agents and pipes share one namespace: look in both folders for another owner.
         why = None
         for other in KINDS if "~" not in name else ("pipes",):
