@@ -242,7 +242,16 @@ def test_ps_does_not_believe_a_dead_pid(loom_home: Path, reap: list) -> None:
     rows = json.loads(run_loom("agent", "ps", "--all", "--json").stdout)
     assert rows[0]["status"] == "error" and rows[0]["pid"] is None
     table = run_loom("agent", "ps", "--all").stdout.splitlines()
-    assert table[0].split() == ["NAME", "STATUS", "MODEL", "IN", "FLIGHT", "RESTARTS", "UPTIME"]
+    assert table[0].split() == [
+        "NAME",
+        "STATUS",
+        "MODEL",
+        "IN",
+        "FLIGHT",
+        "RESTARTS",
+        "UPTIME",
+        "PROJECT",
+    ]
     assert table[1].split()[:4] == ["a", "error", "echo", "0/1"]
 
 

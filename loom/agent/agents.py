@@ -96,6 +96,7 @@ def prepare(spec: AgentSpec, mode: str = "foreground") -> ProcessDir:
 
 def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> ProcessDir:
     proc = homes.agent(spec.name).create()
+    proc.disown()  # started by hand now; `loom up` writes its project back after this
     proc.write("mode", mode)
     proc.write("model", spec.model)
     proc.write("restart", spec.restart)

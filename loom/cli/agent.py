@@ -135,29 +135,37 @@ def serve(name: Annotated[str, typer.Argument(help="Agent name.")]) -> None:
 def ps(
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include stopped and dead.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array for scripts.")] = False,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", "-p", help="Only the processes this project started."),
+    ] = None,
 ) -> None:
-    """List agents and pipe instances: NAME STATUS MODEL IN FLIGHT RESTARTS UPTIME.
+    """List agents and pipe instances: NAME STATUS MODEL IN FLIGHT RESTARTS UPTIME PROJECT.
 
     A process that died without saying so (its pid is gone) shows as `error`. IN
     FLIGHT is the messages being answered now out of the agent's concurrency; an
-    agent holding its calls after a 429 shows `throttled until T` in STATUS.
+    agent holding its calls after a 429 shows `throttled until T` in STATUS. PROJECT
+    is the loom.yml's project that started it (`loom up`), `-` when started by hand.
 
-    Example: loom agent ps --all
+    Example: loom agent ps --all --project triage
     """
+    from loom.names import validate_name
     from loom.store import processes
 
-    found = processes.rows(include_all=all_)
+    if project is not None:
+        validate_name(project, "project name")
+    found = processes.rows(include_all=all_, project=project)
     if as_json:
         print(json.dumps([r.to_json() for r in found], indent=None))
         return
-    table = [("NAME", "STATUS", "MODEL", "IN FLIGHT", "RESTARTS", "UPTIME")]
+    table = [("NAME", "STATUS", "MODEL", "IN FLIGHT", "RESTARTS", "UPTIME", "PROJECT")]
     for r in found:
         uptime = processes.format_uptime(r.uptime_s)
         status = (
             f"{r.status}, throttled until {r.throttled_until}" if r.throttled_until else r.status
         )
         flight = f"{r.in_flight}/{r.concurrency}"
-        table.append((r.name, status, r.model, flight, str(r.restarts), uptime))
+        table.append((r.name, status, r.model, flight, str(r.restarts), uptime, r.project or "-"))
     print(columns(table))
 
 

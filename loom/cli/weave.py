@@ -13,22 +13,32 @@ from loom.cli._common import die, handle_errors
 
 if TYPE_CHECKING:
     from loom.weave.model import Weave
+    from loom.weave.parse import WeaveInvalid
 
 
-def _load(config: Path | None) -> Weave:
-    """Load the weave; on problems print each as FILE:LINE:COL: message and exit 1."""
+def _load(config: Path | None, *, home: bool = False) -> Weave:
+    """Load the weave; on problems print each as FILE:LINE:COL: message and exit 1.
+
+    With `home`, names that another project under $LOOM_HOME holds are problems too.
+    """
+    from loom.weave import apply
     from loom.weave import config as weave_config
     from loom.weave.parse import WeaveInvalid
 
     try:
-        return weave_config.load(config)
+        weave = weave_config.load(config)
+        if home:
+            apply.check_home(weave)
+        return weave
     except WeaveInvalid as exc:
-        for problem in exc.problems:
-            print(problem.render(exc.source), file=sys.stderr)
-        count = len(exc.problems)
-        raise die(
-            f"{count} problem{'s' if count != 1 else ''} in {exc.source}; nothing started", 1
-        ) from None
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: WeaveInvalid) -> typer.Exit:
+    for problem in exc.problems:
+        print(problem.render(exc.source), file=sys.stderr)
+    count = len(exc.problems)
+    return die(f"{count} problem{'s' if count != 1 else ''} in {exc.source}; nothing started", 1)
 
 
 ConfigOption = Annotated[
@@ -40,11 +50,12 @@ ConfigOption = Annotated[
 def validate(config: ConfigOption = None) -> None:
     """Check loom.yml and print every problem as FILE:LINE:COL: message.
 
-    Nothing is started. Exit 1 when there is any problem.
+    Nothing is started. Exit 1 when there is any problem, including a name that another
+    project under $LOOM_HOME (another loom.yml) or a running hand-started process holds.
 
     Example: loom validate --config examples/triage/loom.yml
     """
-    weave = _load(config)
+    weave = _load(config, home=True)
     print(f"{weave.path}: ok ({len(weave.agents)} agents, {len(weave.pipes)} pipes)")
 
 
@@ -58,6 +69,9 @@ def up(
     """Start the weave: unchanged agents and pipes are left running, changed ones restarted,
     removed ones stopped, new ones started.
 
+    The weave is a project (`name:` in loom.yml, default: its folder's name) and touches
+    only its own processes: a name another project holds is refused, naming both files.
+
     Without --detach a live view shows each process's status and queue until Ctrl-C,
     which stops the weave (state stays on disk).
 
@@ -65,10 +79,14 @@ def up(
     """
     from loom.store import home as homes
     from loom.weave import apply
+    from loom.weave.parse import WeaveInvalid
 
     weave = _load(config)
     home = homes.home()
-    plan = apply.up(weave, home)
+    try:
+        plan = apply.up(weave, home)
+    except WeaveInvalid as exc:
+        raise _invalid(exc) from None
     for label, names in (
         ("started", plan.started),
         ("restarted", plan.restarted),
@@ -112,7 +130,9 @@ def _live_view(weave: Weave, home: Path) -> None:
 
 @handle_errors
 def down(config: ConfigOption = None) -> None:
-    """Stop every agent and pipe the weave defines; all state stays on disk.
+    """Stop every agent and pipe this project started; all state stays on disk.
+
+    Processes of other projects, and those started by hand, are left running.
 
     Example: loom down --config examples/triage/loom.yml
     """

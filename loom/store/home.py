@@ -21,6 +21,10 @@ STATUSES = ("pending", "running", "idle", "stopped", "restarting", "dead", "erro
 KINDS = ("agents", "pipes")
 # Names the pid a stop was asked for: written before the signal, read when the exit is reaped.
 STOP_FILE = "stop"
+# Written by `loom up` in each process folder it starts (SPEC 9): the project's name and
+# the loom.yml it came from. A process started by hand has neither.
+PROJECT_FILE = "project"
+WEAVE_FILE = "weave"
 # The original TypeScript loom's runner is `bun .../main.ts`: no "loom" in its command
 # line. Its pid is trusted when the status says it runs and it started before its pid
 # file was written; this much slack covers the whole-second boot time in /proc/stat.
@@ -181,6 +185,17 @@ class ProcessDir:
         """Drop an old stop request, so a new process that reuses the pid is not taken for it."""
         with contextlib.suppress(FileNotFoundError):
             (self.path / STOP_FILE).unlink()
+
+    @property
+    def project(self) -> str | None:
+        """The project (weave) that started this process; None when started by hand."""
+        return self.read(PROJECT_FILE) or None
+
+    def disown(self) -> None:
+        """Forget the project that started this process: it is now a hand-started one."""
+        for field in (PROJECT_FILE, WEAVE_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / field).unlink()
 
     def alive_pid(self) -> int | None:
         """The pid from the pid file if that process is alive and runs this process.

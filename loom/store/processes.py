@@ -37,6 +37,8 @@ class ProcessRow:
     concurrency: int = 1
     # When a back-off after a 429 ends (ISO 8601), while it lasts; None otherwise.
     throttled_until: str | None = None
+    # The project (loom.yml) that started it; None when started by hand.
+    project: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -68,10 +70,13 @@ def _uptime(proc: ProcessDir, pid: int | None) -> float | None:
     return max(0.0, time.time() - began.timestamp())
 
 
-def rows(include_all: bool = False) -> list[ProcessRow]:
-    """Agents and pipe instances; without `include_all`, only the active ones."""
+def rows(include_all: bool = False, project: str | None = None) -> list[ProcessRow]:
+    """Agents and pipe instances; without `include_all`, only the active ones; with
+    `project`, only those that project started."""
     out = []
     for proc in homes.all_processes():
+        if project is not None and proc.project != project:
+            continue
         status, pid = effective_status(proc)
         if not include_all and status not in ACTIVE:
             continue
@@ -89,6 +94,7 @@ def rows(include_all: bool = False) -> list[ProcessRow]:
                 in_flight=count_messages(proc.inbox / IN_PROGRESS) if pid is not None else 0,
                 concurrency=_concurrency(proc),
                 throttled_until=_throttled_until(proc) if pid is not None else None,
+                project=proc.project,
             )
         )
     return out

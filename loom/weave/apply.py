@@ -20,10 +20,11 @@ from loom.store.home import ProcessDir
 from loom.store.processes import effective_status, stop
 from loom.store.queue import count_messages
 from loom.supervisor import control
+from loom.weave import owners
 from loom.weave.edges import weave_edges
-from loom.weave.model import AgentDef, Weave
+from loom.weave.model import AgentDef, Problem, Weave
+from loom.weave.parse import WeaveInvalid
 
-OWNER_FILE = "weave"  # in each process folder: the loom.yml that started it
 HASH_FILE = "config.hash"
 ACTIVE = ("pending", "running", "idle", "restarting")
 
@@ -39,7 +40,7 @@ class Plan:
 
 
 def owner(weave: Weave) -> str:
-    return str(weave.path.resolve())
+    return owners.config_path(weave)
 
 
 def _ledger(home: Path, weave: Weave) -> Path:
@@ -56,8 +57,24 @@ def _owned_edges(home: Path, weave: Weave) -> list[Edge]:
 
 
 def _owned_processes(home: Path, weave: Weave) -> list[ProcessDir]:
-    me = owner(weave)
-    return [p for p in homes.all_processes(home) if p.read(OWNER_FILE) == me]
+    return owners.owned(weave, home)
+
+
+def conflicts(weave: Weave, home: Path) -> list[Problem]:
+    """Names of the weave that another project or a hand-started process holds (SPEC 9)."""
+    names = [instance for instance, _ in instances(weave_edges(weave))]
+    return owners.conflicts(weave, home, names)
+
+
+def check_home(weave: Weave) -> None:
+    """`loom validate`: WeaveInvalid when another project holds one of the weave's names.
+
+    Reads `$LOOM_HOME` without creating it.
+    """
+    home = Path(settings.HOME.get()).expanduser()
+    problems = conflicts(weave, home) if home.is_dir() else []
+    if problems:
+        raise WeaveInvalid(str(weave.path), problems)
 
 
 def check_credentials(weave: Weave) -> None:
@@ -71,23 +88,30 @@ def check_credentials(weave: Weave) -> None:
 
 def up(weave: Weave, home: Path) -> Plan:
     """Make `home` run exactly what `weave` declares; unchanged processes are left alone."""
+    problems = conflicts(weave, home)
+    if problems:
+        raise WeaveInvalid(str(weave.path), problems)
     check_credentials(weave)
     plan = Plan()
     me = owner(weave)
     for pipe in weave.pipes.values():
         save_definition(pipe, home)
+        owners.claim(ProcessDir(home, "pipes", pipe.name), weave)
     wanted: set[str] = set()
     for agent in weave.agents.values():
         wanted.add(f"agents/{agent.name}")
-        _apply_agent(agent, me, plan)
+        _apply_agent(agent, weave, plan)
     edges = weave_edges(weave)
     for instance, pipe_name in instances(edges):
         wanted.add(f"pipes/{instance}")
-        _apply_instance(home, instance, weave.pipes[pipe_name].to_json_data(), me, plan)
+        _apply_instance(home, instance, weave.pipes[pipe_name].to_json_data(), weave, plan)
     for proc in _owned_processes(home, weave):
-        if f"{proc.kind}/{proc.name}" not in wanted and proc.status in ACTIVE:
-            stop(proc.name)
-            plan.stopped.append(proc.name)
+        if f"{proc.kind}/{proc.name}" not in wanted:
+            if proc.status in ACTIVE:
+                stop(proc.name)
+                plan.stopped.append(proc.name)
+            proc.disown()  # no longer in the file: no longer the project's
+    owners.release_definitions(weave, home)
     replace_routes(home, _owned_edges(home, weave), edges)
     atomic.make_private_dir(_ledger(home, weave).parent)
     atomic.write_text(
@@ -101,11 +125,12 @@ def up(weave: Weave, home: Path) -> Plan:
     return plan
 
 
-def _apply_agent(agent: AgentDef, me: str, plan: Plan) -> None:
+def _apply_agent(agent: AgentDef, weave: Weave, plan: Plan) -> None:
     proc = homes.agent(agent.name)
     digest = agent.config_hash()
     status = proc.status
-    if proc.read(HASH_FILE) == digest and status in ACTIVE and proc.read(OWNER_FILE) == me:
+    if proc.read(HASH_FILE) == digest and status in ACTIVE and owners.is_mine(proc, weave):
+        owners.claim(proc, weave)  # a new `name:` or a moved folder is recorded
         plan.unchanged.append(agent.name)
         return
     running = proc.served_by() is not None
@@ -128,13 +153,13 @@ def _apply_agent(agent: AgentDef, me: str, plan: Plan) -> None:
             atomic.make_private_dir(proc.memory)
             atomic.write_text(seed, text)
     proc.write(HASH_FILE, digest)
-    proc.write(OWNER_FILE, me)
+    owners.claim(proc, weave)
     proc.set_status("pending")
     (plan.restarted if running or status in ACTIVE else plan.started).append(agent.name)
 
 
 def _apply_instance(
-    home: Path, instance: str, definition: dict[str, object], me: str, plan: Plan
+    home: Path, instance: str, definition: dict[str, object], weave: Weave, plan: Plan
 ) -> None:
     proc = ProcessDir(home, "pipes", instance).create()
     text = json.dumps(
@@ -142,7 +167,8 @@ def _apply_instance(
     )
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     status = proc.status
-    if proc.read(HASH_FILE) == digest and status in ACTIVE and proc.read(OWNER_FILE) == me:
+    if proc.read(HASH_FILE) == digest and status in ACTIVE and owners.is_mine(proc, weave):
+        owners.claim(proc, weave)
         plan.unchanged.append(instance)
         return
     running = proc.served_by() is not None
@@ -153,7 +179,7 @@ def _apply_instance(
     proc.write("restart", "always")
     proc.write("mode", "detached")
     proc.write(HASH_FILE, digest)
-    proc.write(OWNER_FILE, me)
+    owners.claim(proc, weave)
     proc.set_status("pending")
     (plan.restarted if running or status in ACTIVE else plan.started).append(instance)
 

@@ -80,6 +80,8 @@ class Weave:
     pipes: dict[str, PipeDef]
     agents: dict[str, AgentDef]
     home: str | None = None
+    # The project (SPEC 9): `name:`, or the folder's name; it owns the processes `up` starts.
+    project: str = ""
     retention: dict[str, str] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)  # name -> line of its definition
     # Names whose definition had problems: references to them are not reported again.

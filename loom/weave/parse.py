@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from loom.weave.expand import expand
 from loom.weave.model import AgentDef, Inbound, Problem, Weave
 from loom.weave.validate import validate
 
-TOP_KEYS = ("version", "home", "pipes", "agents", "gc")
+TOP_KEYS = ("version", "name", "home", "pipes", "agents", "gc")
 AGENT_KEYS = (
     "name",
     "model",
@@ -163,12 +164,48 @@ def _read_top(r: _Reader, path: Path, raw: Any) -> Weave:
     elif version != 1 or isinstance(version, bool):
         r.problem(r.value_at(raw, "version"), f"unsupported version {version!r}; this loom reads 1")
     home = r.string(raw, "home", "home") if "home" in raw else None
+    project = _read_project(r, path, raw)
     lines: dict[str, int] = {}
     pipes = _read_pipes(r, raw, lines)
     agents = _read_agents(r, raw, lines, pipes)
     retention = _read_gc(r, raw)
     broken = frozenset(n for n in lines if n not in pipes and n not in agents)
-    return Weave(path, pipes, agents, home=home, retention=retention, lines=lines, broken=broken)
+    return Weave(
+        path,
+        pipes,
+        agents,
+        home=home,
+        project=project or "",
+        retention=retention,
+        lines=lines,
+        broken=broken,
+    )
+
+
+def _read_project(r: _Reader, path: Path, raw: LineDict) -> str | None:
+    """`name:`, or else the name of the file's folder made into a loom name (as compose does)."""
+    if "name" in raw:
+        value = r.string(raw, "name", "`name`")
+        return r.name(value, r.value_at(raw, "name"), "project name") if value else None
+    folder = path.resolve().parent.name
+    project = default_project(folder)
+    if project is None:
+        r.problem(
+            (1, 1),
+            f"the folder name {folder!r} cannot be a project name ([a-z][a-z0-9-]*); "
+            "set one with `name:`",
+        )
+    return project
+
+
+def default_project(folder: str) -> str | None:
+    """`My_App.v2` -> `my-app-v2`: lower case, other characters as `-`; None if nothing is left."""
+    text = re.sub(r"[^a-z0-9-]+", "-", folder.lower())
+    text = re.sub(r"^[^a-z]+", "", text)[:64].rstrip("-")
+    try:
+        return validate_name(text, "project name")
+    except InvalidName:
+        return None
 
 
 def _read_pipes(r: _Reader, raw: LineDict, lines: dict[str, int]) -> dict[str, PipeDef]:
