@@ -33,14 +33,34 @@ def usage_sentence(exc: click.UsageError) -> str:
         message = exc.format_message().strip().rstrip(".")
         message = message[:1].lower() + message[1:]
         message = message.replace(". Did you mean", "; did you mean")
-    if exc.ctx is not None:
-        message += f" (see {exc.ctx.command_path} --help)"
-    return message
+    path = exc.ctx.command_path if exc.ctx is not None else "loom"
+    return f"{message} (see {path} --help)"
 
 
 class LoomGroup(typer.core.TyperGroup):
     """A typer group whose help lists commands sorted, with untruncated descriptions, and
     whose usage errors are one line on stderr with exit 2."""
+
+    _resolved: tuple[str, click.Command] | None = None
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name is not None and command is not None:
+            self._resolved = (name, command)
+        return name, command, rest
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            # click's parser raises some errors (an option without its value) with no
+            # context: give them the command's, so the message can name its --help.
+            if exc.ctx is None and self._resolved is not None:
+                name, command = self._resolved
+                exc.ctx = click.Context(command, info_name=name, parent=ctx)
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(super().list_commands(ctx))
