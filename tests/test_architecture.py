@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "loom"
 # in docs/architecture.md; each line says why it sits above the ones before it.
 LAYERS: list[tuple[str, ...]] = [
     # Foundations every module may use: error types, name rules, LOOM_* settings.
-    ("loom.errors", "loom.names", "loom.settings", "loom.elapsed"),
+    ("loom.errors", "loom.names", "loom.settings", "loom.elapsed", "loom.wording"),
     # The store, bottom up: ids, atomic writes, bounded reads and the watcher need nothing
     # of the store; messages are files; the home lays out process folders; the queue
     # moves messages through one folder and logs write into it; a process folder seen

@@ -124,7 +124,7 @@ def test_unreadable_files_on_the_path_are_reported_not_fatal(loom_home: Path) ->
     note.write_text(json.dumps({"reason": "not valid JSON"}))
     lines = lines_of(first.filename)
     # The junk file cannot be a child (it does not name `first`): only a's copy counts.
-    assert len(lines) == 4 and lines[-1] == "(1 unreadable file(s) skipped)"
+    assert len(lines) == 4 and lines[-1] == "(1 unreadable file skipped)"
     shown = lines_of(quarantined.filename)
     assert "unreadable:" in shown[0] and "d: unreadable (not valid JSON)" in shown[0]
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loom import wording
 from loom.agent.gate import CallGate
 from loom.agent.retry import MAX_RETRY_AFTER_S, RetryPolicy
 from loom.errors import ProviderError, UsageError
@@ -101,8 +102,9 @@ class EmptyAnswer(ProviderError):
 
     def __init__(self, answer: Answer) -> None:
         thought = answer.reasoning
+        reasoned = wording.count(len(thought), "character")
         detail = (
-            f"it only reasoned ({len(thought)} characters, kept in the conversation file)"
+            f"it only reasoned ({reasoned}, kept in the conversation file)"
             if thought
             else "it sent no text"
         )

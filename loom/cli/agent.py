@@ -174,15 +174,23 @@ def ps(
 def stop(name: Annotated[str, typer.Argument(help="Agent or pipe instance name.")]) -> None:
     """Stop an agent or pipe instance: it finishes or puts back its current message.
 
+    Prints what it stopped (`stopped agent NAME (pid N)`).
+
     Example: loom agent stop summarizer
     """
     from loom.store import processes
 
     result = processes.stop(name)
     if not result.was_running:
-        print(f"{name} was not running; marked stopped", file=sys.stderr)
+        print(f"{result.kind} {name} was not running; marked stopped", file=sys.stderr)
     elif not result.exited:
-        raise die(f"{name} did not exit within 10 s of SIGTERM; it is still finishing", 1)
+        raise die(
+            f"{result.kind} {name} (pid {result.pid}) did not exit within 10 s of SIGTERM; "
+            "it is still finishing",
+            1,
+        )
+    else:
+        print(f"stopped {result.kind} {name} (pid {result.pid})")
 
 
 @app.command()

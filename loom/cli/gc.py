@@ -34,8 +34,8 @@ def gc(
     after 1 day and deleted after 30; pipe steps go after 7 days; dedupe state keeps its
     last 10,000 keys; .tmp-* files a killed writer left go after an hour.
     `gc.retention` in loom.yml changes them. Prints one line per
-    action and a summary, nothing when there is nothing to do; exits 1 if a file could
-    not be handled (the rest is done).
+    action and a summary, nothing when there is nothing to do (with --dry-run:
+    `nothing to do`); exits 1 if a file could not be handled (the rest is done).
 
     Example: loom gc --dry-run
     """
@@ -53,6 +53,8 @@ def gc(
     summary = report.summary()
     if summary:
         print(summary, flush=True)
+    elif dry_run:
+        print("nothing to do", flush=True)
     if report.errors:
         raise typer.Exit(1)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from loom.cli._common import die, handle_errors
+from loom.wording import count
 
 if TYPE_CHECKING:
     from loom.weave.model import Weave
@@ -37,8 +38,8 @@ def _load(config: Path | None, *, home: bool = False) -> Weave:
 def _invalid(exc: WeaveInvalid) -> typer.Exit:
     for problem in exc.problems:
         print(problem.render(exc.source), file=sys.stderr)
-    count = len(exc.problems)
-    return die(f"{count} problem{'s' if count != 1 else ''} in {exc.source}; nothing started", 1)
+    problems = count(len(exc.problems), "problem")
+    return die(f"{problems} in {exc.source}; nothing started", 1)
 
 
 ConfigOption = Annotated[
@@ -56,7 +57,8 @@ def validate(config: ConfigOption = None) -> None:
     Example: loom validate --config examples/triage/loom.yml
     """
     weave = _load(config, home=True)
-    print(f"{weave.path}: ok ({len(weave.agents)} agents, {len(weave.pipes)} pipes)")
+    agents, pipes = count(len(weave.agents), "agent"), count(len(weave.pipes), "pipe")
+    print(f"{weave.path}: ok ({agents}, {pipes})")
 
 
 @handle_errors
@@ -102,7 +104,10 @@ def up(
     except KeyboardInterrupt:
         pass
     stopped = apply.down(weave, home)
-    print(f"stopped {len(stopped)} processes; state kept in {home}", file=sys.stderr)
+    print(
+        f"stopped {count(len(stopped), 'process', 'processes')}; state kept in {home}",
+        file=sys.stderr,
+    )
 
 
 def _live_view(weave: Weave, home: Path) -> None:
@@ -112,12 +117,9 @@ def _live_view(weave: Weave, home: Path) -> None:
     last = ""
     while True:
         rows = apply.snapshot(weave, home)
-        lines = [f"{'NAME':<32} {'STATUS':<10} {'WAITING':>7} {'DONE':>7} {'FAILED':>7}"]
-        lines += [
-            f"{r.name:<32} {r.status:<10} {r.waiting:>7} {r.processed:>7} {r.failed:>7}"
-            for r in rows
-        ]
-        text = "\n".join(lines)
+        text = _live_table(
+            [(r.name, r.status, str(r.waiting), str(r.processed), str(r.failed)) for r in rows]
+        )
         if text != last:
             if tty:
                 sys.stdout.write("\x1b[H\x1b[J" + text + "\n\n(Ctrl-C stops the weave)\n")
@@ -126,6 +128,20 @@ def _live_view(weave: Weave, home: Path) -> None:
             sys.stdout.flush()
             last = text
         time.sleep(0.5)
+
+
+def _live_table(rows: list[tuple[str, ...]]) -> str:
+    """The live view's table: each column as wide as its widest cell (so a long name
+    never pushes its row's counts out of line), names left and counts right aligned."""
+    table = [("NAME", "STATUS", "WAITING", "DONE", "FAILED"), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in table
+    )
 
 
 @handle_errors

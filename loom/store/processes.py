@@ -124,9 +124,13 @@ def format_uptime(seconds: float | None) -> str:
 
 @dataclass(frozen=True)
 class StopResult:
+    """What a stop did: `kind` is `agent` or `pipe`, `pid` the process signalled."""
+
     name: str
     was_running: bool
     exited: bool
+    kind: str = "agent"
+    pid: int | None = None
 
 
 def stop(name: str, timeout: float = 10.0) -> StopResult:
@@ -143,18 +147,19 @@ def stop(name: str, timeout: float = 10.0) -> StopResult:
     if pid is not None:
         proc.request_stop(pid)  # first: the supervisor may reap it before we return
     proc.set_status("stopped")
+    kind = "pipe" if proc.kind == "pipes" else "agent"
     if pid is None:
-        return StopResult(name, was_running=False, exited=True)
+        return StopResult(name, was_running=False, exited=True, kind=kind)
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        return StopResult(name, was_running=False, exited=True)
+        return StopResult(name, was_running=False, exited=True, kind=kind)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not homes.pid_alive(pid):  # also for a runner of the original, not named loom
-            return StopResult(name, was_running=True, exited=True)
+            return StopResult(name, was_running=True, exited=True, kind=kind, pid=pid)
         time.sleep(0.02)
-    return StopResult(name, was_running=True, exited=False)
+    return StopResult(name, was_running=True, exited=False, kind=kind, pid=pid)
 
 
 def _supervisor_pid(proc: ProcessDir) -> int | None:

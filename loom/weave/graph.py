@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from loom.pipeline import PipeDef
 from loom.routing.edge import Edge
 from loom.weave.edges import weave_edges
 from loom.weave.model import Weave
 from loom.weave.validate import destinations
+from loom.wording import count
 
 FORMATS = ("text", "dot", "mermaid")
 
@@ -23,10 +25,38 @@ def _arrows(weave: Weave) -> list[tuple[str, str, str]]:
     for name, pipe in weave.node_pipes.items():
         for source in pipe.inputs:
             found.append((source, name, ""))
+        conditions = _route_conditions(pipe)
         for dest in dict.fromkeys(destinations(pipe)):
             if dest not in pipe.to:
-                found.append((name, dest, "route"))
+                found.append((name, dest, conditions.get(dest, "route")))
     return found
+
+
+def _route_conditions(pipe: PipeDef) -> dict[str, str]:
+    """For each destination of a pipe's `route` and `fanout` operators, the conditions
+    that send a message there: `when priority == 'urgent' | otherwise`."""
+    found: dict[str, list[str]] = {}
+    for spec in pipe.operators:
+        if spec.kind == "fanout":
+            for dest in _names(spec.args.get("to")):
+                found.setdefault(dest, []).append("fanout")
+        elif spec.kind == "route":
+            for case in spec.args.get("cases") or []:
+                if not isinstance(case, dict):
+                    continue
+                when = case.get("when")
+                label = f"when {when}" if isinstance(when, str) else "otherwise"
+                for dest in _names(case.get("to")):
+                    found.setdefault(dest, []).append(label)
+    return {dest: " | ".join(dict.fromkeys(labels)) for dest, labels in found.items()}
+
+
+def _names(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
 
 
 def _label(edge: Edge) -> str:
@@ -53,7 +83,8 @@ def render(weave: Weave, fmt: str, counts: Mapping[str, str] | None = None) -> s
 def _text(
     weave: Weave, nodes: list[str], arrows: list[tuple[str, str, str]], counts: Mapping[str, str]
 ) -> str:
-    lines = [f"weave {weave.source}: {len(weave.agents)} agents, {len(weave.pipes)} pipes"]
+    agents, pipes = count(len(weave.agents), "agent"), count(len(weave.pipes), "pipe")
+    lines = [f"weave {weave.path}: {agents}, {pipes}"]
     outgoing: dict[str, list[tuple[str, str]]] = {}
     for a, b, label in arrows:
         outgoing.setdefault(a, []).append((b, label))
@@ -76,7 +107,14 @@ def _quote(text: str) -> str:
 def _dot(
     weave: Weave, nodes: list[str], arrows: list[tuple[str, str, str]], counts: Mapping[str, str]
 ) -> str:
-    out = ["digraph weave {", "  rankdir=LR;", '  node [fontname="sans-serif"];']
+    out = [
+        "digraph weave {",
+        "  rankdir=LR;",
+        f"  label={_quote(str(weave.path))};",
+        '  graph [fontname="sans-serif"];',
+        '  node [fontname="sans-serif"];',
+        '  edge [fontname="sans-serif"];',
+    ]
     for node in nodes:
         shape = "box" if node in weave.pipes else "ellipse"
         label = node + (f"\\n{counts[node]}" if node in counts else "")
@@ -95,7 +133,7 @@ def _mermaid_id(name: str) -> str:
 def _mermaid(
     weave: Weave, nodes: list[str], arrows: list[tuple[str, str, str]], counts: Mapping[str, str]
 ) -> str:
-    out = ["flowchart LR"]
+    out = ["flowchart LR", f"  %% weave {weave.path}"]
     for node in nodes:
         text = node + (f"<br/>{counts[node]}" if node in counts else "")
         shape = f'[["{text}"]]' if node in weave.pipes else f'("{text}")'

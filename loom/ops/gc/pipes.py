@@ -13,6 +13,7 @@ from loom.pipeline.spec import OperatorSpec
 from loom.pipeline.state import JOURNAL, Saved, StateStore
 from loom.store.home import ProcessDir
 from loom.store.queue import IN_PROGRESS
+from loom.wording import count
 
 # Step entries are named after their job: `<ts>-<id>[.<j>...]` or `timer-<ts>-<id>[...]`.
 _STEP_TS_RE = re.compile(r"(?:timer-)?(\d{1,16})-")
@@ -98,9 +99,11 @@ def truncate_dedupe(proc: ProcessDir, *, keep: int, report: Report) -> None:
         if saved is None or len(keys) <= keep:
             continue
         path = store.path(spec)
-        detail = f"{len(keys)} keys to the last {keep}"
+        detail = f"{count(len(keys), 'key')} to the last {keep}"
         if _running(proc):
-            reason = f"{len(keys)} keys, but {proc.name} is running; run gc while it is stopped"
+            reason = (
+                f"{count(len(keys), 'key')}, but {proc.name} is running; run gc while it is stopped"
+            )
             report.add("skip", path, reason)
             continue
         if report.dry_run:

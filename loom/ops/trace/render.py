@@ -8,6 +8,7 @@ from typing import Any
 from loom.elapsed import format_elapsed
 from loom.ops.trace.lineage import Lineage, Node
 from loom.ops.trace.status import Outcome
+from loom.wording import count
 
 # Deeper than this, the tree stops indenting (an origin may have 1,000 segments).
 MAX_INDENT = 24
@@ -70,7 +71,7 @@ def text(lineage: Lineage) -> str:
         line = prefix + "  ".join(f for f in fields if f)
         lines.append(line + ("  ◀" if node.target else ""))
     if lineage.unreadable:
-        lines.append(f"({len(lineage.unreadable)} unreadable file(s) skipped)")
+        lines.append(f"({count(len(lineage.unreadable), 'unreadable file')} skipped)")
     for problem in lineage.damaged_archives:
         lines.append(f"(damaged archive skipped: {problem})")
     return "\n".join(lines)
