@@ -100,8 +100,15 @@ def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> P
     proc.write("mode", mode)
     proc.write("model", spec.model)
     proc.write("restart", spec.restart)
-    proc.write("concurrency", str(spec.concurrency))
-    proc.write("rate", spec.rate or "")
+    # Written only when set: an agent at the defaults has no files for them.
+    if spec.concurrency != 1:
+        proc.write("concurrency", str(spec.concurrency))
+    else:
+        proc.forget("concurrency")
+    if spec.rate:
+        proc.write("rate", spec.rate)
+    else:
+        proc.forget("rate")
     if spec.system is not None:
         atomic.write_text(proc.path / "prompt.md", spec.system)
     lines = [f"{k}={v}" for k, v in spec.env.items() if not SECRET_NAME.search(k)]

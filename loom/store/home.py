@@ -193,7 +193,11 @@ class ProcessDir:
 
     def disown(self) -> None:
         """Forget the project that started this process: it is now a hand-started one."""
-        for field in (PROJECT_FILE, WEAVE_FILE):
+        self.forget(PROJECT_FILE, WEAVE_FILE)
+
+    def forget(self, *fields: str) -> None:
+        """Remove these one-line files (a setting back at its default leaves no file)."""
+        for field in fields:
             with contextlib.suppress(FileNotFoundError):
                 (self.path / field).unlink()
 
