@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -227,3 +230,23 @@ def test_sighup_rescans_at_once(loom_home: Path) -> None:
         sup.send_signal(signal.SIGTERM)
         sup.communicate(timeout=30)
     assert sup.returncode == 0
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd is not installed")
+def test_the_documented_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    guide = (ROOT / "docs/operations.md").read_text()
+    [unit] = re.findall(r"```ini\n# ~/.config/systemd/user/loom.service\n(.*?)```", guide, re.S)
+    assert "KillMode=mixed" in unit and "ExecReload=kill -HUP $MAINPID" in unit
+    # The unit names the user's loom; verify checks that what it runs exists.
+    loom = Path(sys.executable).parent / "loom"
+    (tmp_path / "loom.service").write_text(unit.replace("%h/.local/bin/loom", str(loom)))
+    r = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "loom.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stdout + r.stderr

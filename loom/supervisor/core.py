@@ -130,6 +130,7 @@ class Supervisor:
                     if now - last_metrics >= self.every.metrics_every:
                         last_metrics = now
                         self._write_metrics()
+                    self._record()
                     if not self.service and self._nothing_left(now):
                         self.log.info("nothing left to supervise; exiting")
                         break
@@ -139,7 +140,6 @@ class Supervisor:
                     self._pause(self.disk.failed(exc))
                     continue
                 self.disk.recovered()
-                self._record()
                 self._wait(watch, last_scan)
             if not self._handover:
                 self.stop_children()
@@ -175,9 +175,12 @@ class Supervisor:
         stopping = dict(self.children)
         for key, child in stopping.items():
             proc = child.proc
-            if proc.status not in ("stopped", "dead"):
-                proc.set_status("pending")
-            proc.request_stop(child.pid)
+            try:
+                if proc.status not in ("stopped", "dead"):
+                    proc.set_status("pending")
+                proc.request_stop(child.pid)
+            except OSError as exc:  # a full disk: it stops all the same, maybe for good
+                self.log.error("stop not recorded", child=key, error=str(exc))
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGTERM)
             self.log.info("stopping", child=key, pid=child.pid)
@@ -187,7 +190,8 @@ class Supervisor:
                 if child.exit_status() is not None:
                     del stopping[key]
                     del self.children[key]
-                    child.proc.write("pid", "")
+                    with contextlib.suppress(OSError):
+                        child.proc.write("pid", "")
                     self.log.info("stopped", child=key, pid=child.pid)
             if stopping and time.monotonic() > deadline:
                 for key, child in stopping.items():

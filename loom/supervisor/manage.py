@@ -13,7 +13,7 @@ from pathlib import Path
 
 from loom.errors import LoomError
 from loom.store import home as homes
-from loom.store.home import pid_alive
+from loom.store.home import ProcessDir, pid_alive
 from loom.supervisor import lock, record
 
 # Longer than the supervisor's own wait for its children (core.STOP_CHILDREN_S).
@@ -91,7 +91,7 @@ def stop(home: Path, timeout: float = STOP_TIMEOUT_S) -> Stopped:
     pid = lock.running_pid(home)
     if pid is None:
         return Stopped(None, 0)
-    before = {p.path for p in homes.all_processes(home) if p.status != "pending"}
+    before = {p.path for p in _detached(home) if p.status != "pending"}
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -104,8 +104,13 @@ def stop(home: Path, timeout: float = STOP_TIMEOUT_S) -> Stopped:
                 f"see {home / 'supervisor' / 'logs'}"
             )
         time.sleep(0.02)
-    pending = [p for p in homes.all_processes(home) if p.path in before and p.status == "pending"]
+    pending = [p for p in _detached(home) if p.path in before and p.status == "pending"]
     return Stopped(pid, len(pending))
+
+
+def _detached(home: Path) -> list[ProcessDir]:
+    """The processes a supervisor runs (a foreground one belongs to its shell)."""
+    return [p for p in homes.all_processes(home) if p.read("mode") == "detached"]
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ def restart(home: Path, timeout: float = START_TIMEOUT_S) -> Restarted:
             "restart loom`)"
         )
     stopped = stop(home)
-    waiting = [p for p in homes.all_processes(home) if p.status == "pending"]
+    waiting = [p for p in _detached(home) if p.status == "pending"]
     started = lock.start_on_demand(home)
     deadline = time.monotonic() + timeout
     pid = None
