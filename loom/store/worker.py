@@ -246,8 +246,9 @@ class Worker:
         then give the queue up (after the files, so a next owner's are not overwritten)."""
         try:
             current = self.proc.status
-            # The supervisor owns restarting/dead (SPEC 8); a CLI stop already wrote stopped.
-            if current not in ("dead", "restarting") or status == "error":
+            # The supervisor owns restarting/dead (SPEC 8); a CLI stop already wrote stopped;
+            # `pending` asks for the next start (`loom up`, a stopping supervisor).
+            if current not in ("dead", "restarting", "pending") or status == "error":
                 self.proc.set_status(status)
             self.proc.write("pid", "")
             self.proc.write("stopped_at", now_iso())

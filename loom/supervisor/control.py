@@ -13,15 +13,20 @@ from loom.errors import LoomError, UsageError
 from loom.store import home as homes
 from loom.store.files import open_regular
 from loom.store.home import AlreadyServed, ProcessDir
-from loom.supervisor import lock
+from loom.supervisor import lock, manage
 
 START_TIMEOUT_S = 15.0
 
 
 def ensure_supervisor(home: Path) -> subprocess.Popen[bytes] | None:
-    """Nudge the running supervisor, or start one on demand (returned, to watch its exit)."""
+    """Nudge the running supervisor, or start one on demand (returned, to watch its exit).
+
+    A running one whose settings differ from this shell's is named on stderr in one line
+    (manage.settings_warning): what it starts runs with its settings, not these.
+    """
     if not lock.nudge(home):
         return lock.start_on_demand(home)
+    manage.warn_if_settings_differ(home)
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import select
 import signal
@@ -11,17 +12,19 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from loom import routing, settings
 from loom.errors import LoomError, is_disk_full
 from loom.store import home as homes
-from loom.store.home import ProcessDir
+from loom.store.home import ProcessDir, now_iso, pid_is_loom
 from loom.store.logs import Log
 from loom.store.watch import InotifyWatcher
-from loom.supervisor import children, lock, metrics
+from loom.supervisor import children, lock, metrics, record
 from loom.supervisor.children import Child
 from loom.supervisor.diskfull import DiskTrouble
 from loom.supervisor.intervals import Intervals
+from loom.supervisor.journal import Journal
 from loom.supervisor.policy import (
     DEAD_AFTER,
     OPERATOR_ERROR,
@@ -32,15 +35,28 @@ from loom.supervisor.policy import (
     wants_restart,
 )
 
+# How long a stopping supervisor waits for each child to finish its message before
+# it kills it: less than systemd's TimeoutStopSec (90 s by default).
+STOP_CHILDREN_S = 20.0
+# How long `loom supervisor run` waits for an on-demand supervisor to hand over.
+TAKEOVER_S = 15.0
+
 
 class Supervisor:
     """Manages every detached agent and pipe instance under one `$LOOM_HOME`."""
 
     def __init__(
-        self, home: Path, *, service: bool, log: Log, router: routing.Router | None = None
+        self,
+        home: Path,
+        *,
+        service: bool,
+        log: Log,
+        router: routing.Router | None = None,
+        me: record.Record | None = None,
     ) -> None:
         self.home = home
         self.service = service
+        self.me = me
         self.log = log
         self.router = router
         self.backoff = Backoff.from_env(os.environ)
@@ -49,6 +65,7 @@ class Supervisor:
         self.restart_at: dict[str, float] = {}  # key -> monotonic time of the restart
         self._rescan = True
         self._stop = False
+        self._handover = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._idle_since: float | None = None
         self.metrics = metrics.Exporter(home)
@@ -61,6 +78,10 @@ class Supervisor:
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
         self._stop = True
 
+    def _on_usr1(self, signum: int, frame: FrameType | None) -> None:
+        # `loom supervisor run` takes over: exit, leaving the children to it.
+        self._stop = self._handover = True
+
     def _install(self) -> None:
         self._wake_w.setblocking(False)
         self._wake_r.setblocking(False)
@@ -69,12 +90,16 @@ class Supervisor:
         signal.signal(signal.SIGCHLD, lambda s, f: None)  # only to wake the select
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
 
     # -- the loop ------------------------------------------------------------------
     def run(self) -> None:
         """Serve until SIGTERM (service) or until nothing is left to supervise (on demand).
 
-        Children keep running when the supervisor exits; the next one adopts them.
+        SIGTERM and SIGINT stop the children too, each marked `pending` so that the next
+        supervisor starts it again; SIGUSR1 leaves them running for the next one to
+        adopt, as a crash of the supervisor does. `metrics.prom` is written a last time
+        on the way out.
         """
         self._install()
         self.log.info("supervisor started", pid=os.getpid(), service=self.service)
@@ -105,6 +130,7 @@ class Supervisor:
                     if now - last_metrics >= self.every.metrics_every:
                         last_metrics = now
                         self._write_metrics()
+                    self._record()
                     if not self.service and self._nothing_left(now):
                         self.log.info("nothing left to supervise; exiting")
                         break
@@ -115,10 +141,15 @@ class Supervisor:
                     continue
                 self.disk.recovered()
                 self._wait(watch, last_scan)
+            if not self._handover:
+                self.stop_children()
         finally:
             watch.close()
             signal.set_wakeup_fd(-1)
-            self.log.info("supervisor stopped", pid=os.getpid())
+            self.metrics.supervisor_up = False
+            with contextlib.suppress(OSError):
+                self._write_metrics()
+            self.log.info("supervisor stopped", pid=os.getpid(), handover=self._handover)
 
     def _pause(self, seconds: float) -> None:
         """Wait `seconds` (a stop signal ends the wait early) before retrying the loop."""
@@ -128,6 +159,48 @@ class Supervisor:
                 if select.select([self._wake_r.fileno()], [], [], left)[0]:
                     with contextlib.suppress(BlockingIOError):
                         self._wake_r.recv(4096)
+
+    def _record(self) -> None:
+        """Keep `supervisor.json`'s count of children current."""
+        count = len(self.children)
+        if self.me is not None and self.me.children != count:
+            self.me = dataclasses.replace(self.me, children=count)
+            record.write(self.home, self.me)
+
+    def stop_children(self) -> None:
+        """Stop every child gracefully, marked `pending` first: what ran before this
+        stop runs again with the next supervisor. One that does not finish within
+        STOP_CHILDREN_S is killed."""
+        self.reap()
+        stopping = dict(self.children)
+        for key, child in stopping.items():
+            proc = child.proc
+            try:
+                if proc.status not in ("stopped", "dead"):
+                    proc.set_status("pending")
+                proc.request_stop(child.pid)
+            except OSError as exc:  # a full disk: it stops all the same, maybe for good
+                self.log.error("stop not recorded", child=key, error=str(exc))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
+            self.log.info("stopping", child=key, pid=child.pid)
+        deadline = time.monotonic() + STOP_CHILDREN_S
+        while stopping:
+            for key, child in list(stopping.items()):
+                if child.exit_status() is not None:
+                    del stopping[key]
+                    del self.children[key]
+                    with contextlib.suppress(OSError):
+                        child.proc.write("pid", "")
+                    self.log.info("stopped", child=key, pid=child.pid)
+            if stopping and time.monotonic() > deadline:
+                for key, child in stopping.items():
+                    self.log.warning("killed", child=key, pid=child.pid, detail="did not stop")
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.pid, signal.SIGKILL)
+                deadline = float("inf")
+            if stopping:
+                time.sleep(0.02)
 
     def _write_metrics(self) -> None:
         try:
@@ -377,17 +450,49 @@ class _OutboxWatch:
 def run(home: Path, *, service: bool, foreground_log: bool) -> int:
     """Take the lock and supervise; 0 when done, 1 when another supervisor already runs.
 
-    Every setting is checked first (SettingError), since the children inherit them.
+    A service (`loom supervisor run`) takes over from a supervisor started on demand:
+    it asks it to exit (SIGUSR1) and adopts its children. Every setting is checked
+    first (SettingError), since the children inherit them.
     """
     settings.check_all()
-    handle = lock.acquire(home)
+    me = record.new(record.SERVICE if service else record.ON_DEMAND, now_iso())
+    handle = _acquire(home, me) if service else lock.acquire(home, lambda: record.write(home, me))
     if handle is None:
         return 1
     log_dir = home / "supervisor" / "logs"
-    log = Log(log_dir, "supervisor", echo=sys.stderr if foreground_log else None)
+    log = Journal(log_dir, "supervisor", echo=sys.stderr if foreground_log else None)
     router = routing.Router(home, log)
     try:
-        Supervisor(home, service=service, log=log, router=router).run()
+        Supervisor(home, service=service, log=log, router=router, me=me).run()
     finally:
+        record.remove(home, me.pid)
         lock.release(home, handle)
     return 0
+
+
+def _acquire(home: Path, me: record.Record) -> IO[bytes] | None:
+    """The lock for a service: an on-demand holder is asked to hand over, and waited for."""
+    deadline = time.monotonic() + TAKEOVER_S
+    asked: set[int] = set()
+    while True:
+        handle = lock.acquire(home, lambda: record.write(home, me))
+        if handle is not None:
+            return handle
+        holder = record.read(home)
+        running = lock.running_pid(home)
+        if holder is not None and holder.pid == running and holder.mode == record.SERVICE:
+            return None
+        if holder is not None and holder.pid == running and holder.mode == record.ON_DEMAND:
+            if holder.pid not in asked and pid_is_loom(holder.pid):
+                asked.add(holder.pid)
+                print(
+                    f"loom: supervisor: taking over from the on-demand supervisor "
+                    f"(pid {holder.pid}); its processes keep running",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder.pid, signal.SIGUSR1)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)

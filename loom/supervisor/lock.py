@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -27,14 +28,20 @@ def lock_path(home: Path) -> Path:
     return home / "supervisor.lock"
 
 
-def acquire(home: Path) -> IO[bytes] | None:
-    """Take the supervisor lock and write `supervisor.pid`; None if another supervisor holds it."""
+def acquire(home: Path, locked: Callable[[], None] | None = None) -> IO[bytes] | None:
+    """Take the supervisor lock and write `supervisor.pid`; None if another supervisor holds it.
+
+    `locked` runs once the lock is held and before the pid file is written, so what it
+    writes is in place by the time anyone finds this supervisor by its pid.
+    """
     handle = atomic.open_append(lock_path(home))  # held for the process's lifetime
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         return None
+    if locked is not None:
+        locked()
     atomic.write_text(home / "supervisor.pid", f"{os.getpid()}\n")
     return handle
 

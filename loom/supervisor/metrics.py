@@ -306,7 +306,10 @@ def _number(value: float) -> str:
 
 
 def render(
-    processes: Iterable[ProcessMetrics], routes: Iterable[Mapping[str, Any]], now: float
+    processes: Iterable[ProcessMetrics],
+    routes: Iterable[Mapping[str, Any]],
+    now: float,
+    supervisor_up: bool = True,
 ) -> str:
     """The Prometheus text exposition of `processes` and `routes` (rows of Router.stats())."""
     procs = list(processes)
@@ -380,9 +383,21 @@ def render(
         [("loom_route_waiting" + edge(r), int(r.get("pending") or 0)) for r in edges],
     )
     family(
+        "loom_supervisor_up",
+        "gauge",
+        "1 while the supervisor that writes this file runs; 0 in the last file it wrote.",
+        [("loom_supervisor_up", int(supervisor_up))],
+    )
+    family(
+        "loom_metrics_timestamp_seconds",
+        "gauge",
+        "When this file was written (Unix seconds): alert when it grows old.",
+        [("loom_metrics_timestamp_seconds", round(now, 3))],
+    )
+    family(
         "loom_metrics_updated_timestamp_seconds",
         "gauge",
-        "When this file was written.",
+        "When this file was written (the earlier name of loom_metrics_timestamp_seconds).",
         [("loom_metrics_updated_timestamp_seconds", round(now, 3))],
     )
     return "\n".join(out) + "\n"
@@ -394,11 +409,15 @@ class Exporter:
     def __init__(self, home: Path) -> None:
         self.home = home
         self._collector: Collector | None = None
+        # False for the last update, written on the supervisor's way out.
+        self.supervisor_up = True
 
     def update(self, routes: Iterable[Mapping[str, Any]]) -> None:
         """Bring the counters up to date and write `metrics.prom` atomically."""
         if self._collector is None:
             self._collector = Collector.load(self.home)
         processes = self._collector.collect()
-        atomic.write_text(self.home / PROM_FILE, render(processes, routes, time.time()))
+        atomic.write_text(
+            self.home / PROM_FILE, render(processes, routes, time.time(), self.supervisor_up)
+        )
         self._collector.save()
