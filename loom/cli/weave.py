@@ -15,8 +15,11 @@ if TYPE_CHECKING:
     from loom.weave.model import Weave
 
 
-def _load(config: Path | None) -> Weave:
-    """Load the weave; on problems print each as FILE:LINE:COL: message and exit 1."""
+def _load(config: Path | None, after: str = "") -> Weave:
+    """Load the weave; on problems print each as FILE:LINE:COL: message and exit 1.
+
+    `after` ends the summary line, e.g. "; nothing started".
+    """
     from loom.weave import config as weave_config
     from loom.weave.parse import WeaveInvalid
 
@@ -26,9 +29,7 @@ def _load(config: Path | None) -> Weave:
         for problem in exc.problems:
             print(problem.render(exc.source), file=sys.stderr)
         count = len(exc.problems)
-        raise die(
-            f"{count} problem{'s' if count != 1 else ''} in {exc.source}; nothing started", 1
-        ) from None
+        raise die(f"{count} problem{'s' if count != 1 else ''} in {exc.source}{after}", 1) from None
 
 
 ConfigOption = Annotated[
@@ -37,15 +38,45 @@ ConfigOption = Annotated[
 
 
 @handle_errors
-def validate(config: ConfigOption = None) -> None:
-    """Check loom.yml and print every problem as FILE:LINE:COL: message.
+def validate(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="[FILE]...",
+            help="Weave files (loom.yml) or pipe files (pipes/x.yml); default: ./loom.yml.",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check weave files and standalone pipe files, like a linter: print every problem
+    as FILE:LINE:COL: message, and `FILE: ok (...)` for each file without one.
 
-    Nothing is started. Exit 1 when there is any problem.
+    A pipe file is a list of operators or a mapping with `operators` (the catalog
+    format); it is checked on its own, so agents it names are not looked up. Exit 1 when
+    any file has a problem.
 
-    Example: loom validate --config examples/triage/loom.yml
+    Examples: loom validate; loom validate loom.yml pipes/triage.yml
     """
-    weave = _load(config)
-    print(f"{weave.path}: ok ({len(weave.agents)} agents, {len(weave.pipes)} pipes)")
+    from loom.weave import config as weave_config
+    from loom.weave import lint
+
+    paths = [*(files or []), *([config] if config is not None else [])]
+    if not paths:
+        paths = [weave_config.find_config(None)]
+    problems = 0
+    bad = 0
+    for path in paths:
+        checked = lint.check(path)
+        for line in checked.problems:
+            print(line, file=sys.stderr)
+        if checked.problems:
+            problems += len(checked.problems)
+            bad += 1
+        else:
+            print(f"{path}: ok ({checked.summary})")
+    if problems:
+        where = str(paths[0]) if len(paths) == 1 else f"{lint.plural(bad, 'file')}"
+        raise die(f"{lint.plural(problems, 'problem')} in {where}", 1)
 
 
 @handle_errors
@@ -66,7 +97,7 @@ def up(
     from loom.store import home as homes
     from loom.weave import apply
 
-    weave = _load(config)
+    weave = _load(config, "; nothing started")
     home = homes.home()
     plan = apply.up(weave, home)
     for label, names in (
@@ -119,7 +150,7 @@ def down(config: ConfigOption = None) -> None:
     from loom.store import home as homes
     from loom.weave import apply
 
-    weave = _load(config)
+    weave = _load(config, "; nothing stopped")
     for name in apply.down(weave, homes.home()):
         print(f"stopped {name}")
 

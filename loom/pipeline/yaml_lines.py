@@ -24,6 +24,9 @@ class LineDict(dict[Any, Any]):
     # (line, column) of each key and of each scalar value, both 1-based.
     key_marks: dict[str, tuple[int, int]] = {}  # noqa: RUF012
     value_marks: dict[str, tuple[int, int]] = {}  # noqa: RUF012
+    # Where the characters of a one-line scalar value start (after an opening quote), for
+    # values whose text in the file is exactly the value: an offset into it is a column.
+    text_marks: dict[str, tuple[int, int]] = {}  # noqa: RUF012
 
 
 class LineList(list[Any]):
@@ -32,6 +35,18 @@ class LineList(list[Any]):
     line: int | None = None
     column: int | None = None
     item_marks: list[tuple[int, int]] = []  # noqa: RUF012
+
+
+def _text_start(node: Any) -> tuple[int, int] | None:
+    """(line, column) of a scalar's first character when the file holds it verbatim."""
+    value = getattr(node, "value", None)
+    start, end = node.start_mark, node.end_mark
+    if not isinstance(value, str) or start.line != end.line:
+        return None
+    quote = 1 if node.style in ("'", '"') else 0
+    if node.style not in (None, "", "'", '"') or end.index - start.index != len(value) + 2 * quote:
+        return None  # a block scalar, or escapes: offsets into the value are not columns
+    return (start.line + 1, start.column + 1 + quote)
 
 
 @functools.cache
@@ -51,6 +66,7 @@ def _loader() -> type:
         data.key_lines = {}
         data.key_marks = {}
         data.value_marks = {}
+        data.text_marks = {}
         yield data
         loader.flatten_mapping(node)
         for key_node, value_node in node.value:
@@ -81,6 +97,9 @@ def _loader() -> type:
                 value_node.start_mark.line + 1,
                 value_node.start_mark.column + 1,
             )
+            text = _text_start(value_node)
+            if text is not None:
+                data.text_marks[str(key)] = text
 
     def construct_seq(loader: Any, node: Any) -> Iterator[LineList]:
         data = LineList()

@@ -12,6 +12,7 @@ from loom.errors import ConfigError, InvalidName, UsageError
 from loom.names import env_entry_problem, validate_name
 from loom.ops.gc.retention import COUNT_KEYS, check
 from loom.pipeline import PipeDef, parse_definition
+from loom.pipeline.spec import DefinitionInvalid
 from loom.pipeline.yaml_lines import LineDict, LineList, read_yaml
 from loom.store.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
 from loom.supervisor.policy import POLICIES
@@ -189,9 +190,13 @@ def _read_pipes(r: _Reader, raw: LineDict, lines: dict[str, int]) -> dict[str, P
         lines[name] = where[0]
         try:
             pipes[name] = parse_definition(body, name=name, source=r.source)
+        except DefinitionInvalid as exc:
+            for problem in exc.problems:
+                at = (problem.line, problem.column or 1) if problem.line else where
+                r.problem(at, problem.message)
         except ConfigError as exc:
-            line, message = _split_location(str(exc), r.source)
-            r.problem((line, 1) if line else where, message)
+            found, message = _split_location(str(exc), r.source)
+            r.problem((found, 1) if found else where, message)
     return pipes
 
 

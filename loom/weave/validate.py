@@ -82,12 +82,12 @@ def validate(weave: Weave) -> list[Problem]:
         line = weave.lines.get(name, 0)
         for source in pipe.inputs:
             if source not in agents and source not in nodes.keys() | broken:
-                problems.append(
-                    Problem(line, 1, f"pipe '{name}': unknown agent '{source}' in from")
-                )
+                at = pipe.marks.get("from", (line, 1))
+                problems.append(Problem(*at, f"pipe '{name}': unknown agent '{source}' in from"))
         for dest in destinations(pipe):
             if dest not in agents and dest not in nodes.keys() | broken:
-                problems.append(Problem(line, 1, f"pipe '{name}' sends to unknown agent '{dest}'"))
+                at = pipe.marks.get("to", (line, 1)) if dest in pipe.to else (line, 1)
+                problems.append(Problem(*at, f"pipe '{name}' sends to unknown agent '{dest}'"))
     edges = hops(weave)
     cycle = find_cycle((a, b) for a, b, _ in edges)
     if cycle is not None:

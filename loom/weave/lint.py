@@ -1,0 +1,89 @@
+"""`loom validate`: check weave files and standalone pipe files, every problem located.
+
+A file is a pipe definition when it is JSON, or YAML whose top level is a list of
+operators or a mapping with `operators` and no `version` or `agents` (the catalog's
+`pipes/x.yml` form); anything else is read as a weave.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loom.errors import ConfigError, LoomError
+from loom.pipeline import load_file
+from loom.pipeline.spec import DefinitionInvalid
+from loom.pipeline.yaml_lines import read_yaml
+from loom.store.files import CONFIG_LIMIT, read_bounded
+from loom.weave.model import Problem
+from loom.weave.parse import WeaveInvalid, read
+
+WEAVE_KEYS = ("version", "agents")
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The outcome for one file: what it was read as, a summary, and its problems."""
+
+    path: Path
+    kind: str  # "weave" or "pipe"
+    summary: str
+    problems: tuple[str, ...] = ()  # each rendered as FILE:LINE:COL: message
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def check(path: Path, environ: Mapping[str, str] | None = None) -> Checked:
+    """Check one file, weave or pipe; problems are returned, never raised."""
+    environ = os.environ if environ is None else environ
+    source = str(path)
+    if not path.exists():
+        return Checked(path, "file", "", (f"{source}: does not exist",))
+    kind = "pipe" if _is_pipe(path) else "weave"
+    try:
+        if kind == "pipe":
+            defn = load_file(path)
+            ops = plural(len(defn.operators), "operator")
+            return Checked(path, kind, f"pipe '{defn.name}', {ops}")
+        weave = read(path, environ)
+    except WeaveInvalid as exc:
+        return Checked(path, kind, "", tuple(p.render(exc.source) for p in exc.problems))
+    except DefinitionInvalid as exc:
+        return Checked(path, kind, "", tuple(p.render(exc.source) for p in exc.problems))
+    except ConfigError as exc:
+        return Checked(path, kind, "", (_located(str(exc), source),))
+    except LoomError as exc:
+        return Checked(path, kind, "", (f"{source}: {exc}",))
+    agents, pipes = plural(len(weave.agents), "agent"), plural(len(weave.pipes), "pipe")
+    return Checked(path, kind, f"{agents}, {pipes}")
+
+
+def _is_pipe(path: Path) -> bool:
+    if path.suffix == ".json":
+        return True
+    try:
+        data: Any = read_yaml(read_bounded(path, CONFIG_LIMIT, "file").decode("utf-8"), str(path))
+    except (ConfigError, LoomError, OSError, UnicodeDecodeError):
+        return False  # reading it as a weave reports the problem with its place
+    if isinstance(data, list):
+        return True
+    return (
+        isinstance(data, Mapping)
+        and "operators" in data
+        and not any(key in data for key in WEAVE_KEYS)
+    )
+
+
+def _located(message: str, source: str) -> str:
+    """`FILE:LINE: ...` (a YAML syntax error) as `FILE:LINE:1: ...`; others as they are."""
+    if message.startswith(f"{source}:"):
+        head, _, rest = message[len(source) + 1 :].partition(":")
+        if head.isdigit():
+            return Problem(int(head), 1, rest.strip()).render(source)
+        return message
+    return f"{source}: {message}"
