@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,9 +120,7 @@ def parse_definition(data: Any, *, name: str, source: str = "<memory>") -> PipeD
     for i, step in enumerate(steps):
         where = item_marks[i] if i < len(item_marks) else (None, None)
         try:
-            spec = parse_step(step, i, pipe=name, source=source, line=where[0])
-            if spec.column is None:
-                spec = replace(spec, column=where[1])
+            spec = parse_step(step, i, pipe=name, source=source, line=where[0], column=where[1])
             specs.append(spec)
             _check_operator(spec, name, source, concurrency)
         except DefinitionInvalid as exc:
@@ -234,11 +231,19 @@ def _names(data: Mapping[Any, Any], key: str, name: str, source: str) -> tuple[s
 
 
 def parse_step(
-    step: Any, index: int, *, pipe: str, source: str, line: int | None = None
+    step: Any,
+    index: int,
+    *,
+    pipe: str,
+    source: str,
+    line: int | None = None,
+    column: int | None = None,
 ) -> OperatorSpec:
-    """Normalise one step (short or long form) into an OperatorSpec; it is not validated yet."""
+    """Normalise one step (short or long form) into an OperatorSpec; it is not validated yet.
+
+    `line` and `column` are the step's place when it cannot say (a plain scalar)."""
     line = getattr(step, "line", None) or line
-    column = getattr(step, "column", None)
+    column = getattr(step, "column", None) or column
     placeholder = OperatorSpec("", {}, index, line, column=column)
     if not isinstance(step, Mapping) or not step:
         raise config_error(
