@@ -88,9 +88,9 @@ def test_the_node_form_keeps_from_and_to() -> None:
         ("from: [Bad]\noperators: [{map: x}]", "key 'from': invalid agent or pipe name"),
         (
             "- map: x\n- map: y\n  map: z",
-            "p.yml:3: invalid YAML: while reading a mapping found duplicate key 'map'",
+            "p.yml:3:3: invalid YAML: while reading a mapping found duplicate key 'map'",
         ),
-        ("- map: [unclosed", "p.yml:1: invalid YAML: while parsing a flow sequence"),
+        ("- map: [unclosed", "p.yml:1:8: invalid YAML: while parsing a flow sequence"),
         (
             "- map: 'a.b.'",
             "p.yml:1:13: pipe 'p', operator 1 (map): bad JMESPath expression at character 5",

@@ -114,7 +114,7 @@ def test_a_json_pipe_file_and_yaml_syntax_errors(tmp_path: Path) -> None:
     write(tmp_path, "broken.yml", "- map: [unclosed\n")
     r = run_loom("validate", "broken.yml", cwd=tmp_path)
     assert r.returncode == 1
-    assert r.stderr.startswith("broken.yml:1:1: invalid YAML")
+    assert r.stderr.startswith("broken.yml:1:8: invalid YAML")
 
 
 def test_up_still_says_nothing_started(tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def validate(
     format); it is checked on its own, so agents it names are not looked up. Exit 1 when
     any file has a problem.
 
-    Examples: loom validate; loom validate loom.yml pipes/triage.yml
+    Example: loom validate loom.yml pipes/triage.yml
     """
     from loom.weave import config as weave_config
     from loom.weave import lint

@@ -15,6 +15,20 @@ from typing import Any
 from loom.errors import ConfigError
 
 
+class YamlError(ConfigError):
+    """A file that is not YAML: `FILE:LINE:COL: invalid YAML: ...`, the place kept apart."""
+
+    def __init__(
+        self, source: str, problem: str, line: int | None = None, column: int | None = None
+    ) -> None:
+        self.source = source
+        self.problem = problem
+        self.line = line
+        self.column = column
+        where = f"{source}:{line}:{column}" if line is not None else source
+        super().__init__(f"{where}: {problem}")
+
+
 class LineDict(dict[Any, Any]):
     """A mapping read from YAML, with the line of itself and of each key."""
 
@@ -127,8 +141,11 @@ def read_yaml(text: str, source: str) -> Any:
             # Found at the end of the input (an unclosed bracket or quote): where the
             # unfinished thing started is what the user needs to see.
             mark = exc.context_mark
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+        if mark is None:
+            raise YamlError(source, f"invalid YAML: {problem}") from None
+        raise YamlError(
+            source, f"invalid YAML: {problem}", mark.line + 1, mark.column + 1
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+        raise YamlError(source, f"invalid YAML: {exc}") from None

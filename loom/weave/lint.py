@@ -16,7 +16,7 @@ from typing import Any
 from loom.errors import ConfigError, LoomError
 from loom.pipeline import load_file
 from loom.pipeline.spec import DefinitionInvalid
-from loom.pipeline.yaml_lines import read_yaml
+from loom.pipeline.yaml_lines import YamlError, read_yaml
 from loom.store.files import CONFIG_LIMIT, read_bounded
 from loom.weave.model import Problem
 from loom.weave.parse import WeaveInvalid, read
@@ -55,6 +55,9 @@ def check(path: Path, environ: Mapping[str, str] | None = None) -> Checked:
         return Checked(path, kind, "", tuple(p.render(exc.source) for p in exc.problems))
     except DefinitionInvalid as exc:
         return Checked(path, kind, "", tuple(p.render(exc.source) for p in exc.problems))
+    except YamlError as exc:
+        problem = Problem(exc.line or 1, exc.column or 1, exc.problem)
+        return Checked(path, kind, "", (problem.render(source),))
     except ConfigError as exc:
         return Checked(path, kind, "", (_located(str(exc), source),))
     except LoomError as exc:
@@ -80,10 +83,5 @@ def _is_pipe(path: Path) -> bool:
 
 
 def _located(message: str, source: str) -> str:
-    """`FILE:LINE: ...` (a YAML syntax error) as `FILE:LINE:1: ...`; others as they are."""
-    if message.startswith(f"{source}:"):
-        head, _, rest = message[len(source) + 1 :].partition(":")
-        if head.isdigit():
-            return Problem(int(head), 1, rest.strip()).render(source)
-        return message
-    return f"{source}: {message}"
+    """A message that may already name the file, as one problem line of that file."""
+    return message if message.startswith(f"{source}:") else f"{source}: {message}"

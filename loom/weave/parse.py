@@ -13,7 +13,7 @@ from loom.names import env_entry_problem, validate_name
 from loom.ops.gc.retention import COUNT_KEYS, check
 from loom.pipeline import PipeDef, parse_definition
 from loom.pipeline.spec import DefinitionInvalid
-from loom.pipeline.yaml_lines import LineDict, LineList, read_yaml
+from loom.pipeline.yaml_lines import LineDict, LineList, YamlError, read_yaml
 from loom.store.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
 from loom.supervisor.policy import POLICIES
 from loom.weave.expand import expand
@@ -134,9 +134,9 @@ def read(path: Path, environ: Mapping[str, str]) -> Weave:
         raise WeaveInvalid(source, [Problem(line, 1, "indented with a tab; YAML needs spaces")])
     try:
         raw = read_yaml(text, source)
-    except ConfigError as exc:
-        at, message = _split_location(str(exc), source)
-        raise WeaveInvalid(source, [Problem(at or 1, 1, message)]) from None
+    except YamlError as exc:
+        place = Problem(exc.line or 1, exc.column or 1, exc.problem)
+        raise WeaveInvalid(source, [place]) from None
     if raw is None:
         raise WeaveInvalid(
             source, [Problem(1, 1, "the file is empty: add `version: 1` and agents")]
