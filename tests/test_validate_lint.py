@@ -122,3 +122,21 @@ def test_up_still_says_nothing_started(tmp_path: Path) -> None:
     r = run_loom("up", "-d", cwd=tmp_path)
     assert r.returncode == 1
     assert r.stderr.splitlines()[-1] == "loom: 2 problems in loom.yml; nothing started"
+
+
+def test_unknown_agents_a_pipe_names_are_placed_where_it_names_them(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "loom.yml",
+        "version: 1\npipes:\n  tri:\n    from: [ghost]\n    operators:\n      - route:\n"
+        "          - {when: \"p == 'x'\", to: nobody}\n          - {to: a}\n"
+        "      - fanout: [a, gone]\nagents:\n  - name: a\n    model: echo\n",
+    )
+    r = run_loom("validate", cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "loom.yml:4:11: pipe 'tri': unknown agent 'ghost' in from",
+        "loom.yml:7:36: pipe 'tri' sends to unknown agent 'nobody'",
+        "loom.yml:9:17: pipe 'tri' sends to unknown agent 'gone'",
+        "loom: 3 problems in loom.yml",
+    ]

@@ -23,6 +23,29 @@ def destinations(pipe: PipeDef) -> Iterator[str]:
                     yield from _names(case.get("to"))
 
 
+def placed_destinations(
+    pipe: PipeDef, fallback: tuple[int, int]
+) -> Iterator[tuple[str, tuple[int, int]]]:
+    """`destinations`, each with the place in the file that names it (or `fallback`)."""
+    to_at = pipe.marks.get("to", fallback)
+    for name in pipe.to:
+        yield name, to_at
+    for spec in pipe.operators:
+        if spec.kind == "fanout":
+            mark = spec.marks.get("to")
+            at = mark.value if mark is not None else (spec.line or fallback[0], spec.column or 1)
+            for name in _names(spec.args.get("to")):
+                yield name, at
+        elif spec.kind == "route":
+            for case in spec.args.get("cases") or []:
+                if isinstance(case, dict):
+                    line, column = getattr(case, "line", None), getattr(case, "column", None)
+                    case_at = (line, column or 1) if line else fallback
+                    at = getattr(case, "value_marks", {}).get("to") or case_at
+                    for name in _names(case.get("to")):
+                        yield name, at
+
+
 def _names(value: object) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -84,9 +107,8 @@ def validate(weave: Weave) -> list[Problem]:
             if source not in agents and source not in nodes.keys() | broken:
                 at = pipe.marks.get("from", (line, 1))
                 problems.append(Problem(*at, f"pipe '{name}': unknown agent '{source}' in from"))
-        for dest in destinations(pipe):
+        for dest, at in placed_destinations(pipe, (line, 1)):
             if dest not in agents and dest not in nodes.keys() | broken:
-                at = pipe.marks.get("to", (line, 1)) if dest in pipe.to else (line, 1)
                 problems.append(Problem(*at, f"pipe '{name}' sends to unknown agent '{dest}'"))
     edges = hops(weave)
     cycle = find_cycle((a, b) for a, b, _ in edges)
