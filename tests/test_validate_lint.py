@@ -140,3 +140,20 @@ def test_unknown_agents_a_pipe_names_are_placed_where_it_names_them(tmp_path: Pa
         "loom.yml:9:17: pipe 'tri' sends to unknown agent 'gone'",
         "loom: 3 problems in loom.yml",
     ]
+
+
+def test_a_bad_when_points_into_the_expression(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "loom.yml",
+        "version: 1\nagents:\n  - name: a\n    model: echo\n"
+        '    from:\n      - {agent: b, when: "x =="}\n'
+        '  - name: b\n    model: echo\n    from:\n      - agent: c\n        when: "${W:-y ==}"\n'
+        "  - name: c\n    model: echo\n",
+    )
+    r = run_loom("validate", cwd=tmp_path)
+    assert r.returncode == 1
+    located = [ln.split(" bad JMESPath")[0] for ln in r.stderr.splitlines() if "`when`" in ln]
+    # The first at the end of its expression; the second, expanded from a variable, at
+    # its value (an offset into the expanded text is no column of the file).
+    assert located == ["loom.yml:6:31: bad `when`:", "loom.yml:11:15: bad `when`:"]

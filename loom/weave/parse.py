@@ -372,8 +372,21 @@ def _read_inbound(r: _Reader, block: LineDict, agent: str) -> tuple[Inbound, ...
         source = r.string(entry, "agent", "`agent`", expand_vars=False)
         pipe = r.string(entry, "pipe", "`pipe`", expand_vars=False) if "pipe" in entry else None
         when = r.string(entry, "when", "`when`") if "when" in entry else None
+        when_at = r.value_at(entry, "when") if when is not None else None
+        # After `${VAR}` expansion an offset into the text no longer maps onto the file.
+        when_text = entry.text_marks.get("when") if when == entry.get("when") else None
         if source is not None:
-            found.append(Inbound(source, pipe, when, line=where[0], column=where[1]))
+            found.append(
+                Inbound(
+                    source,
+                    pipe,
+                    when,
+                    line=where[0],
+                    column=where[1],
+                    when_at=when_at,
+                    when_text=when_text,
+                )
+            )
     return tuple(found)
 
 

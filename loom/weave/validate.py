@@ -100,7 +100,10 @@ def validate(weave: Weave) -> list[Problem]:
                 try:
                     compile_expression(entry.when, key="when")
                 except ArgError as exc:
-                    problems.append(Problem(*where, f"bad `when`: {exc}"))
+                    at = entry.when_at or where
+                    if exc.offset is not None and entry.when_text is not None:
+                        at = (entry.when_text[0], entry.when_text[1] + exc.offset)
+                    problems.append(Problem(*at, f"bad `when`: {exc}"))
     for name, pipe in nodes.items():
         line = weave.lines.get(name, 0)
         for source in pipe.inputs:
