@@ -157,3 +157,29 @@ def test_a_bad_when_points_into_the_expression(tmp_path: Path) -> None:
     # The first at the end of its expression; the second, expanded from a variable, at
     # its value (an offset into the expanded text is no column of the file).
     assert located == ["loom.yml:6:31: bad `when`:", "loom.yml:11:15: bad `when`:"]
+
+
+def test_a_pipes_folder_with_its_test_files_validates_at_once(tmp_path: Path) -> None:
+    write(tmp_path, "pipes/title.yml", "- map: title\n")
+    write(tmp_path, "pipes/title.test.yml", "tests:\n  - {name: t, input: ['{}'], expect: ['']}\n")
+    write(tmp_path, "pipes/lax.test.yml", "pipe: title\ntests:\n  - name: x\n    input: [a]\n")
+    r = run_loom(
+        "validate", "pipes/lax.test.yml", "pipes/title.test.yml", "pipes/title.yml", cwd=tmp_path
+    )
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == [
+        "pipes/title.test.yml: ok (1 test of pipe 'title')",
+        "pipes/title.yml: ok (pipe 'title', 1 operator)",
+    ]
+    assert r.stderr.splitlines() == [
+        "pipes/lax.test.yml:3: test 'x' checks nothing; "
+        "give expect, expect_to, expect_envelopes or expect_dropped",
+        "loom: 1 problem in 1 file",
+    ]
+
+
+def test_the_catalog_validates(tmp_path: Path) -> None:
+    catalog = sorted((Path(__file__).parent.parent / "pipes").glob("*.yml"))
+    r = run_loom("validate", *map(str, catalog), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == len(catalog)

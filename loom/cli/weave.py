@@ -52,8 +52,8 @@ def validate(
     as FILE:LINE:COL: message, and `FILE: ok (...)` for each file without one.
 
     A pipe file is a list of operators or a mapping with `operators` (the catalog
-    format); it is checked on its own, so agents it names are not looked up. Exit 1 when
-    any file has a problem.
+    format); it is checked on its own, so agents it names are not looked up. A mapping
+    with `tests` is a `loom test` file. Exit 1 when any file has a problem.
 
     Example: loom validate loom.yml pipes/triage.yml
     """

@@ -2,7 +2,8 @@
 
 A file is a pipe definition when it is JSON, or YAML whose top level is a list of
 operators or a mapping with `operators` and no `version` or `agents` (the catalog's
-`pipes/x.yml` form); anything else is read as a weave.
+`pipes/x.yml` form); a mapping with `tests` is a `loom test` file (so `pipes/*.yml`
+can be checked at once); anything else is read as a weave.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loom.errors import ConfigError, LoomError
-from loom.pipeline import load_file
+from loom.pipeline import load_file, pipetest
 from loom.pipeline.spec import DefinitionInvalid
 from loom.pipeline.yaml_lines import YamlError, read_yaml
 from loom.store.files import CONFIG_LIMIT, read_bounded
@@ -29,7 +30,7 @@ class Checked:
     """The outcome for one file: what it was read as, a summary, and its problems."""
 
     path: Path
-    kind: str  # "weave" or "pipe"
+    kind: str  # "weave", "pipe" or "test"
     summary: str
     problems: tuple[str, ...] = ()  # each rendered as FILE:LINE:COL: message
 
@@ -44,8 +45,12 @@ def check(path: Path, environ: Mapping[str, str] | None = None) -> Checked:
     source = str(path)
     if not path.exists():
         return Checked(path, "file", "", (f"{source}: does not exist",))
-    kind = "pipe" if _is_pipe(path) else "weave"
+    kind = _kind(path)
     try:
+        if kind == "test":
+            suite = pipetest.load(path)
+            cases = plural(len(suite.cases), "test")
+            return Checked(path, kind, f"{cases} of pipe '{suite.definition.name}'")
         if kind == "pipe":
             defn = load_file(path)
             ops = plural(len(defn.operators), "operator")
@@ -58,28 +63,27 @@ def check(path: Path, environ: Mapping[str, str] | None = None) -> Checked:
     except YamlError as exc:
         problem = Problem(exc.line or 1, exc.column or 1, exc.problem)
         return Checked(path, kind, "", (problem.render(source),))
-    except ConfigError as exc:
+    except LoomError as exc:  # a ConfigError, or a malformed test file
         return Checked(path, kind, "", (_located(str(exc), source),))
-    except LoomError as exc:
-        return Checked(path, kind, "", (f"{source}: {exc}",))
     agents, pipes = plural(len(weave.agents), "agent"), plural(len(weave.pipes), "pipe")
     return Checked(path, kind, f"{agents}, {pipes}")
 
 
-def _is_pipe(path: Path) -> bool:
+def _kind(path: Path) -> str:
+    """ "pipe", "test" or "weave", from the file's name and top level."""
     if path.suffix == ".json":
-        return True
+        return "pipe"
     try:
         data: Any = read_yaml(read_bounded(path, CONFIG_LIMIT, "file").decode("utf-8"), str(path))
     except (ConfigError, LoomError, OSError, UnicodeDecodeError):
-        return False  # reading it as a weave reports the problem with its place
+        return "weave"  # reading it as a weave reports the problem with its place
     if isinstance(data, list):
-        return True
-    return (
-        isinstance(data, Mapping)
-        and "operators" in data
-        and not any(key in data for key in WEAVE_KEYS)
-    )
+        return "pipe"
+    if not isinstance(data, Mapping) or any(key in data for key in WEAVE_KEYS):
+        return "weave"
+    if "operators" in data:
+        return "pipe"
+    return "test" if "tests" in data else "weave"
 
 
 def _located(message: str, source: str) -> str:
