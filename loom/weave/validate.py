@@ -63,9 +63,9 @@ def hops(weave: Weave) -> list[tuple[str, str, tuple[int, int]]]:
     for name, pipe in weave.node_pipes.items():
         where = (weave.lines.get(name, 1), 1)
         for source in pipe.inputs:
-            found.append((source, name, where))
-        for dest in destinations(pipe):
-            found.append((name, dest, where))
+            found.append((source, name, pipe.marks.get("from", where)))
+        for dest, at in placed_destinations(pipe, where):
+            found.append((name, dest, at))
     return found
 
 
