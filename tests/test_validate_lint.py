@@ -96,14 +96,18 @@ def test_a_good_pipe_file_and_several_files_at_once(tmp_path: Path) -> None:
 
     write(tmp_path, "pipes/x.yml", BAD_PIPE)
     write(tmp_path, "loom.yml", WEAVE)
-    r = run_loom("validate", "pipes/good.yml", "pipes/x.yml", "loom.yml", "gone.yml", cwd=tmp_path)
+    r = run_loom("validate", "pipes/good.yml", "pipes/x.yml", "loom.yml", cwd=tmp_path)
     assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == "loom: 5 problems in 2 files"
+    # A file that is not there is a usage error (2), and the others are still checked.
+    r = run_loom("validate", "pipes/good.yml", "pipes/x.yml", "loom.yml", "gone.yml", cwd=tmp_path)
+    assert r.returncode == 2
     assert r.stdout.splitlines() == ["pipes/good.yml: ok (pipe 'good', 2 operators)"]
     errors = r.stderr.splitlines()
     assert sum(ln.startswith("pipes/x.yml:") for ln in errors) == 3
     assert sum(ln.startswith("loom.yml:") for ln in errors) == 2
-    assert "gone.yml: does not exist" in errors
-    assert errors[-1] == "loom: 6 problems in 3 files"
+    assert "loom: gone.yml: does not exist" in errors
+    assert errors[-1] == "loom: 5 problems in 2 files"
 
 
 def test_a_json_pipe_file_and_yaml_syntax_errors(tmp_path: Path) -> None:

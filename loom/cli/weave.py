@@ -53,7 +53,8 @@ def validate(
 
     A pipe file is a list of operators or a mapping with `operators` (the catalog
     format); it is checked on its own, so agents it names are not looked up. A mapping
-    with `tests` is a `loom test` file. Exit 1 when any file has a problem.
+    with `tests` is a `loom test` file. Exit 1 when any file has a problem, 2 when one
+    cannot be read at all (missing, a device, too big).
 
     Example: loom validate loom.yml pipes/triage.yml
     """
@@ -63,20 +64,26 @@ def validate(
     paths = [*(files or []), *([config] if config is not None else [])]
     if not paths:
         paths = [weave_config.find_config(None)]
-    problems = 0
-    bad = 0
+    problems = bad = status = 0
     for path in paths:
         checked = lint.check(path)
+        if checked.exit_code == 2:  # unusable (missing, a device): one `loom:` line
+            print(f"loom: {checked.problems[0]}", file=sys.stderr)
+            status = 2
+            continue
         for line in checked.problems:
             print(line, file=sys.stderr)
         if checked.problems:
             problems += len(checked.problems)
             bad += 1
+            status = max(status, 1)
         else:
             print(f"{path}: ok ({checked.summary})")
     if problems:
-        where = str(paths[0]) if len(paths) == 1 else f"{lint.plural(bad, 'file')}"
-        raise die(f"{lint.plural(problems, 'problem')} in {where}", 1)
+        where = str(paths[0]) if len(paths) == 1 else lint.plural(bad, "file")
+        raise die(f"{lint.plural(problems, 'problem')} in {where}", status)
+    if status:
+        raise typer.Exit(status)
 
 
 @handle_errors

@@ -16,6 +16,7 @@ from typing import Any
 
 from loom.errors import ConfigError, LoomError
 from loom.pipeline import load_file, pipetest
+from loom.pipeline.pipetest import MalformedTest
 from loom.pipeline.spec import DefinitionInvalid
 from loom.pipeline.yaml_lines import YamlError, read_yaml
 from loom.store.files import CONFIG_LIMIT, read_bounded
@@ -33,6 +34,9 @@ class Checked:
     kind: str  # "weave", "pipe" or "test"
     summary: str
     problems: tuple[str, ...] = ()  # each rendered as FILE:LINE:COL: message
+    # 1 for problems in the file, 2 when it could not be used at all (missing, a device,
+    # too big): loom's usage-error status (SPEC 10).
+    exit_code: int = 0
 
 
 def plural(count: int, word: str) -> str:
@@ -44,7 +48,7 @@ def check(path: Path, environ: Mapping[str, str] | None = None) -> Checked:
     environ = os.environ if environ is None else environ
     source = str(path)
     if not path.exists():
-        return Checked(path, "file", "", (f"{source}: does not exist",))
+        return Checked(path, "file", "", (f"{source}: does not exist",), 2)
     kind = _kind(path)
     try:
         if kind == "test":
@@ -57,14 +61,16 @@ def check(path: Path, environ: Mapping[str, str] | None = None) -> Checked:
             return Checked(path, kind, f"pipe '{defn.name}', {ops}")
         weave = read(path, environ)
     except WeaveInvalid as exc:
-        return Checked(path, kind, "", tuple(p.render(exc.source) for p in exc.problems))
+        return Checked(path, kind, "", tuple(p.render(exc.source) for p in exc.problems), 1)
     except DefinitionInvalid as exc:
-        return Checked(path, kind, "", tuple(p.render(exc.source) for p in exc.problems))
+        return Checked(path, kind, "", tuple(p.render(exc.source) for p in exc.problems), 1)
     except YamlError as exc:
         problem = Problem(exc.line or 1, exc.column or 1, exc.problem)
-        return Checked(path, kind, "", (problem.render(source),))
-    except LoomError as exc:  # a ConfigError, or a malformed test file
-        return Checked(path, kind, "", (_located(str(exc), source),))
+        return Checked(path, kind, "", (problem.render(source),), 1)
+    except (MalformedTest, ConfigError) as exc:
+        return Checked(path, kind, "", (_located(str(exc), source),), 1)
+    except LoomError as exc:  # a file that cannot be used at all (a device, too big)
+        return Checked(path, kind, "", (_located(str(exc), source),), exc.exit_code)
     agents, pipes = plural(len(weave.agents), "agent"), plural(len(weave.pipes), "pipe")
     return Checked(path, kind, f"{agents}, {pipes}")
 
