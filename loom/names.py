@@ -11,6 +11,8 @@ NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
 MAX_NAME = 64
 # A pipe instance wired between two agents: <pipe>~<source>→<dest> (SPEC 3).
 INSTANCE_RE = re.compile(r"([a-z][a-z0-9-]*)~([a-z][a-z0-9-]*)→([a-z][a-z0-9-]*)")
+# What a keyboard types for the arrow: `p~a->b` names the same instance as `p~a→b`.
+TYPED_ARROW = "->"
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The `env` file is one KEY=VALUE per line: a newline in a value would add a variable of
 # the sender's choosing (OPENAI_BASE_URL, say), and no other control character is text.
@@ -28,14 +30,25 @@ def validate_name(name: str, what: str = "name") -> str:
     return name
 
 
-def validate_process_name(name: str) -> str:
-    """Accept an agent/pipe name or a pipe instance name `<pipe>~<src>→<dst>`."""
+def canonical_process_name(name: str) -> str:
+    """`name` with a typed `->` of a pipe instance name written as the canonical `→`."""
     if isinstance(name, str) and "~" in name:
+        return name.replace(TYPED_ARROW, "→")
+    return name
+
+
+def validate_process_name(name: str) -> str:
+    """Return the canonical form of an agent/pipe name or a pipe instance name
+    `<pipe>~<src>→<dst>` (also accepted as `<pipe>~<src>-><dst>`); raise InvalidName."""
+    if isinstance(name, str) and "~" in name:
+        name = canonical_process_name(name)
         m = INSTANCE_RE.fullmatch(name)
         if m and all(len(part) <= MAX_NAME for part in m.groups()):
             return name
         shown = repr(name)[:80]
-        raise InvalidName(f"invalid pipe instance name {shown}: expected <pipe>~<source>→<dest>")
+        raise InvalidName(
+            f"invalid pipe instance name {shown}: expected <pipe>~<source>→<dest> (or ->)"
+        )
     return validate_name(name)
 
 

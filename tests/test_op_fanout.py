@@ -29,5 +29,5 @@ def test_a_single_destination_may_be_a_plain_name() -> None:
 
 @pytest.mark.parametrize("value", ["[]", "[Bad]", "[a/b]", "{to: 3}"])
 def test_bad_destinations_are_rejected(value: str) -> None:
-    with pytest.raises(ConfigError, match="key 'to'"):
+    with pytest.raises(ConfigError, match=r"operator 1 \(fanout\)(, key 'to')?: "):
         parse_definition(f"- fanout: {value}", name="t")

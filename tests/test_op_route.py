@@ -70,7 +70,11 @@ def test_no_match_and_no_default_drops_and_counts() -> None:
         ("- route:\n    - {when: x}", "'to' is required"),
         ("- route:\n    - {when: x, to: a, too: b}", "unknown key 'too'"),
         ("- route: []", "non-empty list"),
-        ("- route:\n    - {when: 'a.', to: a}", "column 3"),
+        (
+            "- route:\n    - {when: 'a.', to: a}",
+            "r.yml:2:17: pipe 't', operator 1 (route): case 1, 'when': "
+            "bad JMESPath expression at character 3",
+        ),
     ],
 )
 def test_bad_routes_are_config_errors(definition: str, problem: str) -> None:

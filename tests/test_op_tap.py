@@ -37,5 +37,5 @@ def test_queued_the_copy_is_a_message_file_under_state_tap(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("label", ["../up", "Upper", "", "a/b"])
 def test_labels_must_be_names(label: str) -> None:
-    with pytest.raises(ConfigError, match="key 'label'"):
+    with pytest.raises(ConfigError, match=r"operator 1 \(tap\): "):
         parse_definition(f"- tap: '{label}'", name="t")

@@ -58,39 +58,47 @@ def test_the_node_form_keeps_from_and_to() -> None:
     [
         (
             "- map: x\n- fliter: y",
-            "p.yml:2: pipe 'p', operator 2: unknown operator 'fliter' (did you mean 'filter'?)",
+            "p.yml:2:3: pipe 'p', operator 2: unknown operator 'fliter' (did you mean 'filter'?)",
         ),
         (
             "- operator: fliter\n  expr: x",
-            "p.yml:1: pipe 'p', operator 1: unknown operator 'fliter'",
+            "p.yml:1:13: pipe 'p', operator 1: unknown operator 'fliter'",
         ),
         (
             "- map: x\n- window:\n    size: 5\n    timout: 5s",
-            "p.yml:4: pipe 'p', operator 2 (window), key 'timout': "
+            "p.yml:4:5: pipe 'p', operator 2 (window), key 'timout': "
             "unknown key (did you mean 'timeout'?)",
         ),
         (
             "- window: {size: 0}",
-            "p.yml:1: pipe 'p', operator 1 (window), key 'size': must be a positive integer, got 0",
+            "p.yml:1:18: pipe 'p', operator 1 (window), key 'size': "
+            "must be a positive integer, got 0",
         ),
         ("- throttle: {max: 1, per: -1m}", "key 'per': must not be negative"),
         ("- map: x\n  filter: y", "one step holds two operators (map and filter)"),
-        ("- map: x\n  expr: y", "key 'expr': given twice"),
+        ("- map: x\n  expr: y", "p.yml:2:3: pipe 'p', operator 1 (map), key 'expr': given twice"),
         ("- window: 5", "'window' takes a mapping of arguments, got 5"),
-        ("- 42", "p.yml:1: pipe 'p', operator 1: must be a mapping"),
+        ("- 42", "p.yml:1:3: pipe 'p', operator 1: must be a mapping"),
         ("[]", "a pipe needs at least one operator"),
         ("hello", "a pipe is a list of operators"),
         (
             "operators: [{map: x}]\nform: [a]",
-            "p.yml:2: pipe 'p', key 'form': unknown key (did you mean 'from'?)",
+            "p.yml:2:1: pipe 'p', key 'form': unknown key (did you mean 'from'?)",
         ),
         ("from: [Bad]\noperators: [{map: x}]", "key 'from': invalid agent or pipe name"),
         (
             "- map: x\n- map: y\n  map: z",
-            "p.yml:3: invalid YAML: while reading a mapping found duplicate key 'map'",
+            "p.yml:3:3: invalid YAML: while reading a mapping found duplicate key 'map'",
         ),
-        ("- map: [unclosed", "p.yml:1: invalid YAML: while parsing a flow sequence"),
-        ("- map: 'a.b.'", "column 5"),
+        ("- map: [unclosed", "p.yml:1:8: invalid YAML: while parsing a flow sequence"),
+        (
+            "- map: 'a.b.'",
+            "p.yml:1:13: pipe 'p', operator 1 (map): bad JMESPath expression at character 5",
+        ),
+        (
+            "- map:\n    expr: a[",
+            "p.yml:2:13: pipe 'p', operator 1 (map), key 'expr': bad JMESPath",
+        ),
     ],
 )
 def test_errors_name_the_file_line_operator_and_key(text: str, message: str) -> None:
@@ -105,7 +113,7 @@ def test_json_errors_name_the_file_operator_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"p.json: pipe 'p', operator 1 \(window\), key 'size'"):
         load_definition(str(path), tmp_path)
     path.write_text("[{")
-    with pytest.raises(ConfigError, match=r"p.json:1: pipe 'p': not valid JSON"):
+    with pytest.raises(ConfigError, match=r"p.json:1:3: pipe 'p': not valid JSON"):
         load_definition(str(path), tmp_path)
 
 

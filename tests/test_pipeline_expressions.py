@@ -94,9 +94,9 @@ def test_runtime_errors_are_expression_errors_with_a_short_text() -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("a.b.", "column 5"),
+        ("a.b.", "character 5"),
         ("foo[", "ends too early"),
-        ("`x", "column 1"),
+        ("`x", "character 1"),
         ("lenght(a)", "unknown JMESPath function lenght() (did you mean length()?)"),
         ("length(a, b)", "length() takes 1 argument(s), got 2"),
         ("envelope('sender')", "envelope('sender'): unknown field"),
@@ -115,7 +115,9 @@ def test_parse_errors_show_a_caret_under_the_position() -> None:
     with pytest.raises(ArgError) as info:
         compile_expression("items[?x = 1]")
     head, text, caret = info.value.problem.splitlines()
-    assert head.startswith("bad JMESPath expression at column 10: Unknown token '='")
+    assert head.startswith(
+        "bad JMESPath expression at character 10 of the expression: Unknown token '='"
+    )
     assert text.strip() == "items[?x = 1]"
     assert caret.index("^") == text.index("=")
 

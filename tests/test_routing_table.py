@@ -67,7 +67,10 @@ def test_every_edge_shape_round_trips_in_the_spec_format(loom_home: Path) -> Non
         ('[{"from": "a", "to": "b", "form": "c"}]', "route 1: unknown key 'form'"),
         ('[{"from": "../etc", "to": "b"}]', "invalid route source '../etc'"),
         ('[{"from": "a"}]', "needs a destination ('to') or a pipe"),
-        ('[{"from": "a", "to": "b", "when": "x =="}]', "'when' bad JMESPath expression at column"),
+        (
+            '[{"from": "a", "to": "b", "when": "x =="}]',
+            "'when' bad JMESPath expression at character",
+        ),
         ('[{"from": "a", "to": "b", "limit": "9"}]', "'limit' must be a whole number"),
         ('[{"from": "a", "to": "b"}, {"from": "a", "to": "b"}]', "a → b appears twice"),
         ('[{"from": "a", "to": "p"}, {"from": "a", "pipe": "p"}]', "both deliver a's messages"),

@@ -17,10 +17,11 @@ if TYPE_CHECKING:
     from loom.weave.parse import WeaveInvalid
 
 
-def _load(config: Path | None, *, home: bool = False) -> Weave:
+def _load(config: Path | None, *, home: bool = False, after: str = "") -> Weave:
     """Load the weave; on problems print each as FILE:LINE:COL: message and exit 1.
 
     With `home`, names that another project under $LOOM_HOME holds are problems too.
+    `after` ends the summary line, e.g. "; nothing started".
     """
     from loom.weave import apply
     from loom.weave import config as weave_config
@@ -32,14 +33,14 @@ def _load(config: Path | None, *, home: bool = False) -> Weave:
             apply.check_home(weave)
         return weave
     except WeaveInvalid as exc:
-        raise _invalid(exc) from None
+        raise _invalid(exc, after) from None
 
 
-def _invalid(exc: WeaveInvalid) -> typer.Exit:
+def _invalid(exc: WeaveInvalid, after: str = "") -> typer.Exit:
     for problem in exc.problems:
         print(problem.render(exc.source), file=sys.stderr)
     problems = count(len(exc.problems), "problem")
-    return die(f"{problems} in {exc.source}; nothing started", 1)
+    return die(f"{problems} in {exc.source}{after}", 1)
 
 
 ConfigOption = Annotated[
@@ -48,17 +49,54 @@ ConfigOption = Annotated[
 
 
 @handle_errors
-def validate(config: ConfigOption = None) -> None:
-    """Check loom.yml and print every problem as FILE:LINE:COL: message.
+def validate(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="[FILE]...",
+            help="Weave files (loom.yml) or pipe files (pipes/x.yml); default: ./loom.yml.",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check weave files and standalone pipe files, like a linter: print every problem
+    as FILE:LINE:COL: message, and `FILE: ok (...)` for each file without one.
 
-    Nothing is started. Exit 1 when there is any problem, including a name that another
-    project under $LOOM_HOME (another loom.yml) or a running hand-started process holds.
+    A pipe file is a list of operators or a mapping with `operators` (the catalog
+    format); it is checked on its own, so agents it names are not looked up. A mapping
+    with `tests` is a `loom test` file. A weave's names that another project under
+    $LOOM_HOME (another loom.yml) or a running hand-started process holds are problems
+    too. Exit 1 when any file has a problem, 2 when one cannot be read at all (missing,
+    a device, too big).
 
-    Example: loom validate --config examples/triage/loom.yml
+    Example: loom validate loom.yml pipes/triage.yml
     """
-    weave = _load(config, home=True)
-    agents, pipes = count(len(weave.agents), "agent"), count(len(weave.pipes), "pipe")
-    print(f"{weave.path}: ok ({agents}, {pipes})")
+    from loom.weave import config as weave_config
+    from loom.weave import lint
+
+    paths = [*(files or []), *([config] if config is not None else [])]
+    if not paths:
+        paths = [weave_config.find_config(None)]
+    problems = bad = status = 0
+    for path in paths:
+        checked = lint.check(path)
+        if checked.exit_code == 2:  # unusable (missing, a device): one `loom:` line
+            print(f"loom: {checked.problems[0]}", file=sys.stderr)
+            status = 2
+            continue
+        for line in checked.problems:
+            print(line, file=sys.stderr)
+        if checked.problems:
+            problems += len(checked.problems)
+            bad += 1
+            status = max(status, 1)
+        else:
+            print(f"{path}: ok ({checked.summary})")
+    if problems:
+        where = str(paths[0]) if len(paths) == 1 else count(bad, "file")
+        raise die(f"{count(problems, 'problem')} in {where}", status)
+    if status:
+        raise typer.Exit(status)
 
 
 @handle_errors
@@ -83,12 +121,12 @@ def up(
     from loom.weave import apply
     from loom.weave.parse import WeaveInvalid
 
-    weave = _load(config)
+    weave = _load(config, after="; nothing started")
     home = homes.home()
     try:
         plan = apply.up(weave, home)
     except WeaveInvalid as exc:
-        raise _invalid(exc) from None
+        raise _invalid(exc, "; nothing started") from None
     for label, names in (
         ("started", plan.started),
         ("restarted", plan.restarted),
@@ -155,7 +193,7 @@ def down(config: ConfigOption = None) -> None:
     from loom.store import home as homes
     from loom.weave import apply
 
-    weave = _load(config)
+    weave = _load(config, after="; nothing stopped")
     for name in apply.down(weave, homes.home()):
         print(f"stopped {name}")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from loom.errors import InvalidName, NotFound
 from loom.names import INSTANCE_RE, validate_name, validate_process_name
@@ -20,7 +20,16 @@ from loom.pipeline.catalog import catalog_dir
 from loom.pipeline.errors import ArgError
 from loom.pipeline.operators import Operator, lookup
 from loom.pipeline.operators.registry import REGISTRY
-from loom.pipeline.spec import OperatorSpec, PipeDef, arg_config_error, config_error
+from loom.pipeline.spec import (
+    ArgMark,
+    DefinitionInvalid,
+    DefinitionProblem,
+    OperatorSpec,
+    PipeDef,
+    Place,
+    arg_config_error,
+    config_error,
+)
 from loom.pipeline.yaml_lines import read_yaml
 from loom.store import atomic
 from loom.store import home as homes
@@ -43,6 +52,7 @@ NODE_KEYS = ("concurrency", "description", "from", "name", "operators", "to")
 MAX_CONCURRENCY = 256
 LONG_FORM_KEY = "operator"
 CONFIG_FILE = "config.json"
+_T = TypeVar("_T")
 
 
 def build_operator(spec: OperatorSpec, pipe: str = "pipe", source: str = "<memory>") -> Operator:
@@ -54,25 +64,44 @@ def build_operator(spec: OperatorSpec, pipe: str = "pipe", source: str = "<memor
 
 
 def parse_definition(data: Any, *, name: str, source: str = "<memory>") -> PipeDef:
-    """Validate a definition: YAML text, or an already decoded list or node-form mapping."""
+    """Validate a definition: YAML text, or an already decoded list or node-form mapping.
+
+    Every problem found is collected (each node key, each step and each operator) and
+    raised together as one DefinitionInvalid, so a linter run shows them all.
+    """
     if isinstance(data, str):
         data = read_yaml(data, source)
-    line = getattr(data, "line", None)
+    found = _Problems(source)
+    at = _node_place(data)
     inputs: tuple[str, ...] = ()
     to: tuple[str, ...] = ()
     description = None
     concurrency = 1
+    marks: dict[str, tuple[int, int]] = {}
     if isinstance(data, Mapping):
-        _check_node_keys(data, name, source)
-        if "operators" not in data:
-            raise config_error(source, name, "the 'operators' list is required", line=line)
-        steps = data["operators"]
-        inputs = _names(data, "from", name, source)
-        to = _names(data, "to", name, source)
+        _check_node_keys(data, name, found)
+        inputs = found.collect(lambda: _names(data, "from", name, source), ())
+        to = found.collect(lambda: _names(data, "to", name, source), ())
+        value_marks = getattr(data, "value_marks", {})
+        marks = {k: value_marks[k] for k in ("from", "to") if k in value_marks}
         description = data.get("description")
         if description is not None and not isinstance(description, str):
-            raise config_error(source, name, "'description' must be a string", line=line)
-        concurrency = _concurrency(data, name, source)
+            found.add(
+                config_error(
+                    source,
+                    name,
+                    "must be a string",
+                    at=_value_place(data, "description"),
+                    key="description",
+                )
+            )
+        concurrency = found.collect(lambda: _concurrency(data, name, source), 1)
+        if "operators" not in data:
+            found.add(config_error(source, name, "the 'operators' list is required", at=at))
+            found.check()
+        steps = data["operators"]
+        if not isinstance(steps, list) or not steps:
+            at = _value_place(data, "operators")
     elif isinstance(data, list):
         steps = data
     else:
@@ -80,30 +109,77 @@ def parse_definition(data: Any, *, name: str, source: str = "<memory>") -> PipeD
             source,
             name,
             "a pipe is a list of operators, or a mapping with an 'operators' list",
-            line=line,
+            at=at,
         )
     if not isinstance(steps, list) or not steps:
-        raise config_error(source, name, "a pipe needs at least one operator", line=line)
+        found.add(config_error(source, name, "a pipe needs at least one operator", at=at))
+        found.check()
     # A step that is a plain scalar has no line of its own; its list remembers it.
-    marks = getattr(steps, "item_marks", [])
-    specs = tuple(
-        parse_step(step, i, pipe=name, source=source, line=marks[i][0] if i < len(marks) else None)
-        for i, step in enumerate(steps)
-    )
-    for spec in specs:
-        op = build_operator(spec, name, source)
-        op.close()
-        if concurrency > 1 and op.stateful:
-            raise config_error(
-                source,
-                name,
-                f"concurrency {concurrency} needs operators that keep no state, and "
-                f"{spec.kind} does: its state depends on the order messages arrive in; "
-                "remove 'concurrency' or this operator",
-                line=spec.line,
-                spec=spec,
-            )
-    return PipeDef(name, specs, source, inputs, to, description, concurrency)
+    item_marks = getattr(steps, "item_marks", [])
+    specs: list[OperatorSpec] = []
+    for i, step in enumerate(steps):
+        where = item_marks[i] if i < len(item_marks) else (None, None)
+        try:
+            spec = parse_step(step, i, pipe=name, source=source, line=where[0], column=where[1])
+            specs.append(spec)
+            _check_operator(spec, name, source, concurrency)
+        except DefinitionInvalid as exc:
+            found.add(exc)
+    found.check()
+    return PipeDef(name, tuple(specs), source, inputs, to, description, concurrency, marks)
+
+
+class _Problems:
+    """The problems of one definition, gathered as its parts are checked."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[DefinitionProblem] = []
+
+    def add(self, error: DefinitionInvalid) -> None:
+        self.problems.extend(error.problems)
+
+    def collect(self, check: Callable[[], _T], default: _T) -> _T:
+        """`check()`, or `default` with its problems noted."""
+        try:
+            return check()
+        except DefinitionInvalid as exc:
+            self.add(exc)
+            return default
+
+    def check(self) -> None:
+        if self.problems:
+            raise DefinitionInvalid(self.source, self.problems)
+
+
+def _check_operator(spec: OperatorSpec, name: str, source: str, concurrency: int) -> None:
+    op = build_operator(spec, name, source)
+    op.close()
+    if concurrency > 1 and op.stateful:
+        raise config_error(
+            source,
+            name,
+            f"concurrency {concurrency} needs operators that keep no state, and "
+            f"{spec.kind} does: its state depends on the order messages arrive in; "
+            "remove 'concurrency' or this operator",
+            line=spec.line,
+            column=spec.column,
+            spec=spec,
+        )
+
+
+def _node_place(data: Any) -> Place:
+    return (getattr(data, "line", None), getattr(data, "column", None))
+
+
+def _key_place(data: Any, key: str) -> Place:
+    mark = getattr(data, "key_marks", {}).get(key)
+    return mark if mark else _node_place(data)
+
+
+def _value_place(data: Any, key: str) -> Place:
+    mark = getattr(data, "value_marks", {}).get(key)
+    return mark if mark else _key_place(data, key)
 
 
 def _concurrency(data: Mapping[Any, Any], name: str, source: str) -> int:
@@ -114,23 +190,24 @@ def _concurrency(data: Mapping[Any, Any], name: str, source: str) -> int:
         source,
         name,
         f"must be a whole number from 1 to {MAX_CONCURRENCY}, got {value!r}",
-        line=getattr(data, "key_lines", {}).get("concurrency") or getattr(data, "line", None),
+        at=_value_place(data, "concurrency"),
         key="concurrency",
     )
 
 
-def _check_node_keys(data: Mapping[Any, Any], name: str, source: str) -> None:
-    key_lines = getattr(data, "key_lines", {})
+def _check_node_keys(data: Mapping[Any, Any], name: str, found: _Problems) -> None:
     for key in data:
         if key not in NODE_KEYS:
             close = difflib.get_close_matches(str(key), NODE_KEYS, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise config_error(
-                source,
-                name,
-                f"unknown key{hint}; expected: {', '.join(NODE_KEYS)}",
-                line=key_lines.get(str(key)) or getattr(data, "line", None),
-                key=str(key),
+            found.add(
+                config_error(
+                    found.source,
+                    name,
+                    f"unknown key{hint}; expected: {', '.join(NODE_KEYS)}",
+                    at=_key_place(data, str(key)),
+                    key=str(key),
+                )
             )
 
 
@@ -138,31 +215,47 @@ def _names(data: Mapping[Any, Any], key: str, name: str, source: str) -> tuple[s
     value = data.get(key)
     if value is None:
         return ()
-    line = getattr(data, "key_lines", {}).get(key)
+    at = _value_place(data, key)
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list):
-        raise config_error(source, name, "must be a name or a list of names", line=line, key=key)
-    try:
-        return tuple(validate_name(item, "agent or pipe name") for item in items)
-    except InvalidName as exc:
-        raise config_error(source, name, str(exc), line=line, key=key) from None
+        raise config_error(source, name, "must be a name or a list of names", at=at, key=key)
+    item_marks = getattr(value, "item_marks", [])
+    for i, item in enumerate(items):
+        try:
+            validate_name(item, "agent or pipe name")
+        except InvalidName as exc:
+            if i < len(item_marks):
+                at = item_marks[i]
+            raise config_error(source, name, str(exc), at=at, key=key) from None
+    return tuple(items)
 
 
 def parse_step(
-    step: Any, index: int, *, pipe: str, source: str, line: int | None = None
+    step: Any,
+    index: int,
+    *,
+    pipe: str,
+    source: str,
+    line: int | None = None,
+    column: int | None = None,
 ) -> OperatorSpec:
-    """Normalise one step (short or long form) into an OperatorSpec; it is not validated yet."""
+    """Normalise one step (short or long form) into an OperatorSpec; it is not validated yet.
+
+    `line` and `column` are the step's place when it cannot say (a plain scalar)."""
     line = getattr(step, "line", None) or line
-    placeholder = OperatorSpec("", {}, index, line)
+    column = getattr(step, "column", None) or column
+    placeholder = OperatorSpec("", {}, index, line, column=column)
     if not isinstance(step, Mapping) or not step:
         raise config_error(
             source,
             pipe,
             "must be a mapping such as {map: EXPR} or {operator: NAME, ...}",
             line=line,
+            column=column,
             spec=placeholder,
         )
     key_lines: dict[str, int] = dict(getattr(step, "key_lines", {}))
+    marks = _marks(step)
     if LONG_FORM_KEY in step:
         kind = step[LONG_FORM_KEY]
         if not isinstance(kind, str):
@@ -170,13 +263,14 @@ def parse_step(
                 source,
                 pipe,
                 "must be an operator name",
-                line=line,
+                at=_value_place(step, LONG_FORM_KEY),
                 spec=placeholder,
                 key=LONG_FORM_KEY,
             )
         long_args = {str(k): v for k, v in step.items() if k != LONG_FORM_KEY}
-        spec = OperatorSpec(kind, long_args, index, line, key_lines)
-        _known(spec, pipe, source)
+        marks.pop(LONG_FORM_KEY, None)
+        spec = OperatorSpec(kind, long_args, index, line, key_lines, column, marks)
+        _known(spec, pipe, source, _value_place(step, LONG_FORM_KEY))
         return spec
     kinds = [k for k in step if k in REGISTRY]
     if len(kinds) > 1:
@@ -185,32 +279,37 @@ def parse_step(
             pipe,
             f"one step holds two operators ({' and '.join(map(str, kinds))}); "
             "give each its own list item",
-            line=line,
+            at=_key_place(step, str(kinds[1])),
             spec=placeholder,
         )
     if not kinds:
         # Not a built-in: the first key is meant as the operator, maybe one a plugin adds.
         guess = str(next(iter(step)))
-        _known(OperatorSpec(guess, {}, index, line), pipe, source)
+        _known(OperatorSpec(guess, {}, index, line), pipe, source, _key_place(step, guess))
         kinds = [guess]
     kind = str(kinds[0])
     cls = lookup(kind)
     value = step[kind]
     args: dict[str, Any] = {}
+    here = OperatorSpec(kind, {}, index, line, column=column)
     if isinstance(value, Mapping):
         args.update({str(k): v for k, v in value.items()})
         key_lines.update(getattr(value, "key_lines", {}))
+        marks.pop(kind, None)
+        marks.update(_marks(value))
     elif cls.primary is None:
         raise config_error(
             source,
             pipe,
             f"'{kind}' takes a mapping of arguments, got {value!r}",
-            line=key_lines.get(kind, line),
-            spec=OperatorSpec(kind, {}, index, line),
+            at=_value_place(step, kind),
+            spec=here,
         )
     else:
         args[cls.primary] = value
         key_lines[cls.primary] = key_lines.get(kind, line or 0)
+        if kind in marks:
+            marks[cls.primary] = marks.pop(kind)
     for key, extra in step.items():
         if key == kind:
             continue
@@ -219,20 +318,30 @@ def parse_step(
                 source,
                 pipe,
                 "given twice",
-                line=key_lines.get(str(key), line),
-                spec=OperatorSpec(kind, {}, index, line),
+                at=_key_place(step, str(key)),
+                spec=here,
                 key=str(key),
             )
         args[str(key)] = extra
-    return OperatorSpec(kind, args, index, line, key_lines)
+    return OperatorSpec(kind, args, index, line, key_lines, column, marks)
 
 
-def _known(spec: OperatorSpec, pipe: str, source: str) -> None:
+def _marks(mapping: Any) -> dict[str, ArgMark]:
+    """The ArgMark of every key of a YAML mapping (none for JSON or in-memory data)."""
+    keys = getattr(mapping, "key_marks", {})
+    values = getattr(mapping, "value_marks", {})
+    texts = getattr(mapping, "text_marks", {})
+    return {
+        key: ArgMark(key, mark, values.get(key, mark), texts.get(key)) for key, mark in keys.items()
+    }
+
+
+def _known(spec: OperatorSpec, pipe: str, source: str, at: Place) -> None:
     try:
         lookup(spec.kind)
     except ArgError as exc:
         where = OperatorSpec("", {}, spec.index, spec.line)
-        raise config_error(source, pipe, exc.problem, line=spec.line, spec=where) from None
+        raise config_error(source, pipe, exc.problem, at=at, spec=where) from None
 
 
 # -- files -------------------------------------------------------------------------
@@ -250,8 +359,10 @@ def load_file(path: Path, name: str | None = None) -> PipeDef:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            line = getattr(exc, "lineno", None)
-            raise config_error(str(path), name, f"not valid JSON: {exc}", line=line) from None
+            line, column = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+            raise config_error(
+                str(path), name, f"not valid JSON: {exc}", line=line, column=column
+            ) from None
         return parse_definition(data, name=name, source=str(path))
     return parse_definition(read_yaml(text, str(path)), name=name, source=str(path))
 
@@ -264,7 +375,7 @@ def definition_path(name: str, home: Path) -> Path:
 def instance_definition_path(instance: str, home: Path) -> Path:
     """Where an instance's definition lives: its own folder, or its pipe's for
     `<pipe>~<src>→<dst>`."""
-    validate_process_name(instance)
+    instance = validate_process_name(instance)
     m = INSTANCE_RE.fullmatch(instance)
     return definition_path(m.group(1) if m else instance, home)
 

@@ -9,14 +9,28 @@ from loom.store.message import Message
 class ArgError(ValueError):
     """An operator argument that does not validate; the definition layer adds file and line.
 
-    `key` names the offending argument and `line` points into the source file when known.
+    `key` names the offending argument and `line` (and `column`) point into the source
+    file when known. `offset` is the 0-based place of the problem inside the value (a
+    JMESPath syntax error); `at_key` says the key itself is wrong, not its value.
     """
 
-    def __init__(self, key: str | None, problem: str, line: int | None = None) -> None:
+    def __init__(
+        self,
+        key: str | None,
+        problem: str,
+        line: int | None = None,
+        *,
+        column: int | None = None,
+        offset: int | None = None,
+        at_key: bool = False,
+    ) -> None:
         super().__init__(problem)
         self.key = key
         self.problem = problem
         self.line = line
+        self.column = column
+        self.offset = offset
+        self.at_key = at_key
 
 
 class ExpressionError(ValueError):

@@ -109,14 +109,16 @@ def compile_expression(text: object, *, key: str = "expr") -> Expression:
     try:
         parsed = jmespath.compile(text)
     except jexc.ParseError as exc:
-        raise ArgError(key, _parse_problem(text, exc)) from None
+        problem, position = _parse_problem(text, exc)
+        raise ArgError(key, problem, offset=position) from None
     except jexc.JMESPathError as exc:
         raise ArgError(key, f"bad JMESPath expression: {exc}") from None
     _check_functions(parsed.parsed, key)
     return Expression(text, parsed)
 
 
-def _parse_problem(text: str, exc: jexc.ParseError) -> str:
+def _parse_problem(text: str, exc: jexc.ParseError) -> tuple[str, int]:
+    """The message with a caret under the place, and that place (0-based) in `text`."""
     position = getattr(exc, "lexer_position", None)
     if position is None:
         position = exc.lex_position
@@ -129,7 +131,8 @@ def _parse_problem(text: str, exc: jexc.ParseError) -> str:
         detail = str(exc.msg)
     position = max(0, min(int(position or 0), len(text)))
     caret = " " * position + "^"
-    return f"bad JMESPath expression at column {position + 1}: {detail}\n    {text}\n    {caret}"
+    where = f"at character {position + 1} of the expression"
+    return f"bad JMESPath expression {where}: {detail}\n    {text}\n    {caret}", position
 
 
 def _walk(node: Any) -> Iterator[dict[str, Any]]:

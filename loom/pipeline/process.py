@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loom.errors import LoomError, is_disk_full
-from loom.names import INSTANCE_RE, validate_name
+from loom.names import INSTANCE_RE, canonical_process_name, validate_name
 from loom.pipeline.definition import (
     instance_definition_path,
     load_definition,
@@ -315,6 +315,8 @@ def start(
     `ref` may also be an instance name `<pipe>~<src>→<dst>` (its pipe is looked up).
     """
     root = homes.home(home)
+    ref = canonical_process_name(ref)
+    instance = canonical_process_name(instance) if instance else instance
     m = INSTANCE_RE.fullmatch(ref)
     if m is not None:
         instance = instance or ref

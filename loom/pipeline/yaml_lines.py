@@ -15,6 +15,20 @@ from typing import Any
 from loom.errors import ConfigError
 
 
+class YamlError(ConfigError):
+    """A file that is not YAML: `FILE:LINE:COL: invalid YAML: ...`, the place kept apart."""
+
+    def __init__(
+        self, source: str, problem: str, line: int | None = None, column: int | None = None
+    ) -> None:
+        self.source = source
+        self.problem = problem
+        self.line = line
+        self.column = column
+        where = f"{source}:{line}:{column}" if line is not None else source
+        super().__init__(f"{where}: {problem}")
+
+
 class LineDict(dict[Any, Any]):
     """A mapping read from YAML, with the line of itself and of each key."""
 
@@ -24,6 +38,9 @@ class LineDict(dict[Any, Any]):
     # (line, column) of each key and of each scalar value, both 1-based.
     key_marks: dict[str, tuple[int, int]] = {}  # noqa: RUF012
     value_marks: dict[str, tuple[int, int]] = {}  # noqa: RUF012
+    # Where the characters of a one-line scalar value start (after an opening quote), for
+    # values whose text in the file is exactly the value: an offset into it is a column.
+    text_marks: dict[str, tuple[int, int]] = {}  # noqa: RUF012
 
 
 class LineList(list[Any]):
@@ -32,6 +49,18 @@ class LineList(list[Any]):
     line: int | None = None
     column: int | None = None
     item_marks: list[tuple[int, int]] = []  # noqa: RUF012
+
+
+def _text_start(node: Any) -> tuple[int, int] | None:
+    """(line, column) of a scalar's first character when the file holds it verbatim."""
+    value = getattr(node, "value", None)
+    start, end = node.start_mark, node.end_mark
+    if not isinstance(value, str) or start.line != end.line:
+        return None
+    quote = 1 if node.style in ("'", '"') else 0
+    if node.style not in (None, "", "'", '"') or end.index - start.index != len(value) + 2 * quote:
+        return None  # a block scalar, or escapes: offsets into the value are not columns
+    return (start.line + 1, start.column + 1 + quote)
 
 
 @functools.cache
@@ -51,6 +80,7 @@ def _loader() -> type:
         data.key_lines = {}
         data.key_marks = {}
         data.value_marks = {}
+        data.text_marks = {}
         yield data
         loader.flatten_mapping(node)
         for key_node, value_node in node.value:
@@ -81,6 +111,9 @@ def _loader() -> type:
                 value_node.start_mark.line + 1,
                 value_node.start_mark.column + 1,
             )
+            text = _text_start(value_node)
+            if text is not None:
+                data.text_marks[str(key)] = text
 
     def construct_seq(loader: Any, node: Any) -> Iterator[LineList]:
         data = LineList()
@@ -108,8 +141,11 @@ def read_yaml(text: str, source: str) -> Any:
             # Found at the end of the input (an unclosed bracket or quote): where the
             # unfinished thing started is what the user needs to see.
             mark = exc.context_mark
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+        if mark is None:
+            raise YamlError(source, f"invalid YAML: {problem}") from None
+        raise YamlError(
+            source, f"invalid YAML: {problem}", mark.line + 1, mark.column + 1
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+        raise YamlError(source, f"invalid YAML: {exc}") from None

@@ -96,7 +96,7 @@ class ProcessDir:
             raise ValueError(kind)
         self.name = validate_process_name(name)
         self.kind = kind
-        self.path = root / kind / name
+        self.path = root / kind / self.name
         self.inbox = self.path / "inbox"
         self.outbox = self.path / "outbox"
         self.logs = self.path / "logs"
@@ -400,7 +400,7 @@ def pipe_instance(name: str, root: Path | None = None) -> ProcessDir:
 
 def find(name: str, root: Path | None = None) -> ProcessDir:
     """The agent or pipe instance called `name`; raise NotFound when neither exists."""
-    validate_process_name(name)
+    name = validate_process_name(name)
     base = root or home()
     for kind in KINDS:
         candidate = ProcessDir(base, kind, name)

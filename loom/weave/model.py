@@ -31,6 +31,10 @@ class Inbound:
     when: str | None = None
     line: int = 0
     column: int = 0
+    # Where the `when` value is, and where its text starts when an offset into the
+    # expression is also a column of the file (no `${VAR}` in it, no escapes).
+    when_at: tuple[int, int] | None = None
+    when_text: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from loom.errors import ConfigError, InvalidName, UsageError
 from loom.names import env_entry_problem, validate_name
 from loom.ops.gc.retention import COUNT_KEYS, check
 from loom.pipeline import PipeDef, parse_definition
-from loom.pipeline.yaml_lines import LineDict, LineList, read_yaml
+from loom.pipeline.spec import DefinitionInvalid
+from loom.pipeline.yaml_lines import LineDict, LineList, YamlError, read_yaml
 from loom.store.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
 from loom.supervisor.policy import POLICIES
 from loom.weave.expand import expand
@@ -134,9 +135,9 @@ def read(path: Path, environ: Mapping[str, str]) -> Weave:
         raise WeaveInvalid(source, [Problem(line, 1, "indented with a tab; YAML needs spaces")])
     try:
         raw = read_yaml(text, source)
-    except ConfigError as exc:
-        at, message = _split_location(str(exc), source)
-        raise WeaveInvalid(source, [Problem(at or 1, 1, message)]) from None
+    except YamlError as exc:
+        place = Problem(exc.line or 1, exc.column or 1, exc.problem)
+        raise WeaveInvalid(source, [place]) from None
     if raw is None:
         raise WeaveInvalid(
             source, [Problem(1, 1, "the file is empty: add `version: 1` and agents")]
@@ -226,9 +227,13 @@ def _read_pipes(r: _Reader, raw: LineDict, lines: dict[str, int]) -> dict[str, P
         lines[name] = where[0]
         try:
             pipes[name] = parse_definition(body, name=name, source=r.source)
+        except DefinitionInvalid as exc:
+            for problem in exc.problems:
+                at = (problem.line, problem.column or 1) if problem.line else where
+                r.problem(at, problem.message)
         except ConfigError as exc:
-            line, message = _split_location(str(exc), r.source)
-            r.problem((line, 1) if line else where, message)
+            found, message = _split_location(str(exc), r.source)
+            r.problem((found, 1) if found else where, message)
     return pipes
 
 
@@ -404,8 +409,21 @@ def _read_inbound(r: _Reader, block: LineDict, agent: str) -> tuple[Inbound, ...
         source = r.string(entry, "agent", "`agent`", expand_vars=False)
         pipe = r.string(entry, "pipe", "`pipe`", expand_vars=False) if "pipe" in entry else None
         when = r.string(entry, "when", "`when`") if "when" in entry else None
+        when_at = r.value_at(entry, "when") if when is not None else None
+        # After `${VAR}` expansion an offset into the text no longer maps onto the file.
+        when_text = entry.text_marks.get("when") if when == entry.get("when") else None
         if source is not None:
-            found.append(Inbound(source, pipe, when, line=where[0], column=where[1]))
+            found.append(
+                Inbound(
+                    source,
+                    pipe,
+                    when,
+                    line=where[0],
+                    column=where[1],
+                    when_at=when_at,
+                    when_text=when_text,
+                )
+            )
     return tuple(found)
 
 

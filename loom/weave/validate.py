@@ -23,6 +23,29 @@ def destinations(pipe: PipeDef) -> Iterator[str]:
                     yield from _names(case.get("to"))
 
 
+def placed_destinations(
+    pipe: PipeDef, fallback: tuple[int, int]
+) -> Iterator[tuple[str, tuple[int, int]]]:
+    """`destinations`, each with the place in the file that names it (or `fallback`)."""
+    to_at = pipe.marks.get("to", fallback)
+    for name in pipe.to:
+        yield name, to_at
+    for spec in pipe.operators:
+        if spec.kind == "fanout":
+            mark = spec.marks.get("to")
+            at = mark.value if mark is not None else (spec.line or fallback[0], spec.column or 1)
+            for name in _names(spec.args.get("to")):
+                yield name, at
+        elif spec.kind == "route":
+            for case in spec.args.get("cases") or []:
+                if isinstance(case, dict):
+                    line, column = getattr(case, "line", None), getattr(case, "column", None)
+                    case_at = (line, column or 1) if line else fallback
+                    at = getattr(case, "value_marks", {}).get("to") or case_at
+                    for name in _names(case.get("to")):
+                        yield name, at
+
+
 def _names(value: object) -> list[str]:
     if isinstance(value, str):
         return [value]
@@ -40,9 +63,9 @@ def hops(weave: Weave) -> list[tuple[str, str, tuple[int, int]]]:
     for name, pipe in weave.node_pipes.items():
         where = (weave.lines.get(name, 1), 1)
         for source in pipe.inputs:
-            found.append((source, name, where))
-        for dest in destinations(pipe):
-            found.append((name, dest, where))
+            found.append((source, name, pipe.marks.get("from", where)))
+        for dest, at in placed_destinations(pipe, where):
+            found.append((name, dest, at))
     return found
 
 
@@ -77,17 +100,19 @@ def validate(weave: Weave) -> list[Problem]:
                 try:
                     compile_expression(entry.when, key="when")
                 except ArgError as exc:
-                    problems.append(Problem(*where, f"bad `when`: {exc}"))
+                    at = entry.when_at or where
+                    if exc.offset is not None and entry.when_text is not None:
+                        at = (entry.when_text[0], entry.when_text[1] + exc.offset)
+                    problems.append(Problem(*at, f"bad `when`: {exc}"))
     for name, pipe in nodes.items():
         line = weave.lines.get(name, 0)
         for source in pipe.inputs:
             if source not in agents and source not in nodes.keys() | broken:
-                problems.append(
-                    Problem(line, 1, f"pipe '{name}': unknown agent '{source}' in from")
-                )
-        for dest in destinations(pipe):
+                at = pipe.marks.get("from", (line, 1))
+                problems.append(Problem(*at, f"pipe '{name}': unknown agent '{source}' in from"))
+        for dest, at in placed_destinations(pipe, (line, 1)):
             if dest not in agents and dest not in nodes.keys() | broken:
-                problems.append(Problem(line, 1, f"pipe '{name}' sends to unknown agent '{dest}'"))
+                problems.append(Problem(*at, f"pipe '{name}' sends to unknown agent '{dest}'"))
     edges = hops(weave)
     cycle = find_cycle((a, b) for a, b, _ in edges)
     if cycle is not None:

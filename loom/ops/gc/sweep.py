@@ -43,7 +43,7 @@ def _exclusive(home: Path) -> Iterator[None]:
 def process_dirs(home: Path, only: str | None = None) -> list[ProcessDir]:
     """Every agent and pipe instance folder with a queue (or just `only`)."""
     if only is not None:
-        validate_process_name(only)
+        only = validate_process_name(only)
     found = [
         proc for proc in all_processes(home, unstarted=True) if only is None or proc.name == only
     ]

@@ -175,7 +175,10 @@ class Args:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             expected = ", ".join(sorted(self._known)) or "none"
             raise ArgError(
-                str(key), f"unknown key{hint}; expected: {expected}", self.line(str(key))
+                str(key),
+                f"unknown key{hint}; expected: {expected}",
+                self.line(str(key)),
+                at_key=True,
             )
 
     def _parsed(self, key: str, required: bool, parse: Callable[[Any], _T]) -> _T | None:

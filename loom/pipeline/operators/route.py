@@ -40,6 +40,7 @@ class RouteOperator(Operator):
 
     def _add_case(self, args: Args, i: int, case: Any, *, last: bool) -> None:
         line = getattr(case, "line", None) or args.line("cases")
+        column = getattr(case, "column", None)
         where = f"case {i + 1}"
         if not isinstance(case, dict):
             raise ArgError(
@@ -47,21 +48,33 @@ class RouteOperator(Operator):
             )
         for key in case:
             if key not in _CASE_KEYS:
-                raise ArgError("cases", f"{where}: unknown key '{key}'; expected: when, to", line)
+                at = getattr(case, "key_marks", {}).get(str(key), (line, column))
+                raise ArgError(
+                    "cases",
+                    f"{where}: unknown key '{key}'; expected: when, to",
+                    at[0],
+                    column=at[1],
+                )
         if "to" not in case:
-            raise ArgError("cases", f"{where}: 'to' is required", line)
+            raise ArgError("cases", f"{where}: 'to' is required", line, column=column)
         dests = args.names("to", case["to"], line=line)
         if "when" not in case:
             if not last:
                 raise ArgError(
-                    "cases", f"{where} has no 'when': only the last case can be the default", line
+                    "cases",
+                    f"{where} has no 'when': only the last case can be the default",
+                    line,
+                    column=column,
                 )
             self.default = dests
             return
         try:
             when = compile_expression(case["when"], key="when")
         except ArgError as exc:
-            raise ArgError("cases", f"{where}, 'when': {exc.problem}", line) from None
+            at = _when_place(case, exc.offset) or (line, column)
+            raise ArgError(
+                "cases", f"{where}, 'when': {exc.problem}", at[0], column=at[1]
+            ) from None
         self.cases.append((when, dests))
 
     def process(self, msg: Message, key: str, now: float) -> list[Message]:
@@ -77,3 +90,12 @@ class RouteOperator(Operator):
             self.ctx.drop()
             return []
         return [msg.with_to(tuple(dict.fromkeys(chosen)))]
+
+
+def _when_place(case: Any, offset: int | None) -> tuple[int, int] | None:
+    """Where in the file a case's `when` (or the place `offset` into it) is, if known."""
+    text = getattr(case, "text_marks", {}).get("when")
+    if text is not None and offset is not None:
+        return (text[0], text[1] + offset)
+    mark: tuple[int, int] | None = getattr(case, "value_marks", {}).get("when")
+    return mark
