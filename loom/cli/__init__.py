@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from loom.cli import agent, pipe, send, supervisor, test_cmd
+from loom.cli import agent, lifecycle, pipe, send, supervisor, test_cmd
 from loom.cli import gc as gc_cmd
 from loom.cli import route as route_cmd
 from loom.cli import stats as stats_cmd
@@ -44,6 +44,9 @@ app.command("graph")(weave_cmd.graph)
 app.command("trace")(trace_cmd.trace)
 app.command("gc")(gc_cmd.gc)
 app.command("stats")(stats_cmd.stats)
+app.command("restart")(lifecycle.restart)
+app.command("rm")(lifecycle.rm)
+app.command("logs")(lifecycle.logs)
 
 
 def main() -> None:

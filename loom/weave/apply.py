@@ -60,6 +60,11 @@ def _owned_processes(home: Path, weave: Weave) -> list[ProcessDir]:
     return [p for p in homes.all_processes(home) if p.read(OWNER_FILE) == me]
 
 
+def processes(weave: Weave, home: Path) -> list[ProcessDir]:
+    """The agents and pipe instances `weave` started under `home` (agents first)."""
+    return _owned_processes(home, weave)
+
+
 def check_credentials(weave: Weave) -> None:
     """Every agent's provider and loom settings, checked before anything starts."""
     for agent in weave.agents.values():
