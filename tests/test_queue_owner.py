@@ -123,7 +123,7 @@ def test_the_lock_dies_with_a_sigkilled_owner(loom_home: Path, reap: list) -> No
     wait_for(lambda: read(a / "pid") == str(heir.pid), timeout=5, what="the new owner")
     assert run_loom("send", "a", "after the kill").returncode == 0
     wait_for(lambda: bodies(a / "outbox") == ["after the kill"], what="the new owner's reply")
-    third = run_loom("agent", "start", "a", "--model", "echo", timeout=20)
+    third = run_loom("agent", "start", "a", "--model", "echo", "--serve", timeout=20)
     assert third.returncode == 1
     assert f"already served by pid {heir.pid}" in one_line(third.stderr)
     # The lock file names its holder and is the user's alone.

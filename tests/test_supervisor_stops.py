@@ -190,7 +190,7 @@ def test_a_foreground_runner_says_which_message_needs_a_newer_loom_in_one_line(
 ) -> None:
     (loom_home / "agents/a/inbox").mkdir(parents=True)
     filename = newer_message(loom_home, "a")
-    r = run_loom("agent", "start", "a", "--model", "echo", timeout=30)
+    r = run_loom("agent", "start", "a", "--model", "echo", "--serve", timeout=30)
     assert r.returncode == 1
     [line] = r.stderr.splitlines()
     assert line.startswith(f"loom: {filename}: ") and "upgrade loom" in line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -124,6 +125,42 @@ def _tool_links(spec: AgentSpec) -> dict[str, Path] | None:
     env = {**os.environ, **spec.env}
     found = discover(homes.home(), Path.cwd(), env, ToolSettings.from_env(env))
     return scope.select(spec.tools, found)
+
+
+def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
+    """The settings of `spec` that differ from those stored in `proc` (what a start would
+    rewrite): model, system prompt, env, restart, concurrency, rate, tools. A system
+    prompt not given keeps the stored one, as `prepare` does, so it is not a change."""
+    changed = []
+    if proc.read("model") != spec.model:
+        changed.append("model")
+    if spec.system is not None:
+        try:
+            stored = (proc.path / "prompt.md").read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            stored = None
+        if stored != spec.system:
+            changed.append("system prompt")
+    wanted_env = {k: v for k, v in spec.env.items() if not SECRET_NAME.search(k)}
+    if read_env_file(proc) != wanted_env:
+        changed.append("env")
+    if (proc.read("restart") or "always") != spec.restart:
+        changed.append("restart")
+    if (proc.read("concurrency") or "1") != str(spec.concurrency):
+        changed.append("concurrency")
+    if (proc.read("rate") or None) != spec.rate:
+        changed.append("rate")
+    if _stored_tools(proc) != (_tool_links(spec) if spec.tools is not None else None):
+        changed.append("tools")
+    return changed
+
+
+def _stored_tools(proc: ProcessDir) -> dict[str, Path] | None:
+    """The agent's `tools/` links as name -> target; None when it may use every tool."""
+    folder = proc.path / scope.TOOLS_DIR
+    if not folder.is_dir() or folder.is_symlink():
+        return None
+    return {e.name: Path(os.readlink(e)) for e in folder.iterdir() if e.is_symlink()}
 
 
 def parse_tool_names(raw: str) -> list[str]:
@@ -320,6 +357,7 @@ def answer(session: Session, messages: list[Message]) -> list[Outcome]:
     session.worker.install_signals()
     session.worker.mark_started()
     status = "error"
+    name = None
     try:
         for msg in messages:
             name = msg.filename
@@ -333,6 +371,10 @@ def answer(session: Session, messages: list[Message]) -> list[Outcome]:
         status = "stopped"
     except Stopping:
         status = "stopped"
+        # The message was put back for a later answer; nobody asked for one: the user
+        # who asked has gone (Ctrl-C) or was stopped (SIGTERM).
+        if name is not None and session.queue.claim(name) is not None:
+            session.runner.interrupted(name, session.worker.signum or signal.SIGINT)
     finally:
         session.worker.mark_stopped(status)
     return session.runner.outcomes

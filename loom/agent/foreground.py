@@ -6,6 +6,9 @@ The detached start goes through the supervisor and is not here.
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 from typing import TextIO
 
 from loom.agent import agents, handover
@@ -13,6 +16,28 @@ from loom.agent.runner import Outcome
 from loom.store.files import MESSAGE_BODY_LIMIT, read_stream_bounded
 from loom.store.home import AlreadyServed, ProcessDir
 from loom.store.message import Message, new_message
+
+
+def stdin_is_data(stdin: TextIO) -> bool:
+    """Whether stdin is a pipe or a file (something to answer), not a terminal or a
+    device such as /dev/null (what a service manager or `nohup` gives)."""
+    try:
+        mode = os.fstat(stdin.fileno()).st_mode
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+
+
+def answers_once(*, once: bool, serve: bool, prompt: str | None, stdin: TextIO) -> bool:
+    """Whether `loom agent start` answers and exits rather than serving the inbox.
+
+    `--stdin` says so, `--serve` says not; asked neither, stdin that is a pipe or a file
+    is answered (`echo hi | loom agent start a ...`), and so is a `--prompt` given
+    without a terminal to converse on.
+    """
+    if once or serve:
+        return once
+    return stdin_is_data(stdin) or (prompt is not None and not stdin.isatty())
 
 
 def run(
@@ -60,11 +85,11 @@ def run(
         session.runner.on_done = done
         outcomes = agents.answer(session, messages)
         failed = [o for o in outcomes if o.failed]
-        if failed or len(outcomes) < len(messages):
-            for o in failed:
-                print(f"loom: agent {spec.name}: {o.error}", file=err)
-            return 1
-        return 0
+        for o in failed:
+            print(f"loom: agent {spec.name}: {o.error}", file=err)
+        if session.worker.signum is not None:
+            return 128 + session.worker.signum  # as the shell reports a killed command
+        return 1 if failed or len(outcomes) < len(messages) else 0
     initial = [new_message("cli", prompt)] if prompt else []
     interactive = stdin.isatty()
     session = agents.open_session(spec, sink=sink, foreground=True, interactive=interactive)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -354,6 +355,21 @@ class AgentRunner:
 
     def _settling(self, name: str) -> contextlib.AbstractContextManager[None]:
         return self.worker.settling(name) if self.worker else contextlib.nullcontext()
+
+    def interrupted(self, name: str, signum: int) -> None:
+        """Fail the claimed message `name` whose answer a signal cut short: it goes to
+        `.failed/` with `error_type: "interrupted"` and a failure reply, like any other
+        failure, instead of waiting in the inbox for whoever starts next."""
+        msg = read_claimed(self.queue, name, self.log)
+        if not isinstance(msg, Message):
+            return
+        what = signal.Signals(signum).name
+        exc = ProviderError(
+            f"interrupted by {what} before the answer was complete",
+            error_type="interrupted",
+            transient=False,
+        )
+        self._fail(msg, name, exc, attempts=1)
 
     def _put_back(self, name: str) -> None:
         if self.worker is not None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from loom.cli import agent, pipe, send, supervisor, test_cmd
+from loom.cli import agent, lifecycle, pipe, send, supervisor, test_cmd
 from loom.cli import gc as gc_cmd
 from loom.cli import route as route_cmd
 from loom.cli import stats as stats_cmd
@@ -79,6 +79,9 @@ app.command(
     "stats",
     short_help="Show message counts, restarts, queue depths and timings per process and route.",
 )(stats_cmd.stats)
+app.command("restart")(lifecycle.restart)
+app.command("rm")(lifecycle.rm)
+app.command("logs")(lifecycle.logs)
 
 
 def main() -> None:

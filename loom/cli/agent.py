@@ -24,6 +24,10 @@ def start(
     stdin: Annotated[
         bool, typer.Option("--stdin", help="Answer all of stdin as one message, then exit.")
     ] = False,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="Serve the inbox in the foreground, whatever stdin is."),
+    ] = False,
     prompt: Annotated[
         str | None, typer.Option("--prompt", "-p", help="An initial message (before stdin).")
     ] = None,
@@ -59,15 +63,22 @@ def start(
     """Start agent NAME in the foreground as a Unix filter, or serve its inbox.
 
     With --stdin, all of stdin is one message: the reply streams to stdout and the
-    command exits (non-zero when the model call failed). Without it, the agent serves
-    its inbox until Ctrl-C, printing each reply; on a terminal, each line typed is a
-    message.
+    command exits (non-zero when the model call failed; 130 on Ctrl-C, 143 on SIGTERM,
+    the message then in .failed/ as interrupted). Stdin that is a pipe or a file is
+    answered that way without --stdin too, and so is --prompt without a terminal.
+    Otherwise, or with --serve, the agent serves its inbox until Ctrl-C, printing each
+    reply; on a terminal, each line typed is a message.
+
+    Started again with -d while it runs: with the same settings it is left alone
+    ("already running", exit 0); with other settings it is restarted with them.
 
     A detached agent answers up to --concurrency messages at once (replies may then
     complete out of order); --rate spaces its model calls evenly, however many are in
     flight.
 
     Example: echo "summarise this" | loom agent start s --model echo --stdin
+
+    Example: loom agent start s --model echo --serve < /dev/null &
 
     Example: loom agent start bulk --model ollama/qwen3:8b -d --concurrency 4 --rate 60/m
     """
@@ -97,17 +108,27 @@ def start(
             "message at a time",
             2,
         )
+    if stdin and serve:
+        raise die("give --stdin (answer stdin, then exit) or --serve, not both", 2)
     if detach:
-        if stdin or envelope or prompt:
+        if stdin or envelope or prompt or serve:
             raise die("--detach runs in the background: use 'loom send' instead of --stdin", 2)
         from loom.supervisor import control
 
-        status, pid = control.start_detached(spec)
-        print(f"{name} {status} (pid {pid})" if pid else f"{name} {status}")
+        started = control.start_detached(spec)
+        if started.already:
+            print(f"{name} is already running (pid {started.pid})", file=sys.stderr)
+            return
+        pid = f" (pid {started.pid})" if started.pid else ""
+        if started.changed:
+            print(f"restarted {name}{pid}: {', '.join(started.changed)} changed")
+        else:
+            print(f"{name} {started.status}{pid}")
         return
+    once = foreground.answers_once(once=stdin, serve=serve, prompt=prompt, stdin=sys.stdin)
     code = foreground.run(
         spec,
-        once=stdin,
+        once=once,
         prompt=prompt,
         envelope=envelope,
         stdin=sys.stdin,

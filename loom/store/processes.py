@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from loom.elapsed import format_elapsed
+from loom.errors import LoomError
 from loom.store import home as homes
 from loom.store.files import FIELD_LIMIT, FileTooLarge, NotARegularFile, open_regular, read_bounded
 from loom.store.home import ProcessDir
@@ -162,6 +164,30 @@ def stop(name: str, timeout: float = 10.0) -> StopResult:
     return StopResult(name, was_running=True, exited=False, kind=kind, pid=pid)
 
 
+def pending(proc: ProcessDir) -> int:
+    """Messages waiting in `proc`'s inbox or being answered: what `rm` would lose."""
+    return count_messages(proc.inbox) + count_messages(proc.inbox / IN_PROGRESS)
+
+
+def remove(name: str, timeout: float = 10.0) -> Path:
+    """Stop `name`, then delete its folder (queue, logs, state) for good; its path.
+
+    The folder is first renamed to a hidden name, which no listing takes for a process,
+    so nobody sees it half deleted. LoomError when the process does not exit in time.
+    """
+    proc = homes.find(name)
+    result = stop(name, timeout)
+    if result.was_running and not result.exited:
+        raise LoomError(
+            f"{name} did not exit within {timeout:.0f} s of SIGTERM; nothing was removed; "
+            f"try again when it has finished its current message"
+        )
+    doomed = proc.path.with_name(f".{proc.path.name}.removed-{os.getpid()}")
+    os.rename(proc.path, doomed)
+    shutil.rmtree(doomed)
+    return proc.path
+
+
 def _supervisor_pid(proc: ProcessDir) -> int | None:
     try:
         data = read_bounded(proc.path.parent.parent / "supervisor.pid", FIELD_LIMIT, "pid file")
@@ -228,25 +254,71 @@ def follow(name: str, poll: float = 0.2, since: Position | None = None) -> Itera
 
     Starts at `since` (from `tail`), or at the end of the newest file.
     """
-    proc = homes.find(name)
-    if since is None:
-        files = log_files(proc)
-        current = files[-1] if files else None
-        offset = current.stat().st_size if current else 0
-    else:
-        current, offset = since
+    follower = LogFollower(homes.find(name), since)
     while True:
-        files = log_files(proc)
-        newest = files[-1] if files else None
-        if current is not None:
-            try:
-                complete, offset = read_lines(current, offset)
-            except (FileNotFoundError, NotARegularFile):
-                complete = b""  # gone, or not a log: wait for the next day's file
-            yield from complete.decode("utf-8", errors="replace").splitlines()
-        if newest is not None and newest != current:
-            current, offset = newest, 0
-            continue
+        yield from follower.new_lines()
+        time.sleep(poll)
+
+
+class LogFollower:
+    """Reads on in one process's log: the lines appended since the last look, also
+    across the switch to the next day's file."""
+
+    def __init__(self, proc: ProcessDir, since: Position | None = None) -> None:
+        self.proc = proc
+        if since is None:
+            files = log_files(proc)
+            current = files[-1] if files else None
+            since = (current, current.stat().st_size if current else 0)
+        self.current, self.offset = since
+
+    def new_lines(self) -> list[str]:
+        """Every whole line written since the last call, oldest first."""
+        out: list[str] = []
+        while True:
+            files = log_files(self.proc)
+            newest = files[-1] if files else None
+            if self.current is not None:
+                try:
+                    complete, self.offset = read_lines(self.current, self.offset)
+                except (FileNotFoundError, NotARegularFile):
+                    complete = b""  # gone, or not a log: wait for the next day's file
+                out.extend(complete.decode("utf-8", errors="replace").splitlines())
+            if newest is not None and newest != self.current:
+                self.current, self.offset = newest, 0
+                continue
+            return out
+
+
+def tail_many(
+    procs: list[ProcessDir], count: int, level: str | None = None
+) -> tuple[list[tuple[str, str]], dict[str, Position]]:
+    """The last `count` lines of each of `procs` as (name, line), merged in time order
+    (a line that is no record keeps its place after the one before it), and where each
+    log was read up to, for `follow_many`."""
+    merged: list[tuple[str, int, str, str]] = []  # (ts, process index, name, line)
+    positions: dict[str, Position] = {}
+    for index, proc in enumerate(procs):
+        lines, positions[proc.name] = tail(proc.name, count, level)
+        ts = ""
+        for line in lines:
+            rec = parse_line(line)
+            if rec is not None and isinstance(rec.get("ts"), str):
+                ts = rec["ts"]
+            merged.append((ts, index, proc.name, line))
+    merged.sort(key=lambda row: (row[0], row[1]))  # stable: each log keeps its order
+    return [(name, line) for _, _, name, line in merged], positions
+
+
+def follow_many(
+    procs: list[ProcessDir], since: dict[str, Position], poll: float = 0.2
+) -> Iterator[tuple[str, str]]:
+    """Yield (name, line) as lines are appended to any of the logs of `procs`."""
+    followers = [LogFollower(p, since.get(p.name)) for p in procs]
+    while True:
+        for follower in followers:
+            for line in follower.new_lines():
+                yield follower.proc.name, line
         time.sleep(poll)
 
 

@@ -114,6 +114,8 @@ class Worker:
         self.log = log
         self.owner = owner
         self._stop = threading.Event()
+        # The signal that asked for the stop (SIGINT, SIGTERM), if one did.
+        self.signum: int | None = None
         self._interruptible = False
         self._pause_s = PAUSE_FIRST_S
         self._paused: OSError | None = None  # the fault of the current pause, if any
@@ -139,6 +141,7 @@ class Worker:
         return self._stop.is_set()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = self.signum or signum
         self._stop.set()
         if self._interruptible:
             self._interruptible = False

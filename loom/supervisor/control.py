@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from loom import settings
 from loom.agent import agents
 from loom.errors import LoomError, UsageError
 from loom.store import home as homes
+from loom.store import processes
 from loom.store.files import open_regular
 from loom.store.home import AlreadyServed, ProcessDir
 from loom.supervisor import lock, manage
@@ -60,11 +62,26 @@ def wait_started(
     )
 
 
-def start_detached(spec: agents.AgentSpec) -> tuple[str, int | None]:
+@dataclass(frozen=True)
+class Started:
+    """What `start_detached` did: `status` is the agent's status once the supervisor
+    runs it; `already` when it ran with these very settings and was left alone;
+    `changed` names the settings a restart applied."""
+
+    status: str
+    pid: int | None
+    already: bool = False
+    changed: tuple[str, ...] = ()
+
+
+def start_detached(spec: agents.AgentSpec) -> Started:
     """Write the agent's files, mark it pending and hand it to the supervisor (SPEC 5).
 
     The provider's settings are checked here first, so a missing key is reported to
-    the user at once rather than in a crash record.
+    the user at once rather than in a crash record. An agent the supervisor already
+    runs with the same settings is left alone; with other settings it is stopped and
+    started again with them (as compose recreates a changed service). One served in
+    the foreground belongs to its shell and is refused (AlreadyServed).
     """
     secrets = sorted(k for k in spec.env if agents.SECRET_NAME.search(k))
     if secrets:
@@ -73,19 +90,71 @@ def start_detached(spec: agents.AgentSpec) -> tuple[str, int | None]:
             f"detached agent cannot get it that way; export {secrets[0]} in the environment "
             "that starts the supervisor instead"
         )
-    served_by = homes.agent(spec.name).owner_pid()
-    if served_by is not None:
+    proc = homes.agent(spec.name)
+    served_by = proc.served_by()
+    if served_by is not None and proc.read("mode") != "detached":
         # Its files belong to the process that serves it (SPEC 4: one owner per queue).
-        raise AlreadyServed(homes.agent(spec.name), served_by)
+        raise AlreadyServed(proc, served_by)
     env = dict(os.environ)
     env.update(spec.env)
     settings.check_all(env)  # the runner reads them from its env file, long after we return
     agents.provider_for(spec.model, env)
+    changed: tuple[str, ...] = ()
+    if served_by is not None:
+        changed = tuple(agents.changed_settings(spec, proc))
+        if not changed:
+            return Started(proc.status or "running", served_by, already=True)
+        stop_for_restart(proc)
     proc = agents.prepare(spec, mode="detached")
     proc.set_status("pending")
     home = homes.home()
     status = wait_started(proc, home, started=ensure_supervisor(home))
-    return status, proc.pid
+    return Started(status, proc.pid, changed=changed)
+
+
+def stop_for_restart(proc: ProcessDir) -> None:
+    """Stop `proc`'s process and wait for its exit, so that the next one is the only one
+    serving its queue; LoomError when it does not exit in time (it is left stopping)."""
+    result = processes.stop(proc.name)
+    if result.was_running and not result.exited:
+        raise LoomError(
+            f"{proc.name} did not exit within 10 s of SIGTERM; it is still finishing its "
+            f"current message; try again when 'loom agent ps' no longer lists it"
+        )
+
+
+def restart(name: str) -> Started:
+    """`loom restart NAME`: stop the agent or pipe instance, then have the supervisor
+    start it again from the settings stored in its folder (SPEC 5, 8).
+
+    One served in the foreground belongs to its shell and is refused; one not running
+    is started. The provider's settings are checked before anything is stopped.
+    """
+    proc = homes.find(name)
+    served_by = proc.served_by()
+    if served_by is not None and proc.read("mode") != "detached":
+        raise LoomError(
+            f"{name} runs in the foreground (pid {served_by}); stop it in its terminal "
+            f"(Ctrl-C) and start it again there, or start it with -d to restart it here"
+        )
+    if proc.kind == "agents":
+        model = proc.read("model")
+        if not model:
+            raise UsageError(f"agent '{name}' has no model file; start it with 'loom agent start'")
+        env = dict(os.environ)
+        env.update(agents.read_env_file(proc))
+        agents.provider_for(model, env)
+    elif not (proc.path / "config.json").is_file():
+        raise UsageError(
+            f"pipe instance '{name}' has no config.json; start it with 'loom up' or a route"
+        )
+    if served_by is not None:
+        stop_for_restart(proc)
+    proc.write("mode", "detached")
+    proc.set_status("pending")
+    home = homes.home()
+    status = wait_started(proc, home, started=ensure_supervisor(home))
+    return Started(status, proc.pid)
 
 
 def _last_line(path: Path) -> str | None:

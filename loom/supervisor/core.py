@@ -305,6 +305,9 @@ class Supervisor:
             del self.children[key]
             code, signum = ended
             proc = child.proc
+            if not proc.exists():
+                self.log.info("removed", child=key)  # by `loom rm`: nothing left to record
+                continue
             # Decided by the stop request naming this pid, written before the signal:
             # by now `loom up` may already have written `pending` for the next process.
             stopped = proc.stop_requested(child.pid) or proc.status == "stopped"

@@ -77,6 +77,11 @@ def check_home(weave: Weave) -> None:
         raise WeaveInvalid(str(weave.path), problems)
 
 
+def processes(weave: Weave, home: Path) -> list[ProcessDir]:
+    """The agents and pipe instances `weave` started under `home` (agents first)."""
+    return _owned_processes(home, weave)
+
+
 def check_credentials(weave: Weave) -> None:
     """Every agent's provider and loom settings, checked before anything starts."""
     for agent in weave.agents.values():
