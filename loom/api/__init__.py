@@ -92,8 +92,11 @@ def send_all(
                 progress(sent)
     except KeyboardInterrupt as exc:
         raise PartlySent(sent, len(messages), exc, exit_code=130) from None
-    except (OSError, LoomError) as exc:
+    except OSError as exc:
         raise PartlySent(sent, len(messages), exc) from exc
+    except LoomError as exc:
+        # A message refused (too large once encoded) keeps its own exit code.
+        raise PartlySent(sent, len(messages), exc, exit_code=exc.exit_code) from exc
     return queue
 
 
