@@ -37,7 +37,7 @@ def startup(runs: int) -> list[list[str]]:
     env = env_for(home)
     try:
         helps = time_command([*LOOM, "--help"], runs, env)
-        sends = time_command([*LOOM, "send", "a", "hello"], runs, env)
+        sends = time_command([*LOOM, "send", "a", "--create", "hello"], runs, env)
         stdin = time_command(
             [*LOOM, "agent", "start", "a", "--model", "echo", "--stdin"], runs, env, b"hi\n"
         )

@@ -170,7 +170,7 @@ def bulk(lines: int, processes: int) -> list[list[str]]:
         text = "".join(f"line {i}\n" for i in range(lines)).encode()
         started = time.perf_counter()
         subprocess.run(
-            [*LOOM, "send", "bulk", "--lines"],
+            [*LOOM, "send", "bulk", "--create", "--lines"],
             input=text,
             env=env,
             check=False,
@@ -181,7 +181,10 @@ def bulk(lines: int, processes: int) -> list[list[str]]:
         started = time.perf_counter()
         for i in range(processes):
             subprocess.run(
-                [*LOOM, "send", "each", f"line {i}"], env=env, check=False, capture_output=True
+                [*LOOM, "send", "each", "--create", f"line {i}"],
+                env=env,
+                check=False,
+                capture_output=True,
             )
         each = (time.perf_counter() - started) / processes
     finally:

@@ -288,7 +288,7 @@ def test_send_validates_its_input(loom_home: Path) -> None:
     assert run_loom("send", "a").returncode == 2
     assert run_loom("send", "a", "x", "--stdin").returncode == 2
     assert run_loom("send", "../a", "x").returncode == 2
-    r = run_loom("send", "a", "hello")
+    r = run_loom("send", "a", "--create", "hello")
     assert r.returncode == 0
     path = Path(r.stdout.strip())
     assert path.parent == agent_dir(loom_home) / "inbox"

@@ -114,7 +114,7 @@ def test_system_file_on_the_command_line_is_bounded(tmp_path: Path, bad: tuple[P
 
 def test_send_file_is_bounded(tmp_path: Path, bad: tuple[Path, str], loom_home: Path) -> None:
     path, says = bad
-    r = run_loom("send", "a", "--file", str(path), timeout=30)
+    r = run_loom("send", "a", "--create", "--file", str(path), timeout=30)
     assert r.returncode == 2
     one_clear_line(r.stderr, "--file", str(path), says)
     assert not list(loom_home.glob("agents/a/inbox/*.msg"))
@@ -123,7 +123,7 @@ def test_send_file_is_bounded(tmp_path: Path, bad: tuple[Path, str], loom_home: 
 def test_a_body_on_stdin_past_the_limit_is_refused_and_nothing_is_sent(loom_home: Path) -> None:
     body = b"x" * (MESSAGE_BODY_LIMIT + 1)
     for command in (
-        ["send", "a", "--stdin"],
+        ["send", "a", "--create", "--stdin"],
         ["agent", "start", "a", "--model", "echo", "--stdin"],
     ):
         r = run_loom(*command, input=body, timeout=60)
@@ -134,7 +134,7 @@ def test_a_body_on_stdin_past_the_limit_is_refused_and_nothing_is_sent(loom_home
 
 
 def test_a_body_at_the_limit_is_sent(loom_home: Path) -> None:
-    r = run_loom("send", "a", "--stdin", input=b"x" * MESSAGE_BODY_LIMIT, timeout=60)
+    r = run_loom("send", "a", "--create", "--stdin", input=b"x" * MESSAGE_BODY_LIMIT, timeout=60)
     assert r.returncode == 0, r.stderr
     [sent] = loom_home.glob("agents/a/inbox/*.msg")
     assert len(json.loads(sent.read_text())["body"]) == MESSAGE_BODY_LIMIT

@@ -236,7 +236,7 @@ def test_a_body_that_escapes_past_the_message_limit_is_refused(
     # 12 MB of control characters: within the 32 MiB input limit, 72 MB as JSON.
     body = tmp_path / "c12"
     body.write_bytes(b"\x01" * 12_000_000)
-    r = run_loom("send", "x", "--file", str(body))
+    r = run_loom("send", "x", "--create", "--file", str(body))
     assert r.returncode == 2
     [line] = r.stderr.splitlines()
     assert "64 MiB" in line and "Traceback" not in r.stderr

@@ -12,7 +12,7 @@ from loom.errors import InvalidName, NotFound
 
 
 def test_send_then_read_the_reply(loom_home: Path) -> None:
-    path = loom.send("helper", "from a script", sender="cron")
+    path = loom.send("helper", "from a script", sender="cron", create=True)
     assert path.parent == loom_home / "agents/helper/inbox"
     msg = loom.Message  # the type is exported too
     assert msg is not None

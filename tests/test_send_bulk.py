@@ -73,7 +73,9 @@ def model_env(server: LLMServer) -> dict[str, str]:
 
 def test_two_thousand_lines_are_sent_by_one_process_each_once_in_order(loom_home: Path) -> None:
     lines = [f'line {i}: "quoted" \u00e9\u6f22\u5b57 \U0001f600\tafter a tab' for i in range(2000)]
-    r = run_loom("send", "a", "--lines", "--print-ids", input="\n".join(lines) + "\n", timeout=60)
+    r = run_loom(
+        "send", "a", "--create", "--lines", "--print-ids", input="\n".join(lines) + "\n", timeout=60
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""  # no progress line when stderr is not a terminal
     ids = r.stdout.splitlines()
@@ -90,7 +92,12 @@ def test_two_thousand_lines_are_sent_by_one_process_each_once_in_order(loom_home
 def test_lines_with_fsync_on_are_all_delivered(loom_home: Path) -> None:
     # The suite runs with LOOM_FSYNC=0; this is the path users get by default.
     r = run_loom(
-        "send", "a", "--lines", input="".join(f"{i}\n" for i in range(600)), env={"LOOM_FSYNC": "1"}
+        "send",
+        "a",
+        "--create",
+        "--lines",
+        input="".join(f"{i}\n" for i in range(600)),
+        env={"LOOM_FSYNC": "1"},
     )
     assert r.returncode == 0, r.stderr
     inbox = loom_home / "agents/a/inbox"
@@ -100,7 +107,7 @@ def test_lines_with_fsync_on_are_all_delivered(loom_home: Path) -> None:
 
 def test_progress_goes_to_stderr_only_on_a_terminal(loom_home: Path) -> None:
     main, child = pty.openpty()
-    p = spawn_loom("send", "a", "--lines", "--print-ids", stdin=-1, stderr=child)
+    p = spawn_loom("send", "a", "--create", "--lines", "--print-ids", stdin=-1, stderr=child)
     os.close(child)
     out, _ = p.communicate("".join(f"{i}\n" for i in range(3000)).encode(), timeout=60)
     assert p.returncode == 0
@@ -114,7 +121,7 @@ def test_progress_goes_to_stderr_only_on_a_terminal(loom_home: Path) -> None:
 
 
 def test_lines_skips_empty_and_blank_lines_and_drops_a_cr(loom_home: Path) -> None:
-    r = run_loom("send", "a", "--lines", input="one\r\n\n   \ntwo\n\nthree")
+    r = run_loom("send", "a", "--create", "--lines", input="one\r\n\n   \ntwo\n\nthree")
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""  # nothing on stdout without --print-ids
     assert sorted(bodies(loom_home / "agents/a/inbox").values()) == ["one", "three", "two"]
@@ -123,7 +130,7 @@ def test_lines_skips_empty_and_blank_lines_and_drops_a_cr(loom_home: Path) -> No
 def test_lines_from_a_file(loom_home: Path, tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("x\ny\n")
-    r = run_loom("send", "a", "--lines", "--file", str(source), "--from", "cron")
+    r = run_loom("send", "a", "--create", "--lines", "--file", str(source), "--from", "cron")
     assert r.returncode == 0, r.stderr
     inbox = loom_home / "agents/a/inbox"
     senders = {json.loads((inbox / n).read_text())["from"] for n in msgs(inbox)}
@@ -131,7 +138,7 @@ def test_lines_from_a_file(loom_home: Path, tmp_path: Path) -> None:
 
 
 def test_no_lines_sends_nothing_and_says_so(loom_home: Path) -> None:
-    r = run_loom("send", "a", "--lines", input="\n\n")
+    r = run_loom("send", "a", "--create", "--lines", input="\n\n")
     assert r.returncode == 0
     assert "nothing sent" in r.stderr
     assert msgs(loom_home / "agents/a/inbox") == []
@@ -142,7 +149,7 @@ def test_ndjson_keeps_an_envelope_and_sends_other_values_as_compact_json(
 ) -> None:
     env = new_message("upstream", "from a pipe").reply("b", "the reply", parent_filename=None)
     lines = [env.to_json(), '{"a": 1, "b": [1, 2]}', '"just a string"', "42", ""]
-    r = run_loom("send", "a", "--ndjson", "--print-ids", input="\n".join(lines))
+    r = run_loom("send", "a", "--create", "--ndjson", "--print-ids", input="\n".join(lines))
     assert r.returncode == 0, r.stderr
     ids = r.stdout.splitlines()
     assert len(ids) == 4 and ids[0] == env.id
@@ -170,7 +177,7 @@ def test_ndjson_keeps_an_envelope_and_sends_other_values_as_compact_json(
 def test_a_bad_line_is_named_and_nothing_is_sent(
     loom_home: Path, data: bytes, flags: tuple[str, ...], said: str
 ) -> None:
-    r = run_loom("send", "a", *flags, input=data)
+    r = run_loom("send", "a", "--create", *flags, input=data)
     assert r.returncode == 2
     [line] = r.stderr.splitlines()
     assert line.startswith("loom: stdin ") and said in line and line.endswith("nothing sent")
@@ -182,7 +189,7 @@ def test_a_line_over_the_body_limit_is_named_and_nothing_is_sent(loom_home: Path
     from loom.store.files import MESSAGE_BODY_LIMIT
 
     data = b"first\n" + b"x" * (MESSAGE_BODY_LIMIT + 1) + b"\nlast\n"
-    r = run_loom("send", "a", "--lines", input=data, timeout=120)
+    r = run_loom("send", "a", "--create", "--lines", input=data, timeout=120)
     assert r.returncode == 2
     assert "line 2 is 33554433 bytes long, over 32 MiB" in r.stderr
     assert msgs(loom_home / "agents/a/inbox") == []
@@ -190,7 +197,7 @@ def test_a_line_over_the_body_limit_is_named_and_nothing_is_sent(loom_home: Path
 
 def test_every_bad_line_is_listed_with_a_total(loom_home: Path) -> None:
     data = b"ok\n" + b"\xff\n" * 25 + b"ok\n"
-    r = run_loom("send", "a", "--lines", input=data)
+    r = run_loom("send", "a", "--create", "--lines", input=data)
     assert r.returncode == 2
     lines = r.stderr.splitlines()
     assert lines[0] == "loom: stdin line 2 is not valid UTF-8 (byte 1 is 0xff)"
@@ -202,7 +209,7 @@ def test_every_bad_line_is_listed_with_a_total(loom_home: Path) -> None:
 
 def test_the_same_envelope_twice_is_a_bad_line(loom_home: Path) -> None:
     env = new_message("x", "once").to_json()
-    r = run_loom("send", "a", "--ndjson", input=f"{env}\n{env}\n")
+    r = run_loom("send", "a", "--create", "--ndjson", input=f"{env}\n{env}\n")
     assert r.returncode == 2
     assert "line 2 is the message of line 1 again" in r.stderr
     assert msgs(loom_home / "agents/a/inbox") == []
@@ -255,7 +262,7 @@ def test_wait_on_a_failure_reply_exits_1_with_its_body_on_stderr(
 
 
 def test_wait_timeout_leaves_the_message_queued(loom_home: Path) -> None:
-    r = run_loom("send", "idle", "anyone?", "--wait", "--timeout", "1s", timeout=30)
+    r = run_loom("send", "idle", "--create", "anyone?", "--wait", "--timeout", "1s", timeout=30)
     assert r.returncode == 1
     assert "no reply within 1s" in r.stderr and "still queued" in r.stderr
     [queued] = msgs(loom_home / "agents/idle/inbox")
@@ -264,7 +271,7 @@ def test_wait_timeout_leaves_the_message_queued(loom_home: Path) -> None:
 
 
 def test_ctrl_c_while_waiting_exits_130_and_leaves_the_message_queued(loom_home: Path) -> None:
-    p = spawn_loom("send", "idle", "still there?", "--wait")
+    p = spawn_loom("send", "idle", "--create", "still there?", "--wait")
     inbox = loom_home / "agents/idle/inbox"
     wait_for(lambda: msgs(inbox), what="the message")
     # Whether the signal comes before the wait begins or during it, the message stays.
@@ -298,7 +305,7 @@ def test_lines_wait_in_completion_order_or_input_order(loom_home: Path, stop_all
     for order in ((), ("--ordered",)):
         source = loom_home.parent / "in.ndjson"
         source.write_text(json.dumps(late) + '\n"answered first"\n')
-        p = spawn_loom("send", "a", "--ndjson", "--file", str(source), "--wait", *order)
+        p = spawn_loom("send", "a", "--create", "--ndjson", "--file", str(source), "--wait", *order)
         wait_for(lambda: len(msgs(inbox)) == 2, what="both messages queued")
         start("a")
         out, err = p.communicate(timeout=30)
@@ -314,7 +321,15 @@ def test_lines_wait_in_completion_order_or_input_order(loom_home: Path, stop_all
 
 def test_lines_wait_timeout_names_the_lines_still_queued(loom_home: Path) -> None:
     r = run_loom(
-        "send", "idle", "--lines", "--wait", "--timeout", "500ms", input="a\n\nb\n", timeout=30
+        "send",
+        "idle",
+        "--create",
+        "--lines",
+        "--wait",
+        "--timeout",
+        "500ms",
+        input="a\n\nb\n",
+        timeout=30,
     )
     assert r.returncode == 1
     assert "no reply within 0.5s to 2 of 2 messages (input lines 1, 3)" in r.stderr

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from loom.errors import LoomError, NotFound, UnreadableMessage
+from loom.names import validate_process_name
 from loom.store import home as homes
+from loom.store.home import ProcessDir
 from loom.store.message import Message, new_message
 from loom.store.queue import Queue, list_messages, read_message
 
@@ -23,13 +26,29 @@ def send(
     *,
     sender: str = "cli",
     home: Path | None = None,
+    create: bool = False,
 ) -> Path:
     """Deliver `body` as a new message to agent or pipe instance `name`; return its path.
 
-    Sending to a name that does not exist yet creates that agent's inbox, so the
-    message waits durably until the agent starts.
+    `name` must exist (see `target`), or NoSuchProcess is raised and nothing is written:
+    a typo is an error, not an inbox nobody reads. With `create`, a name that does not
+    exist yet gets its inbox, and the message waits durably until it starts.
     """
-    return queue_for(name, home=home).send(new_message(sender, body))
+    return queue_for(name, home=home, create=create).send(new_message(sender, body))
+
+
+class NoSuchProcess(NotFound):
+    """A send to a name that is no agent or pipe instance (and `create` was not asked)."""
+
+    def __init__(self, name: str, close: str | None) -> None:
+        self.name = name
+        self.close = close
+        super().__init__(self.sentence("create=True queues it for one that starts later"))
+
+    def sentence(self, hint: str) -> str:
+        """The error line, ending with `hint` (how to queue for it anyway) in brackets."""
+        guess = f"; did you mean '{self.close}'?" if self.close else ""
+        return f"no agent or pipe named '{self.name}'{guess} ({hint})"
 
 
 class PartlySent(LoomError):
@@ -50,15 +69,16 @@ def send_all(
     *,
     home: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    create: bool = False,
 ) -> Queue:
-    """Deliver `messages`, in order, into the inbox of `name` (created as `send` does);
-    return the queue they went to.
+    """Deliver `messages`, in order, into the inbox of `name` (which must exist, or
+    `create` be given, as for `send`); return the queue they went to.
 
     Each file is written atomically under the message's own name, a batch at a time
     with one disk flush per batch; `progress` is told how many were sent after each.
     A failure or Ctrl-C part way raises PartlySent saying how many were delivered.
     """
-    queue = queue_for(name, home=home)
+    queue = queue_for(name, home=home, create=create)
     sent = 0
     try:
         for start in range(0, len(messages), BATCH):
@@ -72,21 +92,45 @@ def send_all(
                 progress(sent)
     except KeyboardInterrupt as exc:
         raise PartlySent(sent, len(messages), exc, exit_code=130) from None
-    except (OSError, LoomError) as exc:
+    except OSError as exc:
         raise PartlySent(sent, len(messages), exc) from exc
+    except LoomError as exc:
+        # A message refused (too large once encoded) keeps its own exit code.
+        raise PartlySent(sent, len(messages), exc, exit_code=exc.exit_code) from exc
     return queue
 
 
-def queue_for(name: str, *, home: Path | None = None) -> Queue:
-    """The queue of agent or pipe instance `name`, its folders created; a name that
-    exists as neither is an agent's (see `send`)."""
+def queue_for(name: str, *, home: Path | None = None, create: bool = False) -> Queue:
+    """The queue of agent or pipe instance `name` (see `target`), its folders created."""
+    proc = target(name, home=home, create=create)
+    proc.create()
+    return Queue(proc.inbox, proc.outbox)
+
+
+def target(name: str, *, home: Path | None = None, create: bool = False) -> ProcessDir:
+    """The folder messages for `name` go to, not created; NoSuchProcess when there is none.
+
+    A name exists when its folder under the home was started at least once (it has a
+    status file), already holds an inbox (queued for earlier, with `create`), or is a
+    pipe defined with `loom pipe create` and not started yet. A started one comes first
+    (an agent before a pipe), then a queued one. With `create`, a name that does not
+    exist is an agent's, or a pipe instance's for `<pipe>~<source>→<dest>`.
+    """
+    validate_process_name(name)
     root = homes.home(home)
-    try:
-        target = homes.find(name, root)
-    except NotFound:
-        target = homes.agent(name, root)
-    target.create()
-    return Queue(target.inbox, target.outbox)
+    for unstarted in (False, True):
+        for kind in homes.KINDS:
+            proc = ProcessDir(root, kind, name)
+            if homes.is_process(proc.path, unstarted=unstarted):
+                return proc
+    pipe = homes.pipe_instance(name, root)
+    if (pipe.path / "config.json").is_file():
+        return pipe
+    if create:
+        return pipe if "~" in name else homes.agent(name, root)
+    known = [p.name for p in homes.all_processes(root, unstarted=True)]
+    close = difflib.get_close_matches(name, known, n=1)
+    raise NoSuchProcess(name, close[0] if close else None)
 
 
 @contextlib.contextmanager

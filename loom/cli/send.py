@@ -56,14 +56,21 @@ def send(
         typer.Option("--ordered", help="With --wait and --lines/--ndjson: replies in input order."),
     ] = False,
     sender: Annotated[str, typer.Option("--from", help="The sender label.")] = "cli",
+    create: Annotated[
+        bool,
+        typer.Option("--create", help="Queue for a NAME that does not exist yet (started later)."),
+    ] = False,
 ) -> None:
     """Send a message to an agent or pipe; prints the path of the new message file.
 
     With --lines (or --ndjson), every line of stdin is a message, all sent by this one
     process; every line is checked first, and if one is bad nothing is sent. With
-    --wait, the command waits for the replies and prints them instead.
+    --wait, the command waits for the replies and prints them instead. NAME must be an
+    agent or pipe that was started at least once; --create queues for one that is not.
 
     Example: loom send summarizer "what changed today?"
+
+    Example: loom send nightly --create "run when you start"
 
     Example: cut -f2 questions.tsv | loom send summarizer --lines --print-ids
 
@@ -99,6 +106,11 @@ def send(
     validate_process_name(name)  # before any input is read
 
     from loom import api
+
+    try:
+        api.target(name, create=create)
+    except api.NoSuchProcess as exc:
+        raise die(exc.sentence("--create queues it for one that starts later"), 1) from None
     from loom.api import framing
     from loom.store.files import MESSAGE_BODY_LIMIT, read_input
     from loom.store.message import new_message
@@ -128,11 +140,11 @@ def send(
 
     progress = _Progress(sys.stderr) if bulk else None
     messages = [line.message for line in batch]
-    queue = api.queue_for(name)
     try:
-        api.send_all(
+        queue = api.send_all(
             name,
             messages,
+            create=create,
             progress=None
             if progress is None
             else lambda n: progress.show(f"sent {n}/{len(messages)}"),

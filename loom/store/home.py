@@ -428,12 +428,16 @@ def all_processes(root: Path | None = None, *, unstarted: bool = False) -> list[
         except (FileNotFoundError, NotADirectoryError):
             continue
         for name in names:
-            path = base / kind / name
-            if not (
-                (path / "status").is_file()
-                or (unstarted and ((path / "inbox").is_dir() or (path / "outbox").is_dir()))
-            ):
+            if not is_process(base / kind / name, unstarted=unstarted):
                 continue
             with contextlib.suppress(LoomError):
                 found.append(ProcessDir(base, kind, name))
     return found
+
+
+def is_process(path: Path, *, unstarted: bool = False) -> bool:
+    """Whether the folder `path` (under `agents/` or `pipes/`) is a process as
+    `all_processes` counts them: a status file, or with `unstarted` an inbox or outbox."""
+    return (path / "status").is_file() or (
+        unstarted and ((path / "inbox").is_dir() or (path / "outbox").is_dir())
+    )
