@@ -46,12 +46,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(disk: Path) -> Path:
     """Write one file until the disk refuses more; return it (delete it to free space)."""
     filler = disk / "filler"
-    with open(filler, "wb") as f:
+    # Unbuffered: a buffered file would try to write its refused chunk again on close.
+    with open(filler, "wb", buffering=0) as f:
         chunk = b"\0" * 65536
         while True:
             try:
                 f.write(chunk)
-                f.flush()
             except OSError as exc:
                 assert exc.errno == errno.ENOSPC
                 break
@@ -104,7 +104,7 @@ def test_the_supervisor_waits_out_a_full_disk_and_resumes_routing(
         assert sent.returncode == 1
         assert re.fullmatch(
             rf"loom: no space left on device writing {re.escape(str(home))}/agents/a/inbox/"
-            r"\S+\.msg; free space and retry\n",
+            r"\S+\.msg; free space and retry; nothing sent\n",
             sent.stderr,
         ), sent.stderr
 
