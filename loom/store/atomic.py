@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import shutil
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -239,6 +240,15 @@ def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         fsync_dir(dst_dir)
         if src_dir != dst_dir:
             fsync_dir(src_dir)
+
+
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Remove a folder as a whole: first renamed to a hidden name next to it, which no
+    listing takes for anything, so nobody sees it half deleted; then deleted."""
+    source = Path(path)
+    doomed = source.with_name(f".{source.name}.removed-{os.getpid()}")
+    os.rename(source, doomed)
+    shutil.rmtree(doomed)
 
 
 def append_line(path: str | os.PathLike[str], line: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from loom.elapsed import format_elapsed
 from loom.errors import LoomError
+from loom.store import atomic
 from loom.store import home as homes
 from loom.store.files import FIELD_LIMIT, FileTooLarge, NotARegularFile, open_regular, read_bounded
 from loom.store.home import ProcessDir
@@ -182,9 +182,7 @@ def remove(name: str, timeout: float = 10.0) -> Path:
             f"{name} did not exit within {timeout:.0f} s of SIGTERM; nothing was removed; "
             f"try again when it has finished its current message"
         )
-    doomed = proc.path.with_name(f".{proc.path.name}.removed-{os.getpid()}")
-    os.rename(proc.path, doomed)
-    shutil.rmtree(doomed)
+    atomic.remove_tree(proc.path)
     return proc.path
 
 
