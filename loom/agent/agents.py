@@ -20,7 +20,7 @@ from loom.providers import resolve
 from loom.providers.base import Provider
 from loom.store import atomic
 from loom.store import home as homes
-from loom.store.home import AlreadyServed, Ownership, ProcessDir
+from loom.store.home import MAX_CONCURRENCY, AlreadyServed, Ownership, ProcessDir
 from loom.store.logs import Log
 from loom.store.message import Message, decode_envelope, from_dict, new_message
 from loom.store.queue import Queue
@@ -323,13 +323,13 @@ def detached_session(name: str) -> Session:
 
 def _stored_concurrency(proc: ProcessDir) -> int:
     """The agent's `concurrency` file; 1 when there is none (an agent of an older loom)."""
-    raw = (proc.read("concurrency") or "1").strip()
-    try:
-        return int(raw)
-    except ValueError:
+    concurrency = proc.concurrency
+    if concurrency is None:
+        raw = proc.read("concurrency")
         raise UsageError(
-            f"{proc.path / 'concurrency'} holds {raw!r}, not a number from 1 to 256"
-        ) from None
+            f"{proc.path / 'concurrency'} holds {raw!r}, not a number from 1 to {MAX_CONCURRENCY}"
+        )
+    return concurrency
 
 
 def stdin_messages(data: bytes, prompt: str | None) -> list[Message]:

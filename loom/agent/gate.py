@@ -11,19 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from loom.errors import UsageError
+from loom.store.home import concurrency_problem
 
-MAX_CONCURRENCY = 256
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*")
-
-
-def concurrency_problem(value: object) -> str | None:
-    """Why `value` is not a concurrency (a whole number from 1 to 256), or None."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY}, got {value!r}"
-    if not 1 <= value <= MAX_CONCURRENCY:
-        return f"concurrency must be from 1 to {MAX_CONCURRENCY}, got {value}"
-    return None
 
 
 def check_concurrency(value: int) -> int:

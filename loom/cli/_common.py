@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
@@ -48,3 +48,12 @@ def columns(rows: Sequence[Sequence[str]]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
+
+
+# Options the log commands share (`loom agent logs`, `loom logs`).
+FollowOption = Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
+JsonLogsOption = Annotated[bool, typer.Option("--json", help="Raw NDJSON log records.")]
+LevelOption = Annotated[
+    str | None,
+    typer.Option("--level", "-l", help="Only this level and above: debug, info, warning, error."),
+]

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from loom.cli._common import columns, die, handle_errors
+from loom.cli._common import FollowOption, JsonLogsOption, LevelOption, columns, die, handle_errors
 
 app = typer.Typer(help="Start, list, stop and inspect agents.", no_args_is_help=True)
 
@@ -218,17 +218,10 @@ def stop(name: Annotated[str, typer.Argument(help="Agent or pipe instance name."
 @handle_errors
 def logs(
     name: Annotated[str, typer.Argument(help="Agent or pipe instance name.")],
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
-    ] = False,
+    follow: FollowOption = False,
     lines: Annotated[int, typer.Option("--lines", "-n", help="How many recent lines.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Raw NDJSON log records.")] = False,
-    level: Annotated[
-        str | None,
-        typer.Option(
-            "--level", "-l", help="Only this level and above: debug, info, warning, error."
-        ),
-    ] = None,
+    as_json: JsonLogsOption = False,
+    level: LevelOption = None,
 ) -> None:
     """Print the recent log of an agent or pipe instance, optionally following it.
 

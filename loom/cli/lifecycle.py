@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from loom.cli._common import die, handle_errors
+from loom.cli._common import FollowOption, JsonLogsOption, LevelOption, die, handle_errors
 
 if TYPE_CHECKING:
     from loom.store.home import ProcessDir
@@ -82,19 +82,12 @@ def logs(
     all_: Annotated[
         bool, typer.Option("--all", "-a", help="Every process under LOOM_HOME, not one weave's.")
     ] = False,
-    follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
-    ] = False,
+    follow: FollowOption = False,
     lines: Annotated[
         int, typer.Option("--lines", "-n", help="How many recent lines of each process.")
     ] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Raw NDJSON log records.")] = False,
-    level: Annotated[
-        str | None,
-        typer.Option(
-            "--level", "-l", help="Only this level and above: debug, info, warning, error."
-        ),
-    ] = None,
+    as_json: JsonLogsOption = False,
+    level: LevelOption = None,
 ) -> None:
     """Print the logs of every process of the weave at once, each line after its name.
 

@@ -34,6 +34,7 @@ from loom.pipeline.yaml_lines import read_yaml
 from loom.store import atomic
 from loom.store import home as homes
 from loom.store.files import CONFIG_LIMIT, read_bounded, read_bounded_text
+from loom.store.home import MAX_CONCURRENCY, concurrency_problem
 
 __all__ = [
     "build_operator",
@@ -48,8 +49,6 @@ __all__ = [
 ]
 
 NODE_KEYS = ("concurrency", "description", "from", "name", "operators", "to")
-# Messages a queued pipe process keeps in flight at once (`concurrency:`).
-MAX_CONCURRENCY = 256
 LONG_FORM_KEY = "operator"
 CONFIG_FILE = "config.json"
 _T = TypeVar("_T")
@@ -184,8 +183,8 @@ def _value_place(data: Any, key: str) -> Place:
 
 def _concurrency(data: Mapping[Any, Any], name: str, source: str) -> int:
     value = data.get("concurrency", 1)
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CONCURRENCY:
-        return value
+    if concurrency_problem(value) is None:
+        return int(value)
     raise config_error(
         source,
         name,

@@ -17,6 +17,19 @@ from loom.errors import LoomError, NotFound
 from loom.names import validate_name, validate_process_name
 from loom.store import atomic, files
 
+# The most messages one agent or pipe process keeps in flight (`concurrency: N`).
+MAX_CONCURRENCY = 256
+
+
+def concurrency_problem(value: object) -> str | None:
+    """Why `value` is not a concurrency (a whole number from 1 to MAX_CONCURRENCY), or None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY}, got {value!r}"
+    if not 1 <= value <= MAX_CONCURRENCY:
+        return f"concurrency must be from 1 to {MAX_CONCURRENCY}, got {value}"
+    return None
+
+
 STATUSES = ("pending", "running", "idle", "stopped", "restarting", "dead", "error")
 KINDS = ("agents", "pipes")
 # Names the pid a stop was asked for: written before the signal, read when the exit is reaped.
@@ -185,6 +198,14 @@ class ProcessDir:
         """Drop an old stop request, so a new process that reuses the pid is not taken for it."""
         with contextlib.suppress(FileNotFoundError):
             (self.path / STOP_FILE).unlink()
+
+    @property
+    def concurrency(self) -> int | None:
+        """The `concurrency` file: 1 when there is none; None when it holds anything but
+        a number from 1 to MAX_CONCURRENCY."""
+        raw = (self.read("concurrency") or "1").strip()
+        value = int(raw) if raw.isdigit() else None
+        return value if concurrency_problem(value) is None else None
 
     @property
     def project(self) -> str | None:

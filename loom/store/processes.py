@@ -94,17 +94,12 @@ def rows(include_all: bool = False, project: str | None = None) -> list[ProcessR
                 uptime_s=_uptime(proc, pid),
                 pid=pid,
                 in_flight=count_messages(proc.inbox / IN_PROGRESS) if pid is not None else 0,
-                concurrency=_concurrency(proc),
+                concurrency=proc.concurrency or 1,
                 throttled_until=_throttled_until(proc) if pid is not None else None,
                 project=proc.project,
             )
         )
     return out
-
-
-def _concurrency(proc: ProcessDir) -> int:
-    raw = proc.read("concurrency") or "1"
-    return int(raw) if raw.isdigit() else 1
 
 
 def _throttled_until(proc: ProcessDir) -> str | None:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loom.agent.gate import concurrency_problem, parse_rate
+from loom.agent.gate import parse_rate
 from loom.errors import ConfigError, InvalidName, UsageError
 from loom.names import env_entry_problem, validate_name
 from loom.ops.gc.retention import COUNT_KEYS, check
@@ -16,6 +16,7 @@ from loom.pipeline import PipeDef, parse_definition
 from loom.pipeline.spec import DefinitionInvalid
 from loom.pipeline.yaml_lines import LineDict, LineList, YamlError, read_yaml
 from loom.store.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
+from loom.store.home import concurrency_problem
 from loom.supervisor.policy import POLICIES
 from loom.weave.expand import expand
 from loom.weave.model import AgentDef, Inbound, Problem, Weave
