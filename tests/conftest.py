@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -123,3 +124,16 @@ def reap() -> Iterator[list[subprocess.Popen[bytes]]]:
         for stream in (p.stdout, p.stderr, p.stdin):
             if stream is not None:
                 stream.close()
+
+
+def kill_supervisor(home: Path, signum: int = signal.SIGKILL) -> None:
+    """End the supervisor of `home`, if one runs (a test's teardown)."""
+    from loom.store.home import pid_is_loom
+
+    sup = home / "supervisor.pid"
+    try:
+        raw = sup.read_text().strip()
+    except FileNotFoundError:
+        return
+    if raw.isdigit() and pid_is_loom(int(raw)):
+        os.kill(int(raw), signum)

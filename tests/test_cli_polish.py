@@ -14,9 +14,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from conftest import run_loom, spawn_loom, wait_for
-
-from loom.store.home import pid_is_loom
+from conftest import kill_supervisor, run_loom, spawn_loom, wait_for
 
 
 def test_version_prints_the_package_version() -> None:
@@ -231,9 +229,7 @@ def weave_dir(tmp_path: Path, loom_home: Path):
     work.mkdir()
     yield work
     run_loom("down", cwd=work)
-    sup = loom_home / "supervisor.pid"
-    if sup.exists() and (raw := sup.read_text().strip()) and pid_is_loom(int(raw)):
-        os.kill(int(raw), signal.SIGKILL)
+    kill_supervisor(loom_home)
 
 
 def test_the_live_view_keeps_its_columns_aligned_with_long_names(

@@ -4,14 +4,10 @@ an instance name maps it to the canonical name."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
-from conftest import run_loom, wait_for
-
-from loom.store.home import pid_is_loom
+from conftest import kill_supervisor, run_loom, wait_for
 
 WEAVE = """\
 version: 1
@@ -36,9 +32,7 @@ def weave_dir(tmp_path: Path, loom_home: Path):
     (work / "loom.yml").write_text(WEAVE)
     yield work
     run_loom("down", cwd=work)
-    sup = loom_home / "supervisor.pid"
-    if sup.exists() and (raw := sup.read_text().strip()) and pid_is_loom(int(raw)):
-        os.kill(int(raw), signal.SIGKILL)
+    kill_supervisor(loom_home)
 
 
 def processed(home: Path, kind: str, name: str) -> list[Path]:

@@ -23,10 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, run_loom, wait_for
+from conftest import ROOT, kill_supervisor, run_loom, wait_for
 from plugin_kit import install_example
-
-from loom.store.home import pid_is_loom
 
 pytestmark = pytest.mark.real
 
@@ -216,13 +214,7 @@ def test_a_detached_agent_answers_what_is_sent(real: RealServer, loom_home: Path
         assert row["status"] in ("idle", "running")
     finally:
         run_loom("agent", "stop", "d", env=env)
-        stop_supervisor(loom_home)
-
-
-def stop_supervisor(home: Path) -> None:
-    sup = home / "supervisor.pid"
-    if sup.exists() and (raw := sup.read_text().strip()) and pid_is_loom(int(raw)):
-        os.kill(int(raw), signal.SIGTERM)
+        kill_supervisor(loom_home, signal.SIGTERM)
 
 
 def test_a_weave_of_two_real_agents_through_a_pipe(
@@ -264,7 +256,7 @@ def test_a_weave_of_two_real_agents_through_a_pipe(
         assert chain[0] == sent_to_first and len(chain) == 3, chain
     finally:
         run_loom("down", cwd=weave, env=env)
-        stop_supervisor(loom_home)
+        kill_supervisor(loom_home, signal.SIGTERM)
 
 
 # ------------------------------------------------------------------ tools, through a proxy

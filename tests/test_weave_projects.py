@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_loom, wait_for
+from conftest import kill_supervisor, run_loom, wait_for
 
-from loom.store.home import pid_alive, pid_is_loom
+from loom.store.home import pid_alive
 
 AGENT = "version: 1\n{name}agents:\n  - name: {agent}\n    model: echo\n    system: {system}\n"
 
@@ -27,12 +25,6 @@ def folders(tmp_path: Path, loom_home: Path) -> Iterator[dict[str, Path]]:
         if (folder / "loom.yml").exists():
             run_loom("down", cwd=folder)
     kill_supervisor(loom_home)
-
-
-def kill_supervisor(home: Path) -> None:
-    sup = home / "supervisor.pid"
-    if sup.exists() and (raw := sup.read_text().strip()) and pid_is_loom(int(raw)):
-        os.kill(int(raw), signal.SIGKILL)
 
 
 def write(folder: Path, agent: str = "first", system: str = "prompt", name: str = "") -> Path:
