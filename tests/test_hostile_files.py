@@ -277,3 +277,52 @@ def test_stopping_an_idle_agent_does_not_wait_for_its_rescan(loom_home: Path) ->
     stop = run_loom("agent", "stop", "a", timeout=8)
     assert stop.returncode == 0, stop.stderr
     assert (loom_home / "agents/a/status").read_text().strip() == "stopped"
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # past the JSON decoder's recursion limit
+
+
+@pytest.mark.usefixtures("stop_all")
+def test_deeply_nested_json_in_the_files_loom_keeps_is_a_damaged_file_not_a_crash(
+    loom_home: Path,
+) -> None:
+    stopped_agent(loom_home, "c")
+    (loom_home / "supervisor.json").write_text(DEEP)
+    (loom_home / "routes.json").write_text(DEEP)
+    crashes = loom_home / "agents/c/crashes"
+    crashes.mkdir(exist_ok=True)
+    (crashes / "1-x.json").write_text(DEEP)
+    # The supervisor record: read as absent.
+    r = run_loom("supervisor", "status")
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    # The routes file: one error line naming it.
+    r = run_loom("routes")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    [line] = r.stderr.splitlines()
+    assert "routes.json" in line
+    # A crash record: ps and a detached start pass over it.
+    (loom_home / "routes.json").unlink()
+    r = run_loom("agent", "ps")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    r = run_loom("agent", "start", "c", "--model", "echo", "-d")
+    assert r.returncode == 0, r.stderr
+    assert run_loom("send", "c", "still answers", "--wait", "--timeout", "20s").stdout == (
+        "still answers\n"
+    )
+
+
+def test_a_pid_file_with_a_number_past_any_pid_is_read_as_no_process(loom_home: Path) -> None:
+    loom_home.mkdir(parents=True, exist_ok=True)
+    (loom_home / "supervisor.pid").write_text("99999999999999999999999\n")
+    r = run_loom("supervisor", "status")
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_pipe_definition_nested_too_deeply_is_one_located_problem(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text(DEEP)
+    r = run_loom("validate", str(deep))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "nested too deeply" in r.stderr
+    r = run_loom("pipe", "run", str(deep), input="x\n")
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr

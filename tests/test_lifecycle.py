@@ -324,3 +324,19 @@ def test_stdin_and_serve_together_is_a_usage_error(loom_home: Path) -> None:
     r = run_loom("agent", "start", "a", "--model", "echo", "--stdin", "--serve")
     assert r.returncode == 2
     assert r.stderr.startswith("loom: give --stdin")
+
+
+def test_rm_refuses_a_process_folder_that_is_a_symbolic_link(
+    loom_home: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "status").write_text("running\n")
+    (loom_home / "agents").mkdir(parents=True, exist_ok=True)
+    (loom_home / "agents/r2").symlink_to(elsewhere)
+    r = run_loom("rm", "r2", "--force")
+    assert r.returncode == 1
+    [line] = r.stderr.splitlines()
+    assert "symbolic link" in line and "nothing was removed" in line
+    assert (loom_home / "agents/r2").is_symlink()
+    assert (elsewhere / "status").read_text() == "running\n"  # nothing written through it

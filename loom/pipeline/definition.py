@@ -33,7 +33,7 @@ from loom.pipeline.spec import (
 from loom.pipeline.yaml_lines import read_yaml
 from loom.store import atomic
 from loom.store import home as homes
-from loom.store.files import CONFIG_LIMIT, read_bounded, read_bounded_text
+from loom.store.files import CONFIG_LIMIT, load_json, read_bounded, read_bounded_text
 from loom.store.home import MAX_CONCURRENCY, concurrency_problem
 
 __all__ = [
@@ -356,7 +356,7 @@ def load_file(path: Path, name: str | None = None) -> PipeDef:
         raise NotFound(f"{path}: cannot read a pipe definition ({exc})") from None
     if path.suffix == ".json":
         try:
-            data = json.loads(text)
+            data = load_json(text)
         except ValueError as exc:
             line, column = getattr(exc, "lineno", None), getattr(exc, "colno", None)
             raise config_error(

@@ -23,6 +23,7 @@ from loom.store.files import (
     STATE_LIMIT,
     FileTooLarge,
     NotARegularFile,
+    load_json,
     read_bounded,
 )
 from loom.store.message import Message
@@ -76,7 +77,7 @@ class Journal:
         try:
             # Not a regular file, a link or oversize: not a manifest loom wrote, so the
             # step counts as not done and runs again, writing a manifest of its own.
-            doc = json.loads(read_bounded(path, STATE_LIMIT, "step manifest", follow=False))
+            doc = load_json(read_bounded(path, STATE_LIMIT, "step manifest", follow=False))
         except (FileNotFoundError, ValueError, NotARegularFile, FileTooLarge):
             return None
         if not isinstance(doc, dict) or doc.get("token") != token:
@@ -100,7 +101,7 @@ class Journal:
         for name in names:
             try:
                 raw = read_bounded(folder / name, FIELD_LIMIT, "timer job", follow=False)
-                doc: Any = json.loads(raw)
+                doc: Any = load_json(raw)
                 found.append((str(doc["job"]), int(doc["operator"]) - 1))
             except (OSError, ValueError, KeyError, TypeError, NotARegularFile, FileTooLarge):
                 continue

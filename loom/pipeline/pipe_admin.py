@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from loom.names import validate_name
 from loom.pipeline import PipeDef, catalog_dir, load_file, parse_definition, save_definition
 from loom.pipeline.yaml_lines import read_yaml
 from loom.store import home as homes
+from loom.store.files import load_json
 from loom.store.processes import effective_status
 from loom.store.queue import count_messages
 
@@ -78,7 +78,7 @@ def create(name: str, text: str, source: str, home: Path) -> Path:
         raise UsageError("the definition is empty")
     if text.lstrip().startswith(("[", "{")):
         try:
-            data = json.loads(text)
+            data = load_json(text)
         except ValueError:
             data = read_yaml(text, source)
     else:

@@ -16,7 +16,6 @@ they finish.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from loom.pipeline.errors import OperatorError
 from loom.pipeline.journal import Journal
 from loom.pipeline.spec import PipeDef
 from loom.store import home as homes
-from loom.store.files import CONFIG_LIMIT, read_bounded
+from loom.store.files import CONFIG_LIMIT, load_json, read_bounded
 from loom.store.home import ProcessDir
 from loom.store.ids import new_id
 from loom.store.logs import Log, stderr_log
@@ -337,7 +336,7 @@ def start(
 
 def _stored(path: Path) -> object:
     try:
-        return _comparable(json.loads(read_bounded(path, CONFIG_LIMIT, "pipe definition")))
+        return _comparable(load_json(read_bounded(path, CONFIG_LIMIT, "pipe definition")))
     except (OSError, LoomError, ValueError, AttributeError):
         return None
 

@@ -22,6 +22,7 @@ from typing import Any
 from loom.errors import NeedsOperator
 from loom.pipeline.spec import OperatorSpec
 from loom.store import atomic, files
+from loom.store.files import load_json
 
 STATE_VERSION = 1
 JOURNAL = "journal.ndjson"
@@ -60,7 +61,7 @@ class StateStore:
         raw = _read_state_file(path)
         if raw is not None:
             try:
-                doc = json.loads(raw)
+                doc = load_json(raw)
                 if doc.get("operator") != spec.kind:
                     raise ValueError(f"it belongs to a '{doc.get('operator')}' operator")
                 saved = Saved(doc["state"], doc.get("applied"), int(doc.get("seq", 0)))
@@ -87,7 +88,7 @@ class StateStore:
         entries = []
         for line in raw.splitlines():
             try:
-                entry = json.loads(line)  # bytes: JSON's own UTF-8 check, per line
+                entry = load_json(line)  # bytes: JSON's own UTF-8 check, per line
                 if isinstance(entry, dict) and isinstance(entry.get("seq"), int):
                     entries.append(entry)
             except ValueError:  # UnicodeDecodeError included

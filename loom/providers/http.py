@@ -24,7 +24,7 @@ from loom.errors import MissingApiKey, ProviderError, UsageError
 from loom.providers.base import Completion, Provider, Request, TextSink
 from loom.providers.redact import redact
 from loom.providers.response import ResponseReader
-from loom.store.files import MESSAGE_FILE_LIMIT, KiB
+from loom.store.files import MESSAGE_FILE_LIMIT, KiB, load_json
 
 TIMEOUT_VARIABLE = settings.HTTP_TIMEOUT.name
 CONNECT_TIMEOUT = 10.0
@@ -92,7 +92,7 @@ def classify_status(status: int) -> tuple[str, bool]:
 def error_message(body: str, secrets: Secrets = ()) -> str:
     """A short, one-line excerpt of the error message inside an API's error body."""
     try:
-        return message_of(json.loads(body), secrets)
+        return message_of(load_json(body), secrets)
     except ValueError:
         return excerpt(body, secrets)
 
@@ -117,7 +117,7 @@ def excerpt(text: str, secrets: Secrets = ()) -> str:
 def decode_object(data: str, source: str, secrets: Secrets = ()) -> dict[str, Any]:
     """Parse one event's JSON payload; anything but a JSON object is a malformed response."""
     try:
-        value = json.loads(data)
+        value = load_json(data)
     except ValueError:
         value = None
     if not isinstance(value, dict):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loom.providers.base import Request, ToolCall, ToolResult, ToolSpec
+from loom.store.files import load_json
 
 
 def new_call_id() -> str:
@@ -34,7 +35,7 @@ def arguments_object(text: str) -> dict[str, Any]:
     error result) are replayed as `{}`: those APIs accept nothing else.
     """
     try:
-        value = json.loads(text) if text.strip() else {}
+        value = load_json(text) if text.strip() else {}
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
@@ -48,7 +49,7 @@ def arguments_replay(text: str) -> str:
     that parse the conversation (llama.cpp) reject the whole request otherwise.
     """
     try:
-        value = json.loads(text) if text.strip() else {}
+        value = load_json(text) if text.strip() else {}
     except ValueError:
         return "{}"
     return text if isinstance(value, dict) else "{}"

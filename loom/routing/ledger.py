@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loom.store import atomic, files
+from loom.store.files import load_json
 from loom.store.message import FILENAME_RE
 
 # Longest wait for the filesystem clock to tick (see filesystem_now_ns). A tick is a few
@@ -202,7 +203,7 @@ def read_since(home: Path) -> dict[str, Start]:
     """Leg key → Start; an unreadable file counts as empty (its legs start again from now)."""
     try:
         raw = files.read_bounded(since_path(home), files.CONFIG_LIMIT, "since.json", follow=False)
-        data = json.loads(raw)
+        data = load_json(raw)
     except (FileNotFoundError, ValueError, files.NotARegularFile, files.FileTooLarge):
         return {}
     if not isinstance(data, dict):

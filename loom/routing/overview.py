@@ -7,7 +7,6 @@ router knows, and come from its last `router/stats.json`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from loom.errors import LoomError
 from loom.routing.edge import legs_of
 from loom.routing.ledger import delivery_counters, delivery_log, stats_path
 from loom.routing.table import load_routes
-from loom.store.files import STATE_LIMIT, read_bounded
+from loom.store.files import STATE_LIMIT, load_json, read_bounded
 
 _LIVE: dict[str, Any] = {"held": False, "pending": 0, "errors": 0, "last_error": None}
 
@@ -23,7 +22,7 @@ _LIVE: dict[str, Any] = {"held": False, "pending": 0, "errors": 0, "last_error":
 def _last_stats(home: Path) -> dict[tuple[Any, Any, Any], dict[str, Any]]:
     try:
         raw = read_bounded(stats_path(home), STATE_LIMIT, "router stats", follow=False)
-        document = json.loads(raw)
+        document = load_json(raw)
         rows = document["routes"]
         return {(r["from"], r.get("pipe"), r.get("to")): r for r in rows if isinstance(r, dict)}
     except (OSError, LoomError, ValueError, KeyError, TypeError):

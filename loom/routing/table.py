@@ -21,6 +21,7 @@ from loom.routing.endpoints import check_endpoints
 from loom.routing.graph import check_acyclic
 from loom.routing.ledger import reconcile_since
 from loom.store import atomic, files
+from loom.store.files import load_json
 
 
 def routes_path(home: Path) -> Path:
@@ -88,10 +89,15 @@ def load_routes(home: Path) -> list[Edge]:
     if not text.strip():
         raise ConfigError(f"{path} is empty (half-written?); write [] for no routes")
     try:
-        raw = json.loads(text)
+        raw = load_json(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "fix it, or remove it and add the routes again with 'loom route'"
+        ) from None
+    except ValueError as exc:  # nested too deeply to decode
+        raise ConfigError(
+            f"{path} is not valid JSON ({exc}); "
             "fix it, or remove it and add the routes again with 'loom route'"
         ) from None
     if not isinstance(raw, list):

@@ -8,9 +8,10 @@ never reads more than the limit, so no input can hang a command or fill its memo
 
 from __future__ import annotations
 
+import json
 import os
 import stat
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from loom.errors import UsageError
 
@@ -206,3 +207,13 @@ def read_input(
         return read_bounded_text(path, limit, what)
     except OSError as exc:
         raise UsageError(f"cannot read {label or os.fspath(path)}: {exc.strerror}") from None
+
+
+def load_json(data: str | bytes) -> Any:
+    """`json.loads`, with JSON nested too deeply for the decoder (which raises
+    RecursionError) reported as the ValueError of any other bad JSON, so every reader
+    of a file that may be hostile handles both with one `except ValueError`."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to decode") from None

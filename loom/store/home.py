@@ -348,7 +348,7 @@ def pid_alive(pid: int) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
+    except (ProcessLookupError, PermissionError, OverflowError):  # Overflow: no such pid
         return False
     if not Path(f"/proc/{pid}").is_dir():
         return True  # no /proc: trust kill(0)
@@ -396,9 +396,7 @@ def pid_is_loom(pid: int) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    except (ProcessLookupError, PermissionError, OverflowError):  # Overflow: no such pid
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -171,6 +171,12 @@ def remove(name: str, timeout: float = 10.0) -> Path:
     so nobody sees it half deleted. LoomError when the process does not exit in time.
     """
     proc = homes.find(name)
+    if proc.path.is_symlink():
+        # Its files live elsewhere: nothing is stopped or written through the link.
+        raise LoomError(
+            f"{proc.path} is a symbolic link to {os.readlink(proc.path)}, not a folder loom "
+            "made; nothing was removed; remove the link by hand if it is not needed"
+        )
     result = stop(name, timeout)
     if result.was_running and not result.exited:
         raise LoomError(

@@ -24,7 +24,7 @@ from typing import Any
 from loom.errors import LoomError
 from loom.store import atomic
 from loom.store import home as homes
-from loom.store.files import STATE_LIMIT, NotARegularFile, read_bounded
+from loom.store.files import STATE_LIMIT, NotARegularFile, load_json, read_bounded
 from loom.store.home import ProcessDir
 from loom.store.logs import parse_line, read_lines
 from loom.store.processes import effective_status
@@ -234,7 +234,7 @@ class Collector:
         """A collector that starts from `metrics.state.json` (or from nothing)."""
         try:
             raw = read_bounded(home / STATE_FILE, STATE_LIMIT, STATE_FILE, follow=False)
-            state = json.loads(raw)
+            state = load_json(raw)
         except (OSError, ValueError, LoomError):
             state = None
         if not isinstance(state, dict) or state.get("v") != STATE_VERSION:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from loom import settings
 from loom.errors import LoomError
-from loom.store.files import FIELD_LIMIT, read_bounded
+from loom.store.files import FIELD_LIMIT, load_json, read_bounded
 
 POLICIES = ("always", "on-failure", "never")
 MAX_DELAY_S = 300.0
@@ -95,7 +94,7 @@ def recent_failures(crashes: Path, now: float | None = None) -> int:
 
 def _is_failure(record: Path) -> bool:
     try:
-        data = json.loads(read_bounded(record, FIELD_LIMIT, "crash record", follow=False))
+        data = load_json(read_bounded(record, FIELD_LIMIT, "crash record", follow=False))
     except (OSError, ValueError, LoomError):
         return True  # a crash it is, even if its record cannot be read
     return not (isinstance(data, dict) and data.get("error_type") in HELD_ERRORS)
@@ -112,7 +111,7 @@ def last_crash(crashes: Path) -> dict[str, object] | None:
     if newest is None:
         return None
     try:
-        data = json.loads(read_bounded(crashes / newest, FIELD_LIMIT, "crash record", follow=False))
+        data = load_json(read_bounded(crashes / newest, FIELD_LIMIT, "crash record", follow=False))
     except (OSError, ValueError, LoomError):
         return None
     return data if isinstance(data, dict) else None

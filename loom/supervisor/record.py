@@ -19,7 +19,7 @@ from typing import Any
 from loom import settings
 from loom.errors import LoomError
 from loom.store import atomic
-from loom.store.files import FIELD_LIMIT, read_bounded
+from loom.store.files import FIELD_LIMIT, load_json, read_bounded
 
 RECORD_FILE = "supervisor.json"
 ON_DEMAND = "on-demand"
@@ -100,7 +100,7 @@ def write(home: Path, record: Record) -> None:
 def read(home: Path) -> Record | None:
     """The record in `supervisor.json`, or None when absent or not one loom wrote."""
     try:
-        data = json.loads(read_bounded(home / RECORD_FILE, FIELD_LIMIT, RECORD_FILE, follow=False))
+        data = load_json(read_bounded(home / RECORD_FILE, FIELD_LIMIT, RECORD_FILE, follow=False))
         env = data["env"]
         record = Record(
             pid=int(data["pid"]),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loom.store.files import load_json
 from loom.tools.describe import EXCERPT, exit_reason, start_failure
 from loom.tools.process import run_bounded
 
@@ -39,7 +40,7 @@ def parse_arguments(name: str, raw: str) -> dict[str, Any] | Invocation:
     if not raw.strip():
         return {}  # some models send "" for a tool without parameters
     try:
-        value = json.loads(raw)
+        value = load_json(raw)
     except ValueError as exc:
         return Invocation(False, f"the arguments for {name} are not valid JSON ({exc}): {raw!r}")
     if not isinstance(value, dict):
@@ -104,7 +105,7 @@ def _final(stdout: str) -> dict[str, Any] | None:
     if not lines:
         return None
     try:
-        value = json.loads(lines[-1])
+        value = load_json(lines[-1])
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
@@ -114,7 +115,7 @@ def _progress(line: str) -> dict[str, Any] | None:
     if '"progress"' not in line:
         return None  # cheap test first: most lines are not progress
     try:
-        value = json.loads(line)
+        value = load_json(line)
     except ValueError:
         return None
     return value if isinstance(value, dict) and value.get("type") == "progress" else None

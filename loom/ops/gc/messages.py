@@ -10,7 +10,6 @@ it, SPEC 4 step 6). Files are deleted only after their archive file was written.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from loom.routing import Leg
 from loom.routing.condition import Condition, ExpressionError
 from loom.routing.endpoints import is_known
 from loom.routing.ledger import DeliveryLog, Start, delivery_log
+from loom.store.files import load_json
 from loom.store.message import FILENAME_RE, Message, from_dict
 from loom.store.queue import IN_PROGRESS, PROCESSED, is_message_name
 
@@ -83,7 +83,7 @@ def _old_contents(
 
 def _json(raw: bytes) -> dict[str, Any] | None:
     try:
-        data = json.loads(raw)
+        data = load_json(raw)
     except (ValueError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None

@@ -10,7 +10,6 @@ parent's time on are read. And an agent writes its reply before it acknowledges
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from loom.errors import LoomError, UsageError
 from loom.ops.trace.copies import Copy, Process, ts_of
 from loom.ops.trace.places import Places
 from loom.ops.trace.status import Outcome, outcome
+from loom.store.files import load_json
 from loom.store.message import FILENAME_RE, Message, from_dict
 
 # Clocks may step back a little; a child is looked for from this long before its parent.
@@ -133,7 +133,7 @@ class Tracer:
                 data = copy.record.get("message")
             else:
                 try:
-                    data = json.loads((self.home / copy.path).read_bytes())
+                    data = load_json((self.home / copy.path).read_bytes())
                 except (OSError, ValueError) as exc:
                     problem = f"{copy.path}: {exc}"
                     self.unreadable.add(copy.path)
@@ -249,7 +249,7 @@ class Tracer:
         if parent not in raw:
             return False  # the cheap test that spares parsing almost every file
         try:
-            msg = from_dict(json.loads(raw))
+            msg = from_dict(load_json(raw))
         except (ValueError, LoomError):
             self.unreadable.add(rel)
             return False
