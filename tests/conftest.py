@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -124,6 +125,14 @@ def reap() -> Iterator[list[subprocess.Popen[bytes]]]:
         for stream in (p.stdout, p.stderr, p.stdin):
             if stream is not None:
                 stream.close()
+
+
+def crash_records(proc: Path) -> list[dict[str, Any]]:
+    """The crash records of process folder `proc`, oldest first; one being written is not one."""
+    folder = proc / "crashes"
+    if not folder.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("[!.]*.json"))]
 
 
 def kill_supervisor(home: Path, signum: int = signal.SIGKILL) -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import run_loom, wait_for
+from conftest import crash_records, run_loom, wait_for
 from home_kit import stop_all  # noqa: F401
 
 from loom.errors import NeedsOperator
@@ -193,12 +193,12 @@ def test_a_pipe_stops_once_on_a_state_file_it_cannot_read(
     r = run_loom("up", "-d", cwd=work, env={"LOOM_RESTART_BASE": "0.02"}, timeout=30)
     assert r.returncode == 0, r.stderr
     pipe = loom_home / "pipes/tidy"
-    wait_for(lambda: list((pipe / "crashes").glob("*.json")), 20, what="the stop record")
+    wait_for(lambda: crash_records(pipe), 20, what="the stop record")
     # Time for a crash loop to show: another agent started and answered meanwhile.
     assert run_loom("agent", "start", "b", "--model", "echo", "-d").returncode == 0
     run_loom("send", "b", "ping")
     wait_for(lambda: msgs(loom_home / "agents/b/outbox"), what="b's reply")
-    [record] = [json.loads(p.read_text()) for p in (pipe / "crashes").glob("*.json")]
+    [record] = crash_records(pipe)
     assert record["error_type"] == "needs_operator" and record["exitCode"] == 78
     assert str(state / filename) in record["last_error"]
     assert "move it away" in record["last_error"]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_loom, spawn_loom, wait_for
+from conftest import crash_records, run_loom, spawn_loom, wait_for
 from home_kit import stop_all  # noqa: F401 - a fixture
 from llm_server import LLMServer, Slow, Status
 
@@ -233,7 +233,7 @@ def test_a_supervisor_watches_a_live_owner_instead_of_starting_a_second_runner(
     )
     wait_for(lambda: msgs(a / "inbox/.processed"), timeout=20, what="the owner's answer")
     assert bodies(a / "outbox") == ["echo: in flight"]
-    assert list((a / "crashes").iterdir()) == [] and msgs(a / "inbox/.failed") == []
+    assert crash_records(a) == [] and msgs(a / "inbox/.failed") == []
     assert read(a / "pid") == str(fg.pid)
 
 

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_loom, spawn_loom, wait_for
+from conftest import crash_records, run_loom, spawn_loom, wait_for
 
 from loom.store.home import pid_is_loom
 from loom.store.message import new_message
@@ -77,7 +77,7 @@ def test_detached_agent_answers_and_stop_is_final(loom_home: Path, stop_all: Non
     # An on-demand supervisor leaves once nothing is left, and never restarts a stopped agent.
     wait_for(lambda: not (loom_home / "supervisor.pid").exists(), what="supervisor exit")
     assert status(loom_home) == "stopped"
-    assert list((loom_home / "agents/a/crashes").iterdir()) == []
+    assert crash_records(loom_home / "agents/a") == []
 
 
 def logged(home: Path, event: str, name: str = "a") -> bool:
@@ -117,12 +117,12 @@ def test_sigkilled_runner_is_restarted_with_a_crash_record(loom_home: Path, stop
     first = pid(loom_home)
     assert first
     os.kill(first, signal.SIGKILL)
-    wait_for(lambda: list((loom_home / "agents/a/crashes").iterdir()), what="crash record")
+    wait_for(lambda: crash_records(loom_home / "agents/a"), what="crash record")
     wait_for(
         lambda: status(loom_home) == "idle" and pid(loom_home) not in (None, first),
         what="the restart",
     )
-    [record] = [json.loads(p.read_text()) for p in (loom_home / "agents/a/crashes").iterdir()]
+    [record] = crash_records(loom_home / "agents/a")
     assert record["signal"] == "SIGKILL" and record["exitCode"] is None
     assert record["restartCount"] == 0 and record["nextRestartAt"]
     rows = json.loads(run_loom("agent", "ps", "--json").stdout)
@@ -147,9 +147,9 @@ def test_a_runner_that_always_fails_is_dead_after_ten_and_orphans_get_answers(
     sup = spawn_loom("supervisor", "run", env={**FAST, "LOOM_RESTART_BASE": "0.0005"})
     reap.append(sup)
     wait_for(lambda: status(loom_home) == "dead", timeout=60, what="dead")
-    crashes = sorted((a / "crashes").iterdir())
+    crashes = crash_records(a)
     assert len(crashes) == 10
-    last = json.loads(crashes[-1].read_text())
+    last = crashes[-1]
     assert "OPENAI_API_KEY" in last["last_error"] and last["exitCode"] == 2
     reply = json.loads((a / "outbox" / msgs(a / "outbox")[0]).read_text())
     assert reply["error"] is True and reply["origin"] == orphan.filename
@@ -168,7 +168,7 @@ def test_never_policy_is_not_restarted(loom_home: Path, stop_all: None) -> None:
     assert first
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: status(loom_home) == "dead", what="dead")
-    assert len(list((loom_home / "agents/a/crashes").iterdir())) == 1
+    assert len(crash_records(loom_home / "agents/a")) == 1
 
 
 def test_runners_outlive_a_killed_supervisor_and_are_adopted(

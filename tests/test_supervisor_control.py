@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_loom, spawn_loom, wait_for
+from conftest import crash_records, run_loom, spawn_loom, wait_for
 from home_kit import stop_all  # noqa: F401
 from llm_server import LLMServer
 
@@ -77,7 +77,7 @@ def test_status_stop_and_restart(loom_home: Path) -> None:
     assert not any(pid_is_loom(int(p)) for p in runners)
     # Stopped with the supervisor, not for good: they wait for the next one, no crash.
     assert [read(loom_home, n, "status") for n in ("a", "b")] == ["pending", "pending"]
-    assert not list((loom_home / "agents/a/crashes").iterdir())
+    assert not crash_records(loom_home / "agents/a")
     assert run_loom("supervisor", "status").returncode == 3
 
     r = run_loom("supervisor", "restart")
@@ -194,7 +194,7 @@ def test_supervisor_run_takes_over_from_an_on_demand_one(loom_home: Path) -> Non
         wait_for(lambda: json.loads(run_loom("supervisor", "status", "--json").stdout)["children"])
         # Its processes ran on, adopted; no crash.
         assert int(read(loom_home, "a", "pid")) == runner and pid_is_loom(runner)
-        assert not list((loom_home / "agents/a/crashes").iterdir())
+        assert not crash_records(loom_home / "agents/a")
         r = run_loom("supervisor", "restart")
         assert r.returncode == 1 and "systemctl --user restart loom" in r.stderr
         # SIGTERM (systemctl stop) ends it and its processes, none left behind.

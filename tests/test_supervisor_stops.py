@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_loom, spawn_loom, wait_for
+from conftest import crash_records, run_loom, spawn_loom, wait_for
 from home_kit import stop_all  # noqa: F401
 
 from loom.store.home import pid_is_loom
@@ -66,7 +66,7 @@ def test_up_restarting_an_edited_agent_never_records_a_crash(
         current = read(loom_home, "a", "pid")
         assert read(loom_home, "a", "status") in ("idle", "running"), f"round {n}"
         assert current and int(current) != previous and pid_is_loom(int(current))
-        assert list((loom_home / "agents/a/crashes").iterdir()) == [], f"round {n}"
+        assert crash_records(loom_home / "agents/a") == [], f"round {n}"
         previous = int(current)
     assert read(loom_home, "a", "restarts") in ("", "0")
 
@@ -85,18 +85,13 @@ def newer_message(home: Path, sender: str, kind: str = "") -> str:
     return msg.filename
 
 
-def crash_records(home: Path, name: str) -> list[dict[str, object]]:
-    folder = home / "agents" / name / "crashes"
-    return [json.loads(p.read_text()) for p in sorted(folder.iterdir())]
-
-
 def held_for_upgrade(home: Path, name: str) -> str:
     """Start agent `name`, give it a v2 message, wait until it stopped for it; the filename."""
     r = run_loom("agent", "start", name, "--model", "echo", "-d", env=FAST)
     assert r.returncode == 0, r.stderr
     filename = newer_message(home, name)
     wait_for(
-        lambda: read(home, name, "status") == "error" and crash_records(home, name),
+        lambda: read(home, name, "status") == "error" and crash_records(home / "agents" / name),
         what="the stop for a newer message",
     )
     return filename
@@ -118,7 +113,7 @@ def test_a_message_from_a_newer_loom_stops_the_agent_once_without_a_crash_loop(
     filename = held_for_upgrade(loom_home, "a")
     supervisor_went_on(loom_home)
     assert read(loom_home, "a", "status") == "error" and read(loom_home, "a", "pid") == ""
-    [record] = crash_records(loom_home, "a")
+    [record] = crash_records(loom_home / "agents/a")
     assert record["error_type"] == "unsupported_version" and record["msg"] == filename
     assert record["nextRestartAt"] is None
     assert read(loom_home, "a", "restarts") in ("", "0")
@@ -143,7 +138,7 @@ def test_the_agent_comes_back_once_the_newer_message_is_removed(
     )
     run_loom("send", "a", "hello again")
     wait_for(lambda: list((loom_home / "agents/a/outbox").iterdir()), what="a's reply")
-    assert len(crash_records(loom_home, "a")) == 1
+    assert len(crash_records(loom_home / "agents/a")) == 1
 
 
 @pytest.mark.usefixtures("stop_all")
@@ -151,7 +146,7 @@ def test_starting_it_again_retries_the_newer_message(loom_home: Path) -> None:
     held_for_upgrade(loom_home, "a")
     r = run_loom("agent", "start", "a", "--model", "echo", "-d", env=FAST)
     assert r.returncode == 0, r.stderr
-    wait_for(lambda: len(crash_records(loom_home, "a")) == 2, what="the second stop")
+    wait_for(lambda: len(crash_records(loom_home / "agents/a")) == 2, what="the second stop")
     assert read(loom_home, "a", "status") == "error"
 
 
@@ -166,9 +161,9 @@ def test_a_pipe_process_stops_for_a_newer_message_the_same_way(
     assert r.returncode == 0, r.stderr
     pipe = loom_home / "pipes/tidy"
     filename = newer_message(loom_home, "a", kind="pipes/tidy")
-    wait_for(lambda: list((pipe / "crashes").iterdir()), what="the stop record")
+    wait_for(lambda: crash_records(pipe), what="the stop record")
     supervisor_went_on(loom_home)
-    [record] = [json.loads(p.read_text()) for p in (pipe / "crashes").iterdir()]
+    [record] = crash_records(pipe)
     assert record["error_type"] == "unsupported_version" and record["msg"] == filename
     assert (pipe / "status").read_text().strip() == "error"
     logs = run_loom("agent", "logs", "tidy")
