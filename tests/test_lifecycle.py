@@ -340,3 +340,9 @@ def test_rm_refuses_a_process_folder_that_is_a_symbolic_link(
     assert "symbolic link" in line and "nothing was removed" in line
     assert (loom_home / "agents/r2").is_symlink()
     assert (elsewhere / "status").read_text() == "running\n"  # nothing written through it
+
+
+def test_logs_refuse_a_negative_line_count(loom_home: Path) -> None:
+    for args in (["logs", "--all", "-n", "-1"], ["agent", "logs", "a", "-n", "-1"]):
+        r = run_loom(*args)
+        assert r.returncode == 2 and "-1" in r.stderr and r.stdout == "", args

@@ -85,6 +85,7 @@ def test_round_trip_keeps_every_field_including_unknown_ones() -> None:
         b'{"v": 1.0, "id": "x", "from": "a", "ts": 1, "body": ""}',
         b'{"v": 1, "id": "../x", "from": "a", "ts": 1, "body": ""}',
         b'{"v": 1, "id": "x", "from": "a", "ts": "1", "body": ""}',
+        b'{"v": 1, "id": "x", "from": "a", "ts": -5, "body": ""}',
         b'{"v": 1, "id": "x", "from": "a", "ts": 1, "body": {"k": 1}}',
         b'{"v": 1, "id": "x", "from": "a", "ts": 1, "body": "", "to": "b"}',
         b'{"v": 1, "id": "x", "from": "a", "ts": 1, "body": "",',

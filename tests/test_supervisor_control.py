@@ -250,3 +250,27 @@ def test_the_documented_unit_passes_systemd_analyze_verify(tmp_path: Path) -> No
         timeout=60,
     )
     assert r.returncode == 0 and r.stdout == "" and r.stderr == "", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("damage", ["garbage", "fifo", "other pid"])
+def test_a_broken_pid_file_does_not_hide_the_running_supervisor(
+    loom_home: Path, damage: str
+) -> None:
+    start("a", "--model", "echo")
+    sup = wait_for(lambda: supervisor_pid(loom_home), what="the supervisor")
+    pid_file = loom_home / "supervisor.pid"
+    pid_file.unlink()
+    if damage == "fifo":
+        os.mkfifo(pid_file)
+    else:
+        pid_file.write_text("\x00\xffnot a pid\n" if damage == "garbage" else f"{os.getpid()}\n")
+    try:
+        r = run_loom("supervisor", "status", "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["pid"] == sup
+        r = run_loom("supervisor", "stop")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"stopped the supervisor (pid {sup})")
+        assert not pid_is_loom(sup)
+    finally:
+        pid_file.unlink()  # the teardown reads it, and a FIFO would block that read

@@ -219,7 +219,7 @@ def stop(name: Annotated[str, typer.Argument(help="Agent or pipe instance name."
 def logs(
     name: Annotated[str, typer.Argument(help="Agent or pipe instance name.")],
     follow: FollowOption = False,
-    lines: Annotated[int, typer.Option("--lines", "-n", help="How many recent lines.")] = 20,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many recent lines.")] = 20,
     as_json: JsonLogsOption = False,
     level: LevelOption = None,
 ) -> None:

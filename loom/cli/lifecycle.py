@@ -84,7 +84,7 @@ def logs(
     ] = False,
     follow: FollowOption = False,
     lines: Annotated[
-        int, typer.Option("--lines", "-n", help="How many recent lines of each process.")
+        int, typer.Option("--lines", "-n", min=0, help="How many recent lines of each process.")
     ] = 20,
     as_json: JsonLogsOption = False,
     level: LevelOption = None,

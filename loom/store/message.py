@@ -173,8 +173,9 @@ def from_dict(d: Any) -> Message:
         raise UnreadableMessage("field 'id' must be letters and digits")
     if not isinstance(sender, str):
         raise UnreadableMessage("field 'from' must be a string")
-    if type(ts) is not int:
-        raise UnreadableMessage("field 'ts' must be an integer")
+    if type(ts) is not int or ts < 0:
+        # A negative stamp would name the file `-5-id.msg`, outside every time order.
+        raise UnreadableMessage("field 'ts' must be a non-negative integer")
     if not isinstance(body, str):
         raise UnreadableMessage("field 'body' must be a string")
     origin = d.get("origin")

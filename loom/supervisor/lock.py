@@ -71,12 +71,39 @@ def is_running(home: Path) -> bool:
 
 
 def running_pid(home: Path) -> int | None:
-    """The supervisor's pid when one runs."""
+    """The supervisor's pid when one runs.
+
+    The pid file names it; when that file is garbage, a FIFO or someone else's pid while
+    the lock is held, the kernel's table of locks does, so a broken pid file never hides
+    a live supervisor from `stop` and `status`.
+    """
     try:
-        pid = int(_read_pid_file(home))
+        pid: int | None = int(_read_pid_file(home))
     except (OSError, ValueError, LoomError):
+        pid = None
+    if pid is not None and pid_is_loom(pid) and is_running(home):
+        return pid
+    if not is_running(home):
         return None
-    return pid if pid_is_loom(pid) and is_running(home) else None
+    holder = _lock_holder(home)
+    return holder if holder is not None and pid_is_loom(holder) else None
+
+
+def _lock_holder(home: Path) -> int | None:
+    """Which process holds `supervisor.lock`, from /proc/locks (Linux); None if unknown."""
+    try:
+        inode = os.stat(lock_path(home)).st_ino
+        table = read_bounded(Path("/proc/locks"), 1 << 20, "/proc/locks", follow=False)
+    except (OSError, LoomError):
+        return None
+    # Lines read `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF`; `->` marks a waiter.
+    for line in table.decode("ascii", errors="replace").splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[3] == "WRITE":
+            where = fields[5].rsplit(":", 1)
+            if where[-1] == str(inode) and fields[4].isdigit():
+                return int(fields[4])
+    return None
 
 
 def nudge(home: Path) -> bool:
