@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import run_loom, wait_for
 from home_kit import stop_all  # noqa: F401
-from llm_server import Corrected, LLMServer, Structured
+from llm_server import CallTool, Corrected, LLMServer, Structured
 
 from loom.providers import resolve
-from loom.providers.base import Request, Turn
+from loom.providers.base import Request, ToolSpec, Turn
 from loom.providers.json_schema import SchemaInvalid, check_schema, problems
 from loom.store.home import pid_is_loom
 from loom.store.queue import list_messages, read_message
@@ -155,6 +155,39 @@ def test_openai_asks_for_strict_mode_only_when_the_schema_allows_it(server: LLMS
         "type": "json_schema",
         "json_schema": {"name": "ticket", "schema": loose, "strict": False},
     }
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_whole_json_reply_carries_the_structured_answer_too(model: str) -> None:
+    with LLMServer(stream=False) as server:
+        server.script(Structured('{"label": "praise", "urgency": 1}'))
+        provider, model_id = resolve(model, env_for(server))
+        try:
+            request = Request(model_id, (Turn("user", "nice"),), schema=LABEL)
+            completion = provider.complete(request, lambda text: None)
+        finally:
+            provider.close()
+    assert json.loads(completion.text) == {"label": "praise", "urgency": 1}
+
+
+def test_anthropic_with_other_tools_lets_the_model_call_them_before_it_answers(
+    server: LLMServer,
+) -> None:
+    calc = ToolSpec("calc", "Evaluates arithmetic.", {"type": "object", "properties": {}})
+    server.script(CallTool("calc", {"expression": "1 + 1"}), Structured('{"label": "bug"}'))
+    provider, model_id = resolve("anthropic/claude-sonnet-4-5", env_for(server))
+    request = Request(model_id, (Turn("user", "x"),), tools=(calc,), schema=LABEL)
+    try:
+        first = provider.complete(request, lambda text: None)
+        second = provider.complete(request, lambda text: None)
+    finally:
+        provider.close()
+    body = server.last.body
+    assert body["tool_choice"] == {"type": "any"}
+    assert [tool["name"] for tool in body["tools"]] == ["calc", "structured_reply"]
+    assert [call.name for call in first.tool_calls] == ["calc"]
+    assert second.tool_calls == ()
+    assert json.loads(second.text) == {"label": "bug"}
 
 
 # ---------------------------------------------------------------- the CLI, --stdin

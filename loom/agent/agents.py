@@ -141,7 +141,7 @@ def _tool_links(spec: AgentSpec) -> dict[str, Path] | None:
 
 def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
     """The settings of `spec` that differ from those stored in `proc` (what a start would
-    rewrite): model, system prompt, env, restart, concurrency, rate, tools. A system
+    rewrite): model, system prompt, env, restart, concurrency, rate, schema, tools. A system
     prompt not given keeps the stored one, as `prepare` does, so it is not a change."""
     changed = []
     if proc.read("model") != spec.model:
