@@ -168,8 +168,29 @@ class CallTool:
     also: tuple[tuple[str, dict[str, Any] | str], ...] = ()
 
 
+@dataclass(frozen=True)
+class Structured:
+    """Answer `text` as structured output, in the wire's own form: a call of the tool an
+    Anthropic request forces (`tool_choice`), its input `text` verbatim (so a test can
+    send broken JSON), else a plain reply of `text` (OpenAI, Ollama)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Corrected:
+    """Structured output that is wrong first and right after: `wrong` while the request
+    has no correction turn yet (its last user turn does not mention the schema),
+    `right` once the client has said what was wrong. Script one for each request."""
+
+    wrong: str
+    right: str
+
+
 Behaviour = (
     Reply
+    | Structured
+    | Corrected
     | Slow
     | Status
     | ModelNotFound
@@ -198,6 +219,8 @@ BEHAVIOURS: dict[str, type[Behaviour]] = {
     "malformed": Malformed,
     "stream_error": StreamError,
     "call_tool": CallTool,
+    "structured": Structured,
+    "corrected": Corrected,
 }
 
 
@@ -389,6 +412,14 @@ class _Answer:
                 self.deltas(chunks[:after])
                 self.send(self.wire.stream_error(kind, message))
                 self.end()
+            case Structured(text):
+                if self.x.forced_tool is not None:
+                    self.run(CallTool(self.x.forced_tool, text))
+                else:
+                    self.run(Reply(text))
+            case Corrected(wrong, right):
+                told = "schema" in self.x.last_user.lower()
+                self.run(Structured(right if told else wrong))
             case CallTool(name, arguments, text, also):
                 calls = [self.call(n, a) for n, a in [(name, arguments), *also]]
                 chunks = chunks_of(text, None)

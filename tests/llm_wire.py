@@ -61,6 +61,9 @@ class Exchange:
     words_in: int
     include_usage: bool
     tool_results: tuple[str, ...] = ()
+    # The tool an Anthropic request forces the model to call (`tool_choice`): named, or
+    # for `any` the last tool offered; None when the model may answer in text.
+    forced_tool: str | None = None
 
     @classmethod
     def of(cls, body: Any) -> Exchange:
@@ -69,12 +72,18 @@ class Exchange:
         users = [_text_of(m.get("content")) for m in messages if m.get("role") == "user"]
         texts = [_text_of(m.get("content")) for m in messages] + [_text_of(body.get("system"))]
         options = body.get("stream_options") or {}
+        choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {}
+        offered = [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)]
+        forced = choice.get("name") if choice.get("type") == "tool" else None
+        if choice.get("type") == "any" and offered:
+            forced = offered[-1]
         return cls(
             model=str(body.get("model", "")),
             last_user=users[-1] if users else "",
             words_in=sum(len(t.split()) for t in texts),
             include_usage=bool(options.get("include_usage")),
             tool_results=tuple(_tool_results(messages)),
+            forced_tool=forced if isinstance(forced, str) else None,
         )
 
     def echo(self) -> str:

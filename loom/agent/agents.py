@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -9,7 +10,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from loom.agent.gate import CallGate, check_concurrency, parse_rate
 from loom.agent.retry import RetryPolicy
@@ -18,8 +19,10 @@ from loom.errors import UsageError
 from loom.names import env_entry_problem
 from loom.providers import resolve
 from loom.providers.base import Provider
+from loom.providers.json_schema import SCHEMA_LIMIT, check_schema, parse_schema
 from loom.store import atomic
 from loom.store import home as homes
+from loom.store.files import read_bounded_text
 from loom.store.home import MAX_CONCURRENCY, AlreadyServed, Ownership, ProcessDir
 from loom.store.logs import Log
 from loom.store.message import Message, decode_envelope, from_dict, new_message
@@ -31,6 +34,7 @@ from loom.tools.settings import ToolSettings
 from loom.tools.toolbox import Toolbox
 
 RESTART_POLICIES = ("always", "on-failure", "never")
+SCHEMA_FILE = "schema.json"
 # Environment entries that look like credentials are given to the runner but never
 # written into the agent's folder (SPEC 5: keys never reach state files).
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
@@ -51,6 +55,8 @@ class AgentSpec:
     # (`60/m`); None: no limit.
     concurrency: int = 1
     rate: str | None = None
+    # The JSON Schema replies must be valid against (structured output); None: free text.
+    schema: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         homes.agent(self.name)  # validates the name
@@ -69,6 +75,8 @@ class AgentSpec:
         check_concurrency(self.concurrency)
         if self.rate is not None:
             parse_rate(self.rate)
+        if self.schema is not None:
+            check_schema(self.schema)
 
 
 def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -110,6 +118,10 @@ def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> P
         proc.write("rate", spec.rate)
     else:
         proc.forget("rate")
+    if spec.schema is not None:
+        proc.write(SCHEMA_FILE, _schema_text(spec.schema))
+    else:
+        proc.forget(SCHEMA_FILE)
     if spec.system is not None:
         atomic.write_text(proc.path / "prompt.md", spec.system)
     lines = [f"{k}={v}" for k, v in spec.env.items() if not SECRET_NAME.search(k)]
@@ -129,7 +141,7 @@ def _tool_links(spec: AgentSpec) -> dict[str, Path] | None:
 
 def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
     """The settings of `spec` that differ from those stored in `proc` (what a start would
-    rewrite): model, system prompt, env, restart, concurrency, rate, tools. A system
+    rewrite): model, system prompt, env, restart, concurrency, rate, schema, tools. A system
     prompt not given keeps the stored one, as `prepare` does, so it is not a change."""
     changed = []
     if proc.read("model") != spec.model:
@@ -150,9 +162,27 @@ def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
         changed.append("concurrency")
     if (proc.read("rate") or None) != spec.rate:
         changed.append("rate")
+    if proc.read(SCHEMA_FILE) != (_schema_text(spec.schema) if spec.schema else None):
+        changed.append("schema")
     if _stored_tools(proc) != (_tool_links(spec) if spec.tools is not None else None):
         changed.append("tools")
     return changed
+
+
+def _schema_text(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def stored_schema(proc: ProcessDir) -> dict[str, Any] | None:
+    """The agent's `schema.json`, checked again (a hand edit may have broken it)."""
+    path = proc.path / SCHEMA_FILE
+    try:
+        text = read_bounded_text(path, SCHEMA_LIMIT, SCHEMA_FILE)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_schema(text, str(path))
 
 
 def _stored_tools(proc: ProcessDir) -> dict[str, Path] | None:
@@ -275,6 +305,7 @@ def _session(
         context=[] if interactive else None,
         toolbox=toolbox,
         gate=CallGate(parse_rate(spec.rate) if spec.rate else None),
+        schema=spec.schema,
     )
     worker = Worker(proc, runner.queue, runner, log, owner=owner, concurrency=concurrency)
     runner.worker = worker
@@ -300,6 +331,7 @@ def detached_session(name: str) -> Session:
             restart=proc.read("restart") or "always",
             concurrency=_stored_concurrency(proc),
             rate=proc.read("rate") or None,
+            schema=stored_schema(proc),
         )
         env = dict(os.environ)
         env.update(spec.env)

@@ -14,13 +14,15 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loom import wording
 from loom.agent.gate import CallGate
 from loom.agent.retry import MAX_RETRY_AFTER_S, RetryPolicy
+from loom.agent.structured import SchemaMismatch, check_reply, correction
 from loom.errors import ProviderError, UsageError
 from loom.providers.base import Completion, Provider, Request, TextSink, Turn
 from loom.store import atomic
@@ -57,6 +59,13 @@ class Answer:
     output_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
+    # With a schema: the answer as compact JSON, once it was valid against it.
+    structured: str | None = None
+
+    @property
+    def body(self) -> str:
+        """What the reply carries: the structured answer, or else the text."""
+        return self.structured if self.structured is not None else self.text
 
     @property
     def text(self) -> str:
@@ -204,6 +213,8 @@ class AgentRunner:
     toolbox: Toolbox | None = None
     # Every model call waits here for its turn (rate limit, back-off after a 429).
     gate: CallGate = field(default_factory=CallGate)
+    # The JSON Schema every reply must be valid against (checked); None: free text.
+    schema: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.queue = Queue(self.proc.inbox, self.proc.outbox)
@@ -251,11 +262,13 @@ class AgentRunner:
 
     def _settle(self, msg: Message, name: str, answer: Answer, started: float) -> None:
         """Write the outcome of a finished answer: the reply, or the failure if it is empty."""
-        if not answer.text.strip():
+        if not answer.body.strip():
             self._record(name, answer)
             self._fail(msg, name, EmptyAnswer(answer), attempts=answer.attempts)
             return
-        reply = msg.reply(self.proc.name, answer.text, parent_filename=name)
+        if answer.structured is not None and self.sink is not None:
+            self.sink(answer.structured)  # held back until it was known to be valid
+        reply = msg.reply(self.proc.name, answer.body, parent_filename=name)
         self.queue.emit(reply)
         self.queue.acknowledge(name)
         self._remember(name, answer)
@@ -285,9 +298,10 @@ class AgentRunner:
         system = system_prompt(self.proc)
         tools = self.toolbox.offer() if self.toolbox is not None else ()
         rounds = 0
+        corrected = False
         while True:
             turns = (*(self.context or []), *answer.turns)
-            request = Request(self.model_id, turns, system=system, tools=tools)
+            request = Request(self.model_id, turns, system=system, tools=tools, schema=self.schema)
             lead = ROUND_SEPARATOR if answer.text else ""
             try:
                 completion, attempts = self._call(request, name, lead)
@@ -295,6 +309,21 @@ class AgentRunner:
                 exc.attempts += answer.attempts
                 raise
             answer.add(completion, attempts)
+            if not completion.tool_calls and self.schema is not None:
+                checked = check_reply(completion.text, self.schema)
+                if checked.body is not None:
+                    answer.structured = checked.body
+                    return answer
+                problem = checked.problem or ""
+                self.log.warning("invalid structured reply", msg=name, error=problem)
+                if corrected:
+                    self._record(name, answer)
+                    mismatch = SchemaMismatch(problem)
+                    mismatch.attempts = answer.attempts
+                    raise mismatch
+                corrected = True
+                answer.turns.append(Turn("user", correction(problem, self.schema)))
+                continue
             if not completion.tool_calls:
                 return answer
             if self.toolbox is None or rounds >= self.toolbox.settings.rounds:
@@ -307,7 +336,9 @@ class AgentRunner:
             answer.turns.append(Turn("tool", "", tool_results=results))
 
     def _call(self, request: Request, name: str, lead: str = "") -> tuple[Completion, int]:
-        sink = _ResumingSink(self.sink, lead) if self.sink is not None else None
+        # A structured answer is printed whole once it is valid (`_settle`), not streamed.
+        streams = self.sink is not None and self.schema is None
+        sink = _ResumingSink(self.sink, lead) if self.sink is not None and streams else None
         attempt = 0
         while True:
             attempt += 1

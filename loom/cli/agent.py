@@ -59,6 +59,10 @@ def start(
         str | None,
         typer.Option("--rate", help="At most this many model calls: 60/m, 10/s, 500/h."),
     ] = None,
+    schema: Annotated[
+        str | None,
+        typer.Option("--schema", help="Replies are JSON valid against this schema (FILE or JSON)."),
+    ] = None,
 ) -> None:
     """Start agent NAME in the foreground as a Unix filter, or serve its inbox.
 
@@ -76,13 +80,20 @@ def start(
     complete out of order); --rate spaces its model calls evenly, however many are in
     flight.
 
+    With --schema, every reply is JSON valid against the schema (a file, or the JSON
+    itself); an answer that does not fit is corrected once, then fails with
+    error_type "schema". The reply prints once it is valid, not as it streams.
+
     Example: echo "summarise this" | loom agent start s --model echo --stdin
 
     Example: loom agent start s --model echo --serve < /dev/null &
 
     Example: loom agent start bulk --model ollama/qwen3:8b -d --concurrency 4 --rate 60/m
+
+    Example: loom agent start triage --model openai/gpt-4o-mini --schema label.json -d
     """
     from loom.agent import agents, foreground
+    from loom.providers.json_schema import load_schema
     from loom.store.files import PROMPT_LIMIT, read_input
 
     if system is not None and system_file is not None:
@@ -101,6 +112,7 @@ def start(
         tools=None if tools is None else agents.parse_tool_names(tools),
         concurrency=concurrency,
         rate=rate,
+        schema=None if schema is None else load_schema(schema),
     )
     if concurrency > 1 and not detach:
         raise die(

@@ -29,6 +29,7 @@ from loom.providers.http import (
 )
 from loom.providers.response import ResponseReader
 from loom.providers.sse import parse_sse
+from loom.providers.structured import answer_from_reply_tool, anthropic_fields
 from loom.providers.tool_calls import PendingCalls, arguments_object, arguments_text, new_call_id
 
 API_VERSION = "2023-06-01"
@@ -83,6 +84,10 @@ class AnthropicProvider(HttpProvider):
                 }
                 for tool in request.tools
             ]
+        structured = anthropic_fields(request)
+        if structured:
+            body["tools"] = [*body.get("tools", []), structured["tool"]]
+            body["tool_choice"] = structured["tool_choice"]
         return body
 
     def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
@@ -119,11 +124,13 @@ class AnthropicProvider(HttpProvider):
                 counted = _dict(payload.get("usage"))
                 usage.update({k: v for k, v in counted.items() if token_count(v) is not None})
             elif kind == "message_stop":
-                return Completion(
-                    text="".join(parts),
-                    usage=_usage(usage),
-                    tool_calls=calls.done(),
-                    reasoning="".join(thinking),
+                return answer_from_reply_tool(
+                    Completion(
+                        text="".join(parts),
+                        usage=_usage(usage),
+                        tool_calls=calls.done(),
+                        reasoning="".join(thinking),
+                    )
                 )
             elif kind == "error":
                 raise self._event_error(payload)
@@ -156,11 +163,13 @@ class AnthropicProvider(HttpProvider):
                         arguments=arguments_text(block.get("input")),
                     )
                 )
-        return Completion(
-            text="".join(texts),
-            usage=_usage(_dict(payload.get("usage"))),
-            tool_calls=tuple(calls),
-            reasoning="".join(thinking),
+        return answer_from_reply_tool(
+            Completion(
+                text="".join(texts),
+                usage=_usage(_dict(payload.get("usage"))),
+                tool_calls=tuple(calls),
+                reasoning="".join(thinking),
+            )
         )
 
     def _event_error(self, payload: dict[str, Any]) -> ProviderError:

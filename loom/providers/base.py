@@ -63,6 +63,8 @@ class Request:
     system: str | None = None
     max_tokens: int = 4096
     tools: tuple[ToolSpec, ...] = ()  # offered to the model; none: a plain chat
+    # The JSON Schema the answer must follow (structured output); None: free text.
+    schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,16 @@
-"""The built-in `echo` model: replies with the message it was given, offline (SPEC 5)."""
+"""The built-in `echo` model: replies with the message it was given, offline (SPEC 5).
+
+With a schema it replies with the latest user turn that is JSON (so a correction is
+answered with the message again): a message valid against the schema passes through
+as the structured reply, any other fails as a reply that does not fit (docs/models.md).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from loom.providers.base import Completion, Provider, Request, TextSink, Usage
+from loom.providers.json_schema import parse_reply
 
 
 class EchoProvider:
@@ -15,13 +21,24 @@ class EchoProvider:
 
     def complete(self, request: Request, on_text: TextSink) -> Completion:
         """Stream the last user turn back as one delta and return it, without token counts."""
-        text = next((turn.content for turn in reversed(request.turns) if turn.role == "user"), "")
+        users = [turn.content for turn in request.turns if turn.role == "user"]
+        if request.schema is not None:
+            users = [text for text in users if _is_json(text)] or users
+        text = users[-1] if users else ""
         if text:
             on_text(text)
         return Completion(text=text, usage=Usage())
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _is_json(text: str) -> bool:
+    try:
+        parse_reply(text)
+    except ValueError:
+        return False
+    return True
 
 
 def create(name: str, env: Mapping[str, str]) -> tuple[Provider, str]:

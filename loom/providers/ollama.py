@@ -52,7 +52,10 @@ class OllamaProvider(HttpProvider):
         return {"Accept": "application/x-ndjson"}
 
     def _body(self, request: Request) -> dict[str, Any]:
-        return chat_body(request, _DIALECT, options={"num_predict": request.max_tokens})
+        fields: dict[str, Any] = {"options": {"num_predict": request.max_tokens}}
+        if request.schema is not None:
+            fields["format"] = dict(request.schema)
+        return chat_body(request, _DIALECT, **fields)
 
     def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
         answer = _Reply()

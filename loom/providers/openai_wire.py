@@ -30,6 +30,7 @@ from loom.providers.http import (
 )
 from loom.providers.response import ResponseReader
 from loom.providers.sse import DONE, parse_sse
+from loom.providers.structured import response_format
 from loom.providers.tool_calls import (
     ChatDialect,
     PendingCalls,
@@ -56,6 +57,8 @@ class OpenAIWireProvider(HttpProvider):
             "stream_options": {"include_usage": True},
             self.max_tokens_field: request.max_tokens,
         }
+        if request.schema is not None:
+            fields["response_format"] = response_format(request.schema)
         return chat_body(request, _DIALECT, **fields)
 
     def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:

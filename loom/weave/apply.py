@@ -150,6 +150,7 @@ def _apply_agent(agent: AgentDef, weave: Weave, plan: Plan) -> None:
         tools=list(agent.tools) if agent.tools is not None else None,
         concurrency=agent.concurrency,
         rate=agent.rate,
+        schema=agent.schema,
     )
     proc = agents.prepare(spec, mode="detached")
     for filename, text in agent.memory.items():

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loom.pipeline import PipeDef
 
@@ -51,6 +52,8 @@ class AgentDef:
     tools: tuple[str, ...] | None = None
     concurrency: int = 1
     rate: str | None = None
+    # The JSON Schema replies must be valid against (checked when read); None: free text.
+    schema: dict[str, Any] | None = None
     line: int = 0
 
     def config_hash(self) -> str:
@@ -72,6 +75,8 @@ class AgentDef:
             settings["concurrency"] = self.concurrency
         if self.rate is not None:
             settings["rate"] = self.rate
+        if self.schema is not None:
+            settings["schema"] = self.schema
         canonical = json.dumps(settings, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from loom.ops.gc.retention import COUNT_KEYS, check
 from loom.pipeline import PipeDef, parse_definition
 from loom.pipeline.spec import DefinitionInvalid
 from loom.pipeline.yaml_lines import LineDict, LineList, YamlError, read_yaml
+from loom.providers.json_schema import check_schema, load_schema
 from loom.store.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
 from loom.store.home import concurrency_problem
 from loom.supervisor.policy import POLICIES
@@ -35,6 +37,7 @@ AGENT_KEYS = (
     "tools",
     "concurrency",
     "rate",
+    "schema",
 )
 FROM_KEYS = ("agent", "pipe", "when")
 GC_KEYS = ("retention",)
@@ -334,6 +337,7 @@ def _read_agent(r: _Reader, block: LineDict, where: tuple[int, int]) -> AgentDef
                 parse_rate(rate)
             except UsageError as exc:
                 r.problem(r.value_at(block, "rate"), str(exc))
+    schema = _read_schema(r, block) if "schema" in block else None
     return AgentDef(
         name=name,
         model=model or "",
@@ -345,6 +349,7 @@ def _read_agent(r: _Reader, block: LineDict, where: tuple[int, int]) -> AgentDef
         tools=tools,
         concurrency=concurrency,
         rate=rate,
+        schema=schema,
         line=where[0],
     )
 
@@ -362,6 +367,28 @@ def _read_system_file(r: _Reader, block: LineDict, text: str) -> str | None:
         # listed among the problems: the file itself is what the user has to change.
         where = Problem(*r.value_at(block, "system_file"), str(exc))
         raise UsageError(where.render(r.source)) from None
+    return None
+
+
+def _read_schema(r: _Reader, block: LineDict) -> dict[str, Any] | None:
+    """`schema:` as a mapping written in place, or a JSON file's path (relative to loom.yml)."""
+    where = r.value_at(block, "schema")
+    value = block["schema"]
+    try:
+        if isinstance(value, str):
+            text = r.string(block, "schema", "`schema`")
+            if text is None:
+                return None
+            path = Path(text).expanduser()
+            return load_schema(str(path if path.is_absolute() else r.base / path), "schema")
+        if not isinstance(value, LineDict):
+            r.problem(where, "`schema` must be a JSON Schema (a mapping) or a JSON file's path")
+            return None
+        schema = json.loads(json.dumps(value))
+        check_schema(schema, "`schema`")
+        return dict(schema)
+    except UsageError as exc:
+        r.problem(where, str(exc))
     return None
 
 
