@@ -137,6 +137,24 @@ def test_restart_stops_and_starts_with_the_stored_settings(loom_home: Path) -> N
     stop_all(loom_home)
 
 
+@pytest.mark.parametrize("instance", ["tidy", "dedupe-by-id~a->b"])
+def test_restart_of_a_pipe_instance_served_once_by_hand(
+    loom_home: Path, reap: list, instance: str
+) -> None:
+    served = spawn_loom("pipe", "start", "dedupe-by-id", "--instance", instance)
+    reap.append(served)
+    folder = loom_home / "pipes" / instance.replace("->", "→")
+    wait_for(lambda: (folder / "status").is_file() and read(folder / "status") == "idle")
+    served.terminate()
+    served.wait(timeout=10)
+    r = run_loom("restart", instance)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"restarted {instance} (pid ")
+    assert run_loom("send", instance, '{"id": 1}').returncode == 0
+    wait_for(lambda: msgs(folder / "outbox"), what="the restarted pipe's result")
+    assert run_loom("supervisor", "stop").returncode == 0
+
+
 def test_restart_of_an_unknown_name_says_so(loom_home: Path) -> None:
     r = run_loom("restart", "nobody")
     assert r.returncode == 1

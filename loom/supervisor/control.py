@@ -11,6 +11,7 @@ from pathlib import Path
 from loom import settings
 from loom.agent import agents
 from loom.errors import LoomError, UsageError
+from loom.pipeline.definition import instance_definition_path
 from loom.store import home as homes
 from loom.store import processes
 from loom.store.files import open_regular
@@ -144,9 +145,10 @@ def restart(name: str) -> Started:
         env = dict(os.environ)
         env.update(agents.read_env_file(proc))
         agents.provider_for(model, env)
-    elif not (proc.path / "config.json").is_file():
+    elif not (config := instance_definition_path(proc.name, proc.path.parent.parent)).is_file():
         raise UsageError(
-            f"pipe instance '{name}' has no config.json; start it with 'loom up' or a route"
+            f"pipe instance '{name}' has no definition ({config}); start it with "
+            "'loom pipe start', 'loom up' or a route"
         )
     if served_by is not None:
         stop_for_restart(proc)
