@@ -253,6 +253,13 @@ def test_logs_follow_prints_new_lines_of_any_process(loom_home: Path, reap: list
         lambda: any(line.startswith("b | ") and " replied " in line for line in seen),
         what="b's reply in the followed logs",
     )
+    # One started after the follow began joins in, from its first line.
+    detached("late")
+    run_loom("send", "late", "hello")
+    wait_for(
+        lambda: any(line.startswith("late | ") and " replied " in line for line in seen),
+        what="the later process's reply in the followed logs",
+    )
     p.send_signal(signal.SIGINT)
     assert p.wait(timeout=10) == 130
     reader.join(timeout=10)

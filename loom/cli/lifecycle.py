@@ -94,7 +94,8 @@ def logs(
     The weave is ./loom.yml (or --config); with none there, or with --all, every agent
     and pipe instance under LOOM_HOME. The recent lines of each are merged in time
     order; --follow then prints new lines of any of them as they come (like compose's
-    `logs -f`). With --json each line is the raw record, which names its process.
+    `logs -f`), also of those that start later. With --json each line is the raw
+    record, which names its process.
 
     Example: loom logs -f --level warning
     """
@@ -118,7 +119,9 @@ def logs(
         print(render(name, line))
     if follow:
         sys.stdout.flush()
-        for name, line in processes.follow_many(procs, positions):
+        # Named processes are those; otherwise one started later joins in.
+        discover = None if names else lambda: _selected([], config, all_)
+        for name, line in processes.follow_many(procs, positions, discover=discover):
             if processes.at_least(line, level):
                 print(render(name, line), flush=True)
 

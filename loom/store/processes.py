@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -309,15 +309,33 @@ def tail_many(
     return [(name, line) for _, _, name, line in merged], positions
 
 
+# How often `follow_many` looks for processes that started after it began.
+DISCOVER_S = 1.0
+
+
 def follow_many(
-    procs: list[ProcessDir], since: dict[str, Position], poll: float = 0.2
+    procs: list[ProcessDir],
+    since: dict[str, Position],
+    poll: float = 0.2,
+    discover: Callable[[], list[ProcessDir]] | None = None,
 ) -> Iterator[tuple[str, str]]:
-    """Yield (name, line) as lines are appended to any of the logs of `procs`."""
-    followers = [LogFollower(p, since.get(p.name)) for p in procs]
+    """Yield (name, line) as lines are appended to any of the logs of `procs`.
+
+    With `discover`, the processes it returns that were not followed yet (started since)
+    are followed too, from the first line of their log.
+    """
+    followers = {p.name: LogFollower(p, since.get(p.name)) for p in procs}
+    looked = time.monotonic()
     while True:
-        for follower in followers:
+        for follower in list(followers.values()):
             for line in follower.new_lines():
                 yield follower.proc.name, line
+        if discover is not None and time.monotonic() - looked >= DISCOVER_S:
+            looked = time.monotonic()
+            for proc in discover():
+                if proc.name not in followers:
+                    followers[proc.name] = LogFollower(proc, (None, 0))
+            continue  # a new one's lines now, not a poll later
         time.sleep(poll)
 
 
