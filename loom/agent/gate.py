@@ -43,6 +43,7 @@ class Throttle:
 
     until: float
     started: bool  # True for the first 429 of this back-off, the one to log
+    lengthened: bool  # the end moved later (always so when started)
 
 
 class CallGate:
@@ -78,7 +79,8 @@ class CallGate:
         with self._lock:
             now = time.monotonic()
             started = self._held_until <= now
-            if now + seconds > self._held_until:
+            lengthened = now + seconds > self._held_until
+            if lengthened:
                 self._held_until = now + seconds
                 self._until_wall = time.time() + seconds
-            return Throttle(self._until_wall, started)
+            return Throttle(self._until_wall, started, lengthened)

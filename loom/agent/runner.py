@@ -377,9 +377,10 @@ class AgentRunner:
     def _hold(self, name: str, retry_after: float) -> None:
         """Hold the agent's new calls until the server's Retry-After; said once per back-off."""
         throttle = self.gate.hold(min(max(retry_after, 0.0), MAX_RETRY_AFTER_S))
-        if throttle.started:
-            until = now_iso(throttle.until)
+        until = now_iso(throttle.until)
+        if throttle.lengthened:  # so `ps` shows the end in force, not the first one
             self.proc.write("throttled_until", until)
+        if throttle.started:
             self.log.warning(
                 "throttled", msg=name, until=until, detail="new model calls wait until then"
             )
