@@ -25,7 +25,44 @@ def temp_home(where: str) -> Path:
 
 
 def cleanup(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a bench home; stop what runs in it first (stop_pid), or it writes back."""
+    for _ in range(50):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.1)
+    print(f"bench: could not remove {path}", file=sys.stderr)
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM a process that is not our child, SIGKILL it after `timeout`, wait until gone."""
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists():
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[:1]
+        if state == ["Z"]:
+            return
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline += timeout
+        time.sleep(0.02)
+
+
+def stop_home(home: Path) -> None:
+    """Stop the supervisor and every runner whose pid file is in `home`."""
+    pidfiles = [home / "supervisor.pid", *home.glob("*/*/pid")]
+    for pidfile in pidfiles:
+        try:
+            raw = pidfile.read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) != os.getpid():
+            stop_pid(int(raw))
 
 
 def env_for(home: Path, fsync: bool = False) -> dict[str, str]:

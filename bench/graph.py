@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from _common import (  # noqa: E402
     env_for,
     hop_latencies,
     percentile,
+    stop_home,
     table,
     temp_home,
 )
@@ -63,21 +63,19 @@ def _down(home: Path, env: dict[str, str]) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    pid = home / "supervisor.pid"
-    if pid.exists():
-        os.kill(int(pid.read_text()), signal.SIGTERM)
+    stop_home(home)
 
 
 def latency(samples: int) -> tuple[float, float]:
     home = temp_home("tmpfs")
     try:
-        env = _up(home)
+        _up(home)
         inbox = home / "agents/first/inbox"
         outbox = home / "agents/last/outbox"
         time.sleep(0.5)
         results = hop_latencies(inbox, outbox, samples, lambda i: json.dumps({"n": i}))
-        _down(home, env)
     finally:
+        _down(home, env_for(home))
         cleanup(home)
     return percentile(results, 50), percentile(results, 99)
 
@@ -85,7 +83,7 @@ def latency(samples: int) -> tuple[float, float]:
 def throughput(count: int) -> float:
     home = temp_home("tmpfs")
     try:
-        env = _up(home)
+        _up(home)
         inbox = home / "agents/first/inbox"
         outbox = home / "agents/last/outbox"
         staging = home / "staging"
@@ -102,8 +100,8 @@ def throughput(count: int) -> float:
         while not outbox.is_dir() or len(os.listdir(outbox)) < count:
             time.sleep(0.005)
         elapsed = time.perf_counter() - started
-        _down(home, env)
     finally:
+        _down(home, env_for(home))
         cleanup(home)
     return count / elapsed
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import LOOM, cleanup, env_for, table, temp_home  # noqa: E402
+from _common import LOOM, cleanup, env_for, stop_home, table, temp_home  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -55,9 +55,25 @@ def place_pipe(home: Path, name: str) -> None:
         (d / f).write_text(v + "\n")
 
 
+def _stop(sup: subprocess.Popen[bytes] | None, home: Path) -> None:
+    """Stop the supervisor (it logs into `home`) and its runners, then remove the home."""
+    try:
+        if sup is not None and sup.poll() is None:
+            sup.send_signal(signal.SIGTERM)
+            try:
+                sup.wait(10)
+            except subprocess.TimeoutExpired:
+                sup.kill()
+                sup.wait()
+        stop_home(home)
+    finally:
+        cleanup(home)
+
+
 def idle_cpu(agents: int, pipes: int, seconds: float) -> tuple[float, int]:
     home = temp_home("tmpfs")
     env = env_for(home)
+    sup = None
     try:
         for i in range(agents):
             place_agent(home, f"agent-{i}")
@@ -75,20 +91,15 @@ def idle_cpu(agents: int, pipes: int, seconds: float) -> tuple[float, int]:
         before = cpu_seconds(sup.pid)
         time.sleep(seconds)
         used = cpu_seconds(sup.pid) - before
-        sup.send_signal(signal.SIGTERM)
-        sup.wait(10)
-        for pidfile in home.glob("*/*/pid"):
-            raw = pidfile.read_text().strip()
-            if raw:
-                os.kill(int(raw), signal.SIGKILL)
     finally:
-        cleanup(home)
+        _stop(sup, home)
     return used / seconds * 100, total
 
 
 def _one_restart() -> tuple[float, float]:
     home = temp_home("tmpfs")
     env = env_for(home)
+    sup = None
     try:
         place_agent(home, "a")
         sup = subprocess.Popen([*LOOM, "supervisor", "run"], env=env, stderr=subprocess.DEVNULL)
@@ -110,11 +121,8 @@ def _one_restart() -> tuple[float, float]:
         delay = next(
             json.loads(line)["restart_in_s"] for line in log.splitlines() if '"crashed"' in line
         )
-        sup.send_signal(signal.SIGTERM)
-        sup.wait(10)
-        os.kill(int(pidfile.read_text()), signal.SIGKILL)
     finally:
-        cleanup(home)
+        _stop(sup, home)
     return total, total - delay
 
 
