@@ -3,7 +3,19 @@ each with its own supervisor started by the real CLI (docs/cluster.md)."""
 
 from __future__ import annotations
 
-from cluster_kit import Hosts, hosts_fixture, nats_fixture, roots  # noqa: F401
+import json
+import os
+import signal
+from pathlib import Path
+
+from cluster_kit import (  # noqa: F401
+    Hosts,
+    NatsServer,
+    hosts_fixture,
+    nats_fixture,
+    pid_of,
+    roots,
+)
 from conftest import wait_for
 
 
@@ -44,3 +56,90 @@ def test_work_crosses_hosts_once(hosts: Hosts) -> None:
     # The hop shows in the source host's router log as going through NATS.
     logs = "".join(p.read_text() for p in (hosts.home("h1") / "router/logs").glob("*.ndjson"))
     assert "nats → h1, h2" in logs
+
+
+def settled(hosts: Hosts) -> bool:
+    """Nothing left in JetStream for any destination: no message pending or unacked."""
+    done = hosts.loom("h1", "cluster", "status", "--json")
+    if done.returncode != 0:
+        return False
+    report = json.loads(done.stdout)
+    return all(d["pending"] == 0 and d["unacked"] == 0 for d in report["destinations"])
+
+
+def kill_runner(home: Path, name: str) -> int:
+    pid = wait_for(lambda: pid_of(home, "agents", name), 10, f"{name}'s pid")
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def test_chaos_runner_killed_and_nats_restarted(hosts: Hosts, nats_server: NatsServer) -> None:
+    up(hosts, "h1")
+    up(hosts, "h2")
+    send(hosts, 200)
+    wait_for(lambda: worker_share(hosts, "h2") >= 10, 30, "h2 to take a share")
+    killed = kill_runner(hosts.home("h2"), "worker")
+    wait_for(lambda: len(sink_roots(hosts)) >= 40, 30, "40 answers at the sink")
+    nats_server.kill()
+    nats_server.start()
+    wait_for(
+        lambda: pid_of(hosts.home("h2"), "agents", "worker") not in (None, killed),
+        20,
+        "h2's worker restarted",
+    )
+    wait_for(lambda: len(sink_roots(hosts)) >= 200, 60, "200 answers at the sink")
+    wait_for(lambda: settled(hosts), 30, "JetStream to hold nothing unacked")
+    got = sink_roots(hosts)
+    assert len(got) == 200
+    assert len(set(got)) == 200
+    assert worker_share(hosts, "h1") > 0 and worker_share(hosts, "h2") > 0
+    # Each job was answered once, on one host: the workers' processed files are disjoint.
+    h1 = {p.name for p in (hosts.home("h1") / "agents/worker/inbox/.processed").glob("*.msg")}
+    h2 = {p.name for p in (hosts.home("h2") / "agents/worker/inbox/.processed").glob("*.msg")}
+    assert not h1 & h2
+    assert len(h1 | h2) == 200
+
+
+def test_a_host_away_leaves_its_share_to_the_other(hosts: Hosts) -> None:
+    up(hosts, "h1")
+    up(hosts, "h2")
+    done = hosts.loom("h2", "down", "--config", weave_file(hosts))
+    assert done.returncode == 0, done.stderr
+    assert "stopped bridge~nats→worker" in done.stdout
+    before = worker_share(hosts, "h2")
+    send(hosts, 30)
+    wait_for(lambda: len(sink_roots(hosts)) >= 30, 30, "30 answers with h2 away")
+    assert worker_share(hosts, "h2") == before  # h1 took all of it meanwhile
+    up(hosts, "h2")
+    send(hosts, 60, start=30)
+    wait_for(lambda: len(sink_roots(hosts)) >= 90, 40, "90 answers with h2 back")
+    got = sink_roots(hosts)
+    assert len(got) == len(set(got)) == 90
+    assert worker_share(hosts, "h2") > before
+
+
+def test_published_while_nats_is_down_is_held_then_sent(
+    hosts: Hosts, nats_server: NatsServer
+) -> None:
+    up(hosts, "h1")
+    up(hosts, "h2")
+    send(hosts, 5)
+    wait_for(lambda: len(sink_roots(hosts)) >= 5, 30, "the first 5 answers")
+    nats_server.kill()
+    send(hosts, 5, start=5)
+    outbox = hosts.home("h1") / "agents/intake/outbox"
+    # The intake answered, the router could not publish: the files wait in its outbox.
+    wait_for(lambda: len(list(outbox.glob("*.msg"))) >= 10, 20, "10 intake answers")
+    wait_for(
+        lambda: (
+            "delivery failed; will retry"
+            in "".join(p.read_text() for p in (hosts.home("h1") / "router/logs").glob("*"))
+        ),
+        20,
+        "the router to report NATS away",
+    )
+    assert len(sink_roots(hosts)) == 5
+    nats_server.start()
+    wait_for(lambda: len(sink_roots(hosts)) >= 10, 40, "the held 5 answers")
+    got = sink_roots(hosts)
+    assert len(got) == len(set(got)) == 10
