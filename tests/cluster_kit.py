@@ -109,9 +109,14 @@ def _alive(home: Path) -> bool:
 
 def roots(folder: Path) -> list[str]:
     """The root (first origin segment) of every message file in `folder`."""
+    from loom.store.queue import list_messages
+
     found = []
-    for path in sorted(folder.glob("*.msg")):
-        origin = json.loads(path.read_text())["origin"]
+    for name in list_messages(folder):
+        try:
+            origin = json.loads((folder / name).read_text())["origin"]
+        except FileNotFoundError:
+            continue  # moved on meanwhile
         found.append(origin.split("/")[0])
     return found
 
@@ -145,6 +150,7 @@ agents:
     model: echo
     hosts: [h1, h2]
     concurrency: 2
+    rate: "40/s"
     from: [intake]
   - name: sink
     model: echo

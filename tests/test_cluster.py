@@ -18,6 +18,8 @@ from cluster_kit import (  # noqa: F401
 )
 from conftest import wait_for
 
+from loom.store.queue import list_messages
+
 
 def weave_file(hosts: Hosts) -> str:
     return str(hosts.root / "app" / "loom.yml")
@@ -35,12 +37,16 @@ def send(hosts: Hosts, count: int, start: int = 0) -> None:
 
 
 def sink_roots(hosts: Hosts) -> list[str]:
-    inbox = hosts.home("h1") / "agents" / "sink" / "inbox"
-    return roots(inbox / ".processed") + roots(inbox / ".in-progress") + roots(inbox)
+    """The roots of the messages the sink has answered."""
+    return roots(hosts.home("h1") / "agents" / "sink" / "inbox" / ".processed")
+
+
+def worker_done(hosts: Hosts, host: str) -> set[str]:
+    return set(list_messages(hosts.home(host) / "agents/worker/inbox/.processed"))
 
 
 def worker_share(hosts: Hosts, host: str) -> int:
-    return len(list((hosts.home(host) / "agents/worker/inbox/.processed").glob("*.msg")))
+    return len(worker_done(hosts, host))
 
 
 def test_work_crosses_hosts_once(hosts: Hosts) -> None:
@@ -49,7 +55,7 @@ def test_work_crosses_hosts_once(hosts: Hosts) -> None:
     send(hosts, 40)
     got = wait_for(lambda: len(sink_roots(hosts)) >= 40 and sink_roots(hosts), 40, "40 at sink")
     assert len(got) == len(set(got)) == 40
-    intake = {p.name for p in (hosts.home("h1") / "agents/intake/inbox/.processed").glob("*")}
+    intake = set(list_messages(hosts.home("h1") / "agents/intake/inbox/.processed"))
     assert set(got) == intake
     assert worker_share(hosts, "h1") + worker_share(hosts, "h2") == 40
     assert worker_share(hosts, "h2") > 0
@@ -79,8 +85,12 @@ def test_chaos_runner_killed_and_nats_restarted(hosts: Hosts, nats_server: NatsS
     send(hosts, 200)
     wait_for(lambda: worker_share(hosts, "h2") >= 10, 30, "h2 to take a share")
     killed = kill_runner(hosts.home("h2"), "worker")
+    bridge = pid_of(hosts.home("h2"), "pipes", "bridge~nats→worker")
+    assert bridge is not None
+    os.kill(bridge, signal.SIGKILL)
     wait_for(lambda: len(sink_roots(hosts)) >= 40, 30, "40 answers at the sink")
     nats_server.kill()
+    assert len(sink_roots(hosts)) < 200  # mid-flow
     nats_server.start()
     wait_for(
         lambda: pid_of(hosts.home("h2"), "agents", "worker") not in (None, killed),
@@ -94,8 +104,7 @@ def test_chaos_runner_killed_and_nats_restarted(hosts: Hosts, nats_server: NatsS
     assert len(set(got)) == 200
     assert worker_share(hosts, "h1") > 0 and worker_share(hosts, "h2") > 0
     # Each job was answered once, on one host: the workers' processed files are disjoint.
-    h1 = {p.name for p in (hosts.home("h1") / "agents/worker/inbox/.processed").glob("*.msg")}
-    h2 = {p.name for p in (hosts.home("h2") / "agents/worker/inbox/.processed").glob("*.msg")}
+    h1, h2 = worker_done(hosts, "h1"), worker_done(hosts, "h2")
     assert not h1 & h2
     assert len(h1 | h2) == 200
 
@@ -129,7 +138,7 @@ def test_published_while_nats_is_down_is_held_then_sent(
     send(hosts, 5, start=5)
     outbox = hosts.home("h1") / "agents/intake/outbox"
     # The intake answered, the router could not publish: the files wait in its outbox.
-    wait_for(lambda: len(list(outbox.glob("*.msg"))) >= 10, 20, "10 intake answers")
+    wait_for(lambda: len(list_messages(outbox)) >= 10, 20, "10 intake answers")
     wait_for(
         lambda: (
             "delivery failed; will retry"
