@@ -74,9 +74,9 @@ def test_without_cluster_nothing_of_nats_is_loaded(tmp_path: Path) -> None:
     path = write(tmp_path, "version: 1\nname: demo\nagents:\n  - name: a\n    model: echo\n")
     code = (
         "import sys\n"
-        "from loom.weave.config import load\n"
+        "from pathlib import Path\nfrom loom.weave.config import load\n"
         "import loom.supervisor.core, loom.supervisor.child_main, loom.weave.apply\n"
-        f"load({str(path)!r})\n"
+        f"load(Path({str(path)!r}))\n"
         "assert not [m for m in sys.modules if m == 'nats' or m.startswith('nats.')]\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
