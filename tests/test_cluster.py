@@ -59,9 +59,10 @@ def test_work_crosses_hosts_once(hosts: Hosts) -> None:
     assert set(got) == intake
     assert worker_share(hosts, "h1") + worker_share(hosts, "h2") == 40
     assert worker_share(hosts, "h2") > 0
-    # The hop shows in the source host's router log as going through NATS.
-    logs = "".join(p.read_text() for p in (hosts.home("h1") / "router/logs").glob("*.ndjson"))
-    assert "nats → h1, h2" in logs
+    # On the source host, trace shows the hop into the worker as going through NATS.
+    shown = hosts.loom("h1", "trace", got[0])
+    assert shown.returncode == 0, shown.stderr
+    assert "worker: nats → h1, h2" in shown.stdout
 
 
 def settled(hosts: Hosts) -> bool:
