@@ -72,19 +72,21 @@ def arrivals(inbox: Path) -> dict[str, float]:
     return found
 
 
-def summary(label: str, sent: dict[str, float], got: dict[str, float]) -> str:
+def summary(label: str, sent: dict[str, float], got: dict[str, float], burst: bool) -> str:
     hops = sorted(got[n] - sent[n] for n in sent if n in got)
-    p99 = hops[int(len(hops) * 0.99) - 1]
-    span = max(got.values()) - min(sent.values())
+    p99 = hops[max(0, int(len(hops) * 0.99) - 1)]
+    span = max(got[n] for n in sent if n in got) - min(sent.values())
+    rate = f"{len(hops) / span:.0f} msg/s" if burst else "-"
     return (
         f"| {label} | {len(hops)} | {statistics.median(hops) * 1000:.1f} ms "
-        f"| {p99 * 1000:.1f} ms | {len(hops) / span:.0f} msg/s |"
+        f"| {p99 * 1000:.1f} ms | {rate} |"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--single", type=int, default=50, help="messages sent one by one")
     args = parser.parse_args()
     nats_bin = shutil.which("nats-server", path=str(Path(sys.executable).parent))
     if nats_bin is None:
@@ -113,6 +115,20 @@ def main() -> None:
                 check=True,
                 capture_output=True,
             )
+        outbox = homes["h1"] / "agents/src/outbox"
+        near = homes["h1"] / "agents/near/inbox"
+        far = homes["h2"] / "agents/far/inbox"
+        for i in range(args.single):  # one at a time: the hop without a queue before it
+            subprocess.run(
+                [*LOOM, "send", "src", f"one {i}"],
+                env=envs["h1"],
+                check=True,
+                capture_output=True,
+            )
+            while len(arrivals(near)) <= i or len(arrivals(far)) <= i:
+                time.sleep(0.005)
+        sent = {n: os.stat(outbox / n).st_mtime for n in names(outbox)}
+        single = (dict(sent), arrivals(near), arrivals(far))
         lines = "".join(f"m{i}\n" for i in range(args.messages)).encode()
         subprocess.run(
             [*LOOM, "send", "src", "--lines"],
@@ -121,22 +137,21 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        outbox = homes["h1"] / "agents/src/outbox"
-        near = homes["h1"] / "agents/near/inbox"
-        far = homes["h2"] / "agents/far/inbox"
+        total = args.single + args.messages
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            if len(arrivals(near)) >= args.messages and len(arrivals(far)) >= args.messages:
+            if len(arrivals(near)) >= total and len(arrivals(far)) >= total:
                 break
             time.sleep(0.2)
-        sent = {n: os.stat(outbox / n).st_mtime for n in names(outbox)}
-        print(
-            f"{args.messages} messages, {time.strftime('%Y-%m-%d')}, load {os.getloadavg()[0]:.2f}"
-        )
+        sent = {n: os.stat(outbox / n).st_mtime for n in names(outbox) if n not in single[0]}
+        load = os.getloadavg()[0]
+        print(f"{args.messages} messages, {time.strftime('%Y-%m-%d')}, load {load:.2f}")
         print("| hop | messages | median | p99 | throughput |")
         print("|---|---|---|---|---|")
-        print(summary("local router copy (h1 → h1)", sent, arrivals(near)))
-        print(summary("JetStream (h1 → nats → h2)", sent, arrivals(far)))
+        print(summary("one by one: local router copy (h1 → h1)", single[0], single[1], False))
+        print(summary("one by one: JetStream (h1 → nats → h2)", single[0], single[2], False))
+        print(summary("burst: local router copy (h1 → h1)", sent, arrivals(near), True))
+        print(summary("burst: JetStream (h1 → nats → h2)", sent, arrivals(far), True))
     finally:
         for home in homes.values():
             try:
