@@ -63,6 +63,15 @@ def test_work_crosses_hosts_once(hosts: Hosts) -> None:
     shown = hosts.loom("h1", "trace", got[0])
     assert shown.returncode == 0, shown.stderr
     assert "worker: nats → h1, h2" in shown.stdout
+    # Both hosts beat, each saying what it runs; nothing is left pending in JetStream.
+    report = json.loads(hosts.loom("h2", "cluster", "status", "--json").stdout)
+    runs = {h["host"]: h["runs"] for h in report["hosts"]}
+    assert runs["h1"] == ["intake", "worker", "sink", "bridge~nats→worker", "bridge~nats→sink"]
+    assert runs["h2"] == ["worker", "bridge~nats→worker"]
+    wait_for(lambda: settled(hosts), 20, "nothing pending")
+    table = hosts.loom("h1", "cluster", "status")
+    assert table.returncode == 0, table.stderr
+    assert "DESTINATION  PENDING  UNACKED  REDELIVERED  STORED" in table.stdout
 
 
 def settled(hosts: Hosts) -> bool:

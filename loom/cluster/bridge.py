@@ -69,7 +69,7 @@ class Bridge:
         try:
             js = nc.jetstream(timeout=3.0)
             await ensure_stream(js, self.share, self.dest)
-            kv = await ensure_bucket(js, self.share.claims_bucket, KEEP_S)
+            kv = await ensure_bucket(js, self.share.claims_bucket, KEEP_S, self.share.replicas)
             await self._recover(js, kv)
             sub = await js.pull_subscribe_bind(CONSUMER, self.share.stream(self.dest))
             self.log.info("bridge pulling", stream=self.share.stream(self.dest))

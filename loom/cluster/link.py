@@ -76,6 +76,7 @@ async def ensure_stream(js: JetStreamContext, share: Share, dest: str) -> None:
             retention=RetentionPolicy.LIMITS,
             max_age=KEEP_S,
             duplicate_window=DUPLICATE_WINDOW_S,
+            num_replicas=share.replicas,
         )
     try:
         await js.consumer_info(stream, CONSUMER)
@@ -91,12 +92,16 @@ async def ensure_stream(js: JetStreamContext, share: Share, dest: str) -> None:
         )
 
 
-async def ensure_bucket(js: JetStreamContext, bucket: str, ttl: float) -> KeyValue:
+async def ensure_bucket(
+    js: JetStreamContext, bucket: str, ttl: float, replicas: int = 1
+) -> KeyValue:
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
         return await js.create_key_value(
-            KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=StorageType.FILE)
+            KeyValueConfig(
+                bucket=bucket, history=1, ttl=ttl, storage=StorageType.FILE, replicas=replicas
+            )
         )
 
 

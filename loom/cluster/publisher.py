@@ -109,6 +109,9 @@ class Publisher:
         if mtime != self._mtime:
             self._mtime, self.share = mtime, shares.read(self.home)
             self._streams.clear()
+            if self.link is not None:  # the servers or credentials may have changed
+                self.link.close()
+                self.link = None
         now = time.monotonic()
         if self.share is None or now - self._beat_at < BEAT_EVERY_S:
             return
@@ -116,7 +119,10 @@ class Publisher:
         try:
             link = self._link()
             js = link.jetstream()
-            kv = link.run(ensure_bucket(js, self.share.hosts_bucket, HEARTBEAT_TTL_S), 2.0)
+            kv = link.run(
+                ensure_bucket(js, self.share.hosts_bucket, HEARTBEAT_TTL_S, self.share.replicas),
+                2.0,
+            )
             beat = {"ts": now_iso(), "runs": self.share.runs, "pid": os.getpid()}
             link.run(kv.put(self.share.host, json.dumps(beat).encode()), 2.0)
         except Unavailable:

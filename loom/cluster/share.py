@@ -31,6 +31,7 @@ class Share:
     servers: list[str]
     creds: str | None = None
     ca: str | None = None
+    replicas: int = 1
     remote: dict[str, list[str]] = field(default_factory=dict)
     bridges: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)

@@ -84,6 +84,7 @@ class Cluster:
     servers: tuple[str, ...]
     creds: str | None = None  # a NATS credentials file (user JWT and seed)
     ca: str | None = None  # a CA file for tls:// servers signed by a private CA
+    replicas: int = 1  # JetStream replicas of loom's streams and buckets
     line: int = 0
 
 

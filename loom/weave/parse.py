@@ -37,7 +37,7 @@ AGENT_KEYS = (
     "rate",
     "hosts",
 )
-CLUSTER_KEYS = ("nats", "creds", "ca")
+CLUSTER_KEYS = ("nats", "creds", "ca", "replicas")
 FROM_KEYS = ("agent", "pipe", "when")
 GC_KEYS = ("retention",)
 YAML_BOOLEANS = "YAML reads on/off/yes/no/true/false as booleans: quote it"
@@ -509,7 +509,11 @@ def _read_cluster(r: _Reader, raw: LineDict) -> Cluster | None:
     for key, path in (("creds", creds), ("ca", ca)):
         if path and not Path(path).expanduser().is_file():
             r.problem(r.value_at(section, key), f"`cluster.{key}`: {path} is not a file")
-    return Cluster(tuple(servers), creds=creds, ca=ca, line=where[0])
+    replicas = section.get("replicas", 1)
+    if type(replicas) is not int or not 1 <= replicas <= 5:
+        r.problem(r.value_at(section, "replicas"), "`cluster.replicas` must be 1 to 5")
+        replicas = 1
+    return Cluster(tuple(servers), creds=creds, ca=ca, replicas=replicas, line=where[0])
 
 
 def url_problem(url: str) -> str | None:

@@ -102,6 +102,7 @@ def share_of(weave: Weave, host: str) -> Share:
         servers=list(weave.cluster.servers),
         creds=weave.cluster.creds,
         ca=weave.cluster.ca,
+        replicas=weave.cluster.replicas,
         remote=remote_dests,
         bridges=bridges,
         runs=runs + [bridge_name(b) for b in bridges],
