@@ -162,3 +162,52 @@ def test_published_while_nats_is_down_is_held_then_sent(
     wait_for(lambda: len(sink_roots(hosts)) >= 10, 40, "the held 5 answers")
     got = sink_roots(hosts)
     assert len(got) == len(set(got)) == 10
+
+
+def plant_claimed(url: str, host: str) -> str:
+    """Publish a message into the worker's stream and claim it for `host`, as a bridge
+    on `host` would have just before a SIGKILL; return its filename."""
+    import asyncio
+
+    import nats
+
+    from loom.store.message import new_message
+
+    msg = new_message("intake", "claimed before a crash", origin="0000000000001-ROOT.msg")
+
+    async def plant() -> None:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        # Claimed first (nothing else publishes now), so no bridge can take it before.
+        seq = (await js.stream_info("LOOM-demo-worker")).state.last_seq + 1
+        kv = await js.key_value("loom-demo-claims")
+        await kv.create(f"worker.{msg.filename}", f"{host} {seq}".encode())
+        ack = await js.publish(
+            "loom.demo.worker", msg.to_bytes(), headers={"Nats-Msg-Id": msg.filename}
+        )
+        assert ack.seq == seq
+        await nc.close()
+
+    asyncio.run(plant())
+    return msg.filename
+
+
+def test_a_host_back_delivers_what_it_had_claimed(hosts: Hosts, nats_server: NatsServer) -> None:
+    up(hosts, "h1")
+    up(hosts, "h2")
+    send(hosts, 2)
+    wait_for(lambda: len(sink_roots(hosts)) >= 2, 30, "the first answers")
+    assert hosts.loom("h2", "down", "--config", weave_file(hosts)).returncode == 0
+    name = plant_claimed(nats_server.url, "h2")
+    # h1's bridge gets the message, sees h2's claim, acks and drops it.
+    log = hosts.home("h1") / "pipes" / "bridge~nats→worker" / "logs"
+    wait_for(
+        lambda: "claimed elsewhere" in "".join(p.read_text() for p in log.glob("*")),
+        20,
+        "h1 to drop the message h2 claimed",
+    )
+    assert name not in worker_done(hosts, "h1")
+    up(hosts, "h2")  # h2's bridge finds its claim and delivers the message from the stream
+    wait_for(lambda: name in worker_done(hosts, "h2"), 20, "h2 to answer what it claimed")
+    wait_for(lambda: "0000000000001-ROOT.msg" in sink_roots(hosts), 20, "the answer at the sink")
+    assert sorted(sink_roots(hosts)).count("0000000000001-ROOT.msg") == 1

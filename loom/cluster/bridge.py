@@ -18,7 +18,7 @@ from pathlib import Path
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from loom.cluster import claims
@@ -109,11 +109,18 @@ class Bridge:
 
     async def _recover(self, js: JetStreamContext, kv: KeyValue) -> None:
         """Deliver what this host claimed and did not write before it went away."""
-        try:
-            keys = await kv.keys(filters=[f"{self.dest}.>"])
-        except NoKeysError:
-            return
         prefix = self.dest + "."
+        # A watch on `<dest>.>` lists this destination's claims, filtered by the server
+        # (KeyValue.keys' own filters match substrings on the client, after fetching all).
+        watcher = await kv.watch(prefix + ">", ignore_deletes=True, meta_only=True)
+        keys = []
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                keys.append(entry.key)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
         for key in keys:
             name = key[len(prefix) :]
             if delivered(self.target.inbox, name):
