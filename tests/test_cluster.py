@@ -211,3 +211,28 @@ def test_a_host_back_delivers_what_it_had_claimed(hosts: Hosts, nats_server: Nat
     wait_for(lambda: name in worker_done(hosts, "h2"), 20, "h2 to answer what it claimed")
     wait_for(lambda: "0000000000001-ROOT.msg" in sink_roots(hosts), 20, "the answer at the sink")
     assert sorted(sink_roots(hosts)).count("0000000000001-ROOT.msg") == 1
+
+
+def test_a_foreign_message_in_a_stream_does_not_stop_the_bridge(
+    hosts: Hosts, nats_server: NatsServer
+) -> None:
+    import asyncio
+
+    import nats
+
+    up(hosts, "h1")
+    up(hosts, "h2")
+
+    async def publish_foreign() -> None:
+        nc = await nats.connect(nats_server.url)
+        await nc.jetstream().publish("loom.demo.worker", b"not a loom message")
+        await nc.close()
+
+    send(hosts, 1)
+    wait_for(lambda: len(sink_roots(hosts)) >= 1, 30, "the first answer")
+    asyncio.run(publish_foreign())
+    send(hosts, 10, start=1)
+    wait_for(lambda: len(sink_roots(hosts)) >= 11, 30, "the answers after it")
+    logs = [hosts.home(h) / "pipes" / "bridge~nats→worker" / "logs" for h in ("h1", "h2")]
+    text = "".join(p.read_text() for folder in logs for p in folder.glob("*"))
+    assert "not a loom message; left in the stream" in text

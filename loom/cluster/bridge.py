@@ -36,6 +36,7 @@ from loom.store.queue import (
     UNREADABLE,
     count_messages,
     deliver_copy,
+    is_message_name,
 )
 
 WINDOW = 16
@@ -91,6 +92,12 @@ class Bridge:
     async def _take(self, kv: KeyValue, msg: Msg) -> None:
         name = (msg.headers or {}).get("Nats-Msg-Id", "")
         seq = msg.metadata.sequence.stream
+        if not is_message_name(name) or "/" in name:
+            # Not published by a loom router: nothing to deliver it as. Said once, then
+            # taken off the consumer for good (it stays in the stream for inspection).
+            self.log.error("not a loom message; left in the stream", seq=seq, msg_id=name[:200])
+            await msg.term()
+            return
         held = await claims.claim(kv, self.dest, name, self.share.host, seq)
         if held.host != self.share.host:
             self.log.info("claimed elsewhere; dropped", msg=name, host=held.host)
