@@ -81,3 +81,16 @@ def test_without_cluster_nothing_of_nats_is_loaded(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_without_the_client_validation_gives_the_install_command(tmp_path: Path) -> None:
+    path = write(tmp_path, HEAD + "agents:\n  - name: a\n    model: echo\n    hosts: [h1]\n")
+    # As on a machine without nats-py: the import system finds no `nats`.
+    code = (
+        "import sys\nsys.modules['nats'] = None\n"
+        f"sys.argv = ['loom', 'validate', {str(path)!r}]\n"
+        "from loom.cli import main\nmain()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "install it with: pip install 'loom-runtime[nats]'" in done.stderr
