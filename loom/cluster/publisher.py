@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from nats.js import JetStreamContext
+
 from loom.cluster import share as shares
 from loom.cluster.link import (
     CONSUMER,
@@ -26,6 +28,9 @@ from loom.cluster.link import (
 from loom.store.home import now_iso
 
 RETRY_AFTER_S = 1.0
+# A first connection that fails costs the supervisor's loop its connect timeout: tried
+# less often, so local edges keep flowing while NATS is away.
+RECONNECT_AFTER_S = 5.0
 BEAT_EVERY_S = 5.0
 LAG_EVERY_S = 1.0
 
@@ -56,7 +61,18 @@ class Publisher:
             raise Unavailable("NATS unreachable; trying again shortly")
         if self.link is None:
             self.link = Link(self.share, f"loom {self.share.host} router")
+        if self.link.js is not None and not self.link.connected:
+            # The client reconnects by itself; asking now would only wait for a timeout.
+            self._down_until = time.monotonic() + RETRY_AFTER_S
+            raise Unavailable("NATS connection lost; reconnecting")
         return self.link
+
+    def _jetstream(self, link: Link) -> JetStreamContext:
+        try:
+            return link.jetstream()
+        except Unavailable:
+            self._down_until = time.monotonic() + RECONNECT_AFTER_S
+            raise
 
     def destinations(self) -> Mapping[str, Sequence[str]]:
         return self.share.remote if self.share is not None else {}
@@ -65,7 +81,7 @@ class Publisher:
         link = self._link()
         assert self.share is not None
         try:
-            js = link.jetstream()
+            js = self._jetstream(link)
             if dest not in self._streams:
                 link.run(ensure_stream(js, self.share, dest), 3.0)
                 self._streams.add(dest)
@@ -80,7 +96,7 @@ class Publisher:
                 3.0,
             )
         except Unavailable:
-            self._down_until = time.monotonic() + RETRY_AFTER_S
+            self._down_until = max(self._down_until, time.monotonic() + RETRY_AFTER_S)
             raise
 
     def pending(self, dest: str) -> int:
@@ -94,11 +110,11 @@ class Publisher:
         try:
             link = self._link()
             assert self.share is not None
-            js = link.jetstream()
+            js = self._jetstream(link)
             info = link.run(js.consumer_info(self.share.stream(dest), CONSUMER), 2.0)
             lag = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
         except Unavailable:
-            pass
+            self._down_until = max(self._down_until, time.monotonic() + RETRY_AFTER_S)
         except Exception:  # the stream does not exist yet: nothing is pending
             lag = 0
         self._lag[dest] = (now, lag)
@@ -118,7 +134,7 @@ class Publisher:
         self._beat_at = now
         try:
             link = self._link()
-            js = link.jetstream()
+            js = self._jetstream(link)
             kv = link.run(
                 ensure_bucket(js, self.share.hosts_bucket, HEARTBEAT_TTL_S, self.share.replicas),
                 2.0,
@@ -126,7 +142,7 @@ class Publisher:
             beat = {"ts": now_iso(), "runs": self.share.runs, "pid": os.getpid()}
             link.run(kv.put(self.share.host, json.dumps(beat).encode()), 2.0)
         except Unavailable:
-            self._down_until = time.monotonic() + RETRY_AFTER_S
+            self._down_until = max(self._down_until, time.monotonic() + RETRY_AFTER_S)
         except Exception:
             pass  # a heartbeat is best effort: `loom cluster status` shows it missing
 
