@@ -69,7 +69,7 @@ def _age(ts: object) -> float | None:
     if not isinstance(ts, str):
         return None
     try:
-        when = datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S").timestamp() - time.timezone
+        when = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
     return round(max(0.0, time.time() - when), 1)
