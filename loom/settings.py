@@ -99,6 +99,14 @@ def count(name: str, default: int, doc: str) -> Setting[int]:
 HOME: Setting[str] = Setting(
     "LOOM_HOME", "~/.loom", "~/.loom", "a folder path", "where all state lives", _text
 )
+CLUSTER_HOST: Setting[str] = Setting(
+    "LOOM_HOST",
+    "",
+    "(none)",
+    "a host name of the weave",
+    "which host of a weave with `cluster:` this machine is (what `--host` gives)",
+    _text,
+)
 FSYNC: Setting[bool] = Setting(
     "LOOM_FSYNC",
     True,
@@ -191,6 +199,7 @@ WORKER_RESCAN = seconds(
 
 ALL: tuple[Setting[object], ...] = (
     HOME,
+    CLUSTER_HOST,
     FSYNC,
     WATCH,
     HTTP_TIMEOUT,

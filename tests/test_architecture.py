@@ -40,6 +40,9 @@ LAYERS: list[tuple[str, ...]] = [
     # The router moves messages between queues; its conditions are pipeline expressions,
     # and it knows nothing of agents.
     ("loom.routing",),
+    # Cluster mode carries the router's remote edges over NATS JetStream and runs the
+    # bridges that fill local inboxes from it (the supervisor runs both).
+    ("loom.cluster",),
     # The supervisor starts agents and pipe processes, runs the router, writes metrics.
     ("loom.supervisor",),
     # The operator's tools read what all of the above write: gc prunes the router's

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from loom.cli import agent, lifecycle, pipe, send, supervisor, test_cmd
+from loom.cli import agent, cluster, lifecycle, pipe, send, supervisor, test_cmd
 from loom.cli import gc as gc_cmd
 from loom.cli import route as route_cmd
 from loom.cli import stats as stats_cmd
@@ -59,6 +59,7 @@ def _root(
 app.add_typer(agent.app, name="agent", cls=LoomGroup)
 app.add_typer(pipe.app, name="pipe", cls=LoomGroup)
 app.add_typer(supervisor.app, name="supervisor", cls=LoomGroup)
+app.add_typer(cluster.app, name="cluster", cls=LoomGroup)
 app.command("send")(send.send)
 app.command("test")(test_cmd.test)
 app.command("route")(route_cmd.route)

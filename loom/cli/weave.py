@@ -46,6 +46,20 @@ def _invalid(exc: WeaveInvalid, after: str = "") -> typer.Exit:
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="The weave file (default: ./loom.yml).")
 ]
+HostOption = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        help="With `cluster:`: which host this machine is (default: $LOOM_HOST).",
+        show_default=False,
+    ),
+]
+
+
+def _host(host: str | None) -> str | None:
+    from loom import settings
+
+    return host or settings.CLUSTER_HOST.get() or None
 
 
 @handle_errors
@@ -105,6 +119,7 @@ def up(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Start and return; do not show the live view.")
     ] = False,
+    host: HostOption = None,
 ) -> None:
     """Start the weave: unchanged agents and pipes are left running, changed ones restarted,
     removed ones stopped, new ones started.
@@ -115,6 +130,9 @@ def up(
     Without --detach a live view shows each process's status and queue until Ctrl-C,
     which stops the weave (state stays on disk).
 
+    With `cluster:` in loom.yml, each machine starts its own share: `--host NAME` (or
+    LOOM_HOST) says which host it is (docs/cluster.md).
+
     Example: loom up -d --config examples/triage/loom.yml
     """
     from loom.store import home as homes
@@ -124,7 +142,7 @@ def up(
     weave = _load(config, after="; nothing started")
     home = homes.home()
     try:
-        plan = apply.up(weave, home)
+        plan = apply.up(weave, home, _host(host))
     except WeaveInvalid as exc:
         raise _invalid(exc, "; nothing started") from None
     for label, names in (
@@ -141,7 +159,7 @@ def up(
         _live_view(weave, home)
     except KeyboardInterrupt:
         pass
-    stopped = apply.down(weave, home)
+    stopped = apply.down(weave, home, _host(host))
     print(
         f"stopped {count(len(stopped), 'process', 'processes')}; state kept in {home}",
         file=sys.stderr,
@@ -183,10 +201,11 @@ def _live_table(rows: list[tuple[str, ...]]) -> str:
 
 
 @handle_errors
-def down(config: ConfigOption = None) -> None:
+def down(config: ConfigOption = None, host: HostOption = None) -> None:
     """Stop every agent and pipe this project started; all state stays on disk.
 
-    Processes of other projects, and those started by hand, are left running.
+    Processes of other projects, and those started by hand, are left running. With
+    `cluster:`, this stops the share of the host given by --host (or LOOM_HOST).
 
     Example: loom down --config examples/triage/loom.yml
     """
@@ -194,7 +213,7 @@ def down(config: ConfigOption = None) -> None:
     from loom.weave import apply
 
     weave = _load(config, after="; nothing stopped")
-    for name in apply.down(weave, homes.home()):
+    for name in apply.down(weave, homes.home(), _host(host)):
         print(f"stopped {name}")
 
 

@@ -31,6 +31,7 @@ from loom.routing.ledger import (
     router_dir,
     stats_path,
 )
+from loom.routing.remote import Remote
 from loom.routing.table import load_routes, routes_lock
 from loom.store import atomic
 from loom.store.home import ProcessDir, now_iso
@@ -115,8 +116,9 @@ class Router:
     `$LOOM_HOME/router/logs/<date>.ndjson`, which also records every delivery.
     """
 
-    def __init__(self, home: Path, log: Log | None = None) -> None:
+    def __init__(self, home: Path, log: Log | None = None, remote: Remote | None = None) -> None:
         self.home = home
+        self.remote = remote  # cluster mode: destinations served on other hosts
         self.journal = Log(router_dir(home) / "logs", "router")
         self.log = log if log is not None else self.journal
         self.edges: list[Edge] = []
@@ -193,6 +195,8 @@ class Router:
         """Deliver every new outbox message along every leg; return how many were written."""
         if not self._loaded:
             self.reload()
+        if self.remote is not None:
+            self.remote.tick()
         delivered = 0
         room: dict[Path, int] = {}  # pending count per destination inbox, this pump
         for source, states in self._by_source.items():
@@ -248,7 +252,7 @@ class Router:
             state.reported.clear()
             return 0
         leg = state.leg
-        if leg.dest is not None:
+        if leg.dest is not None and not self._is_remote(leg.dest):
             # A held leg stays held without sorting its backlog, while the inbox is full.
             inbox = locate(self.home, leg.dest).inbox
             if self._full(inbox, leg.limit, room):
@@ -307,6 +311,11 @@ class Router:
             done = self._log_of(leg.source, dest)
             if name in done:
                 continue
+            if self._is_remote(dest):
+                if not self._publish(state, dest, name, raw, done, leg.limit):
+                    return _HELD, count
+                count += 1
+                continue
             target = locate(self.home, dest)
             if self._full(target.inbox, leg.limit, room):
                 state.blocked = target.inbox
@@ -315,6 +324,29 @@ class Router:
                 count += 1
                 room[target.inbox] += 1
         return _DONE, count
+
+    def _is_remote(self, dest: str) -> bool:
+        return self.remote is not None and dest in self.remote.destinations()
+
+    def _publish(
+        self, state: _LegState, dest: str, name: str, raw: bytes, done: DeliveryLog, limit: int
+    ) -> bool:
+        """Publish one file to a remote destination; False while its lag is at the limit.
+
+        The ledger line is written only after JetStream confirmed the message, so a file
+        that could not be published (NATS down) is published again on a later pump; a
+        resend after a crash is dropped by JetStream (Nats-Msg-Id = filename).
+        """
+        assert self.remote is not None
+        if self.remote.pending(dest) >= limit:
+            return False
+        self.remote.publish(dest, name, raw)
+        done.record(name)
+        hosts = ", ".join(self.remote.destinations()[dest])
+        self.journal.info(
+            "routed", msg=name, edge=state.edge, leg=state.leg.key, to=dest, via=f"nats → {hosts}"
+        )
+        return True
 
     def _destinations(self, state: _LegState, name: str, msg: Message) -> list[str]:
         """The valid, existing names in a routing node's message `to`; problems reported."""

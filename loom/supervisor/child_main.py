@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from loom.cluster.share import bridged
 from loom.errors import LoomError, NeedsOperator, UnsupportedVersion
 from loom.store import home as homes
 from loom.supervisor.policy import UPGRADE_EXIT
@@ -20,7 +21,11 @@ def main(argv: list[str]) -> int:
     kind, name = argv
     homes.warned_elsewhere()
     try:
-        if kind == "agents":
+        if kind == "pipes" and bridged(name) is not None:
+            from loom.cluster.bridge import serve as serve_bridge  # only in a cluster
+
+            serve_bridge(name)
+        elif kind == "agents":
             from loom.agent import agents
 
             agents.serve(agents.detached_session(name), [])

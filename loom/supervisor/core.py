@@ -15,6 +15,7 @@ from types import FrameType
 from typing import IO
 
 from loom import routing, settings
+from loom.cluster import share as shares
 from loom.errors import LoomError, is_disk_full
 from loom.store import home as homes
 from loom.store.home import ProcessDir, now_iso, pid_is_loom
@@ -115,6 +116,7 @@ class Supervisor:
                         self._rescan = False
                         last_scan = now
                         if self.router is not None:
+                            self._join_cluster()
                             self.router.reload()
                             self._ensure_instances()
                         self.scan()
@@ -209,6 +211,20 @@ class Supervisor:
             if is_disk_full(exc):
                 raise  # the loop waits for space and says so once
             self.log.error("metrics not written", error=str(exc))
+
+    def _join_cluster(self) -> None:
+        """Give the router its publisher once `loom up --host` put this home in a cluster.
+
+        Only then is the NATS client imported: a home without cluster.json never loads it.
+        """
+        if self.router is None or self.router.remote is not None:
+            return
+        if not shares.share_path(self.home).is_file():
+            return
+        from loom.cluster.publisher import Publisher  # the optional extra, only when used
+
+        self.router.remote = Publisher(self.home)
+        self.log.info("cluster joined", host=getattr(self.router.remote.share, "host", None))
 
     def _ensure_instances(self) -> None:
         """Create the folders of the pipe instances the routes need (spawned by scan)."""

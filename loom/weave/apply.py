@@ -10,6 +10,8 @@ from pathlib import Path
 
 from loom import settings
 from loom.agent import agents
+from loom.cluster import share as shares
+from loom.errors import UsageError
 from loom.pipeline import save_definition
 from loom.routing.edge import Edge, edge_from_json
 from loom.routing.endpoints import instances
@@ -20,7 +22,7 @@ from loom.store.home import ProcessDir
 from loom.store.processes import effective_status, stop
 from loom.store.queue import count_messages
 from loom.supervisor import control
-from loom.weave import owners
+from loom.weave import owners, placement
 from loom.weave.edges import weave_edges
 from loom.weave.model import AgentDef, Problem, Weave
 from loom.weave.parse import WeaveInvalid
@@ -82,21 +84,28 @@ def processes(weave: Weave, home: Path) -> list[ProcessDir]:
     return _owned_processes(home, weave)
 
 
-def check_credentials(weave: Weave) -> None:
+def check_credentials(weave: Weave, host: str | None = None) -> None:
     """Every agent's provider and loom settings, checked before anything starts."""
     for agent in weave.agents.values():
+        if host is not None and host not in agent.hosts:
+            continue
         env = dict(os.environ)
         env.update(agent.env)
         settings.check_all(env)
         agents.provider_for(agent.model, env)
 
 
-def up(weave: Weave, home: Path) -> Plan:
-    """Make `home` run exactly what `weave` declares; unchanged processes are left alone."""
+def up(weave: Weave, home: Path, host: str | None = None) -> Plan:
+    """Make `home` run exactly what `weave` declares; unchanged processes are left alone.
+
+    With `cluster:`, only `host`'s share: its agents, the edges from them, and a bridge
+    for each local destination fed through JetStream (docs/cluster.md).
+    """
+    host = placement.check_host(weave, host)
     problems = conflicts(weave, home)
     if problems:
         raise WeaveInvalid(str(weave.path), problems)
-    check_credentials(weave)
+    check_credentials(weave, host)
     plan = Plan()
     me = owner(weave)
     for pipe in weave.pipes.values():
@@ -104,12 +113,22 @@ def up(weave: Weave, home: Path) -> Plan:
         owners.claim(ProcessDir(home, "pipes", pipe.name), weave)
     wanted: set[str] = set()
     for agent in weave.agents.values():
+        if host is not None and host not in agent.hosts:
+            continue
         wanted.add(f"agents/{agent.name}")
         _apply_agent(agent, weave, plan)
-    edges = weave_edges(weave)
+    edges = placement.local_edges(weave, host)
     for instance, pipe_name in instances(edges):
         wanted.add(f"pipes/{instance}")
         _apply_instance(home, instance, weave.pipes[pipe_name].to_json_data(), weave, plan)
+    if host is not None:
+        share = placement.share_of(weave, host)
+        shares.write(home, share)
+        for dest in share.bridges:
+            wanted.add(f"pipes/{shares.bridge_name(dest)}")
+            _apply_bridge(home, dest, share, weave, plan)
+    else:
+        _leave_cluster(home, weave)
     for proc in _owned_processes(home, weave):
         if f"{proc.kind}/{proc.name}" not in wanted:
             if proc.status in ACTIVE:
@@ -190,8 +209,42 @@ def _apply_instance(
     (plan.restarted if running or status in ACTIVE else plan.started).append(instance)
 
 
-def down(weave: Weave, home: Path) -> list[str]:
-    """Stop every process the weave started; all state stays on disk."""
+def _apply_bridge(home: Path, dest: str, share: shares.Share, weave: Weave, plan: Plan) -> None:
+    name = shares.bridge_name(dest)
+    proc = ProcessDir(home, "pipes", name).create()
+    text = json.dumps([share.servers, share.creds, share.ca, share.host, share.project])
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    status = proc.status
+    if proc.read(HASH_FILE) == digest and status in ACTIVE and owners.is_mine(proc, weave):
+        owners.claim(proc, weave)
+        plan.unchanged.append(name)
+        return
+    running = proc.served_by() is not None
+    if running:
+        stop(name)
+    proc.write("restart", "always")
+    proc.write("mode", "detached")
+    proc.write(HASH_FILE, digest)
+    owners.claim(proc, weave)
+    proc.set_status("pending")
+    (plan.restarted if running or status in ACTIVE else plan.started).append(name)
+
+
+def _leave_cluster(home: Path, weave: Weave) -> None:
+    """A weave without `cluster:` takes its home out of the cluster it was in."""
+    share = shares.read(home)
+    if share is not None and share.project == weave.project:
+        shares.remove(home)
+
+
+def down(weave: Weave, home: Path, host: str | None = None) -> list[str]:
+    """Stop every process the weave started; all state stays on disk.
+
+    With `cluster:` the host must be named, and be the one this home runs."""
+    host = placement.check_host(weave, host)
+    share = shares.read(home)
+    if host is not None and share is not None and share.host != host:
+        raise UsageError(f"{home} runs host '{share.host}', not '{host}'")
     stopped = []
     for proc in _owned_processes(home, weave):
         if proc.status in ACTIVE or proc.served_by() is not None:

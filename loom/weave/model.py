@@ -54,6 +54,7 @@ class AgentDef:
     rate: str | None = None
     # The JSON Schema replies must be valid against (checked when read); None: free text.
     schema: dict[str, Any] | None = None
+    hosts: tuple[str, ...] = ()  # cluster mode: the hosts it runs on (docs/cluster.md)
     line: int = 0
 
     def config_hash(self) -> str:
@@ -82,6 +83,17 @@ class AgentDef:
 
 
 @dataclass(frozen=True)
+class Cluster:
+    """`cluster:`: the NATS servers joining the hosts, and how to authenticate to them."""
+
+    servers: tuple[str, ...]
+    creds: str | None = None  # a NATS credentials file (user JWT and seed)
+    ca: str | None = None  # a CA file for tls:// servers signed by a private CA
+    replicas: int = 1  # JetStream replicas of loom's streams and buckets
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class Weave:
     """A whole `loom.yml`: its pipes (list and node form), agents and settings."""
 
@@ -92,6 +104,7 @@ class Weave:
     # The project (SPEC 9): `name:`, or the folder's name; it owns the processes `up` starts.
     project: str = ""
     retention: dict[str, str] = field(default_factory=dict)
+    cluster: Cluster | None = None
     lines: dict[str, int] = field(default_factory=dict)  # name -> line of its definition
     # Names whose definition had problems: references to them are not reported again.
     broken: frozenset[str] = frozenset()

@@ -21,10 +21,10 @@ from loom.store.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_boun
 from loom.store.home import concurrency_problem
 from loom.supervisor.policy import POLICIES
 from loom.weave.expand import expand
-from loom.weave.model import AgentDef, Inbound, Problem, Weave
+from loom.weave.model import AgentDef, Cluster, Inbound, Problem, Weave
 from loom.weave.validate import validate
 
-TOP_KEYS = ("version", "name", "home", "pipes", "agents", "gc")
+TOP_KEYS = ("version", "name", "home", "cluster", "pipes", "agents", "gc")
 AGENT_KEYS = (
     "name",
     "model",
@@ -38,7 +38,9 @@ AGENT_KEYS = (
     "concurrency",
     "rate",
     "schema",
+    "hosts",
 )
+CLUSTER_KEYS = ("nats", "creds", "ca", "replicas")
 FROM_KEYS = ("agent", "pipe", "when")
 GC_KEYS = ("retention",)
 YAML_BOOLEANS = "YAML reads on/off/yes/no/true/false as booleans: quote it"
@@ -174,6 +176,7 @@ def _read_top(r: _Reader, path: Path, raw: Any) -> Weave:
     pipes = _read_pipes(r, raw, lines)
     agents = _read_agents(r, raw, lines, pipes)
     retention = _read_gc(r, raw)
+    cluster = _read_cluster(r, raw) if "cluster" in raw else None
     broken = frozenset(n for n in lines if n not in pipes and n not in agents)
     return Weave(
         path,
@@ -182,6 +185,7 @@ def _read_top(r: _Reader, path: Path, raw: Any) -> Weave:
         home=home,
         project=project or "",
         retention=retention,
+        cluster=cluster,
         lines=lines,
         broken=broken,
     )
@@ -350,6 +354,7 @@ def _read_agent(r: _Reader, block: LineDict, where: tuple[int, int]) -> AgentDef
         concurrency=concurrency,
         rate=rate,
         schema=schema,
+        hosts=_read_hosts(r, block),
         line=where[0],
     )
 
@@ -482,6 +487,72 @@ def _read_tools(r: _Reader, block: LineDict) -> tuple[str, ...] | None:
         r.problem(r.value_at(block, "tools"), "`tools` must be a list of tool names")
         return None
     return tuple(tools)
+
+
+def _read_hosts(r: _Reader, block: LineDict) -> tuple[str, ...]:
+    if "hosts" not in block:
+        return ()
+    raw = block["hosts"]
+    where = r.value_at(block, "hosts")
+    if not isinstance(raw, list) or not raw or not all(isinstance(h, str) for h in raw):
+        r.problem(where, "`hosts` must be a list of host names, like [h1, h2]")
+        return ()
+    hosts = [r.name(h, where, "host name") for h in raw]
+    if len(set(hosts)) != len(hosts):
+        r.problem(where, "`hosts` names a host twice")
+    return tuple(h for h in dict.fromkeys(hosts) if h is not None)
+
+
+def _read_cluster(r: _Reader, raw: LineDict) -> Cluster | None:
+    """`cluster: {nats: URL or [URL, ...], creds: FILE, ca: FILE}`, variables expanded."""
+    section = raw.get("cluster")
+    where = r.value_at(raw, "cluster")
+    if not isinstance(section, LineDict) or "nats" not in section:
+        r.problem(where, "`cluster` must be a mapping with `nats: URL` (or a list of URLs)")
+        return None
+    r.keys(section, CLUSTER_KEYS, "cluster")
+    value = section["nats"]
+    at = r.value_at(section, "nats")
+    servers: list[str] = []
+    if isinstance(value, list):
+        for item in value:
+            text, missing = expand(item, r.environ) if isinstance(item, str) else ("", [])
+            if not isinstance(item, str):
+                r.problem(at, "`cluster.nats` must be a URL or a list of URLs")
+            servers.extend(u.strip() for u in text.split(",") if u.strip())
+            for name in missing:
+                r.problem(at, f"${{{name}}} is not set (write ${{{name}:-default}} for a default)")
+    else:
+        one = r.string(section, "nats", "`cluster.nats`")
+        servers = [u.strip() for u in (one or "").split(",") if u.strip()]
+    for url in servers:
+        problem = url_problem(url)
+        if problem:
+            r.problem(at, problem)
+    if not servers:
+        r.problem(at, "`cluster.nats` names no server")
+    creds = r.string(section, "creds", "`cluster.creds`") if "creds" in section else None
+    ca = r.string(section, "ca", "`cluster.ca`") if "ca" in section else None
+    for key, path in (("creds", creds), ("ca", ca)):
+        if path and not Path(path).expanduser().is_file():
+            r.problem(r.value_at(section, key), f"`cluster.{key}`: {path} is not a file")
+    replicas = section.get("replicas", 1)
+    if type(replicas) is not int or not 1 <= replicas <= 5:
+        r.problem(r.value_at(section, "replicas"), "`cluster.replicas` must be 1 to 5")
+        replicas = 1
+    return Cluster(tuple(servers), creds=creds, ca=ca, replicas=replicas, line=where[0])
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with one NATS server URL (`nats://host:port`, `tls://...`), if anything."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("nats", "tls"):
+        return f"NATS server {url!r} must start with nats:// or tls://"
+    hostport = rest.rsplit("@", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+    if not host or (port and not port.isdigit()):
+        return f"NATS server {url!r} needs a host (and a numeric port), like nats://10.0.0.5:4222"
+    return None
 
 
 def _read_gc(r: _Reader, raw: LineDict) -> dict[str, str]:

@@ -8,6 +8,7 @@ from loom.pipeline import PipeDef
 from loom.pipeline.errors import ArgError
 from loom.pipeline.expressions import compile_expression
 from loom.routing.graph import find_cycle
+from loom.weave import placement
 from loom.weave.model import Problem, Weave
 
 
@@ -118,4 +119,5 @@ def validate(weave: Weave) -> list[Problem]:
     if cycle is not None:
         at = next((w for a, b, w in edges if (a, b) == (cycle[-2], cycle[-1])), (1, 1))
         problems.append(Problem(*at, "circular route detected: " + " → ".join(cycle)))
+    problems.extend(placement.check(weave))
     return problems

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loom.errors import LoomError, UsageError
+from loom.cluster import share as shares
+from loom.errors import ConfigError, LoomError, UsageError
 from loom.ops.trace.copies import Copy, Process, ts_of
 from loom.ops.trace.places import Places
 from loom.ops.trace.status import Outcome, outcome
+from loom.routing.ledger import delivery_log
+from loom.routing.table import load_routes
 from loom.store.files import load_json
 from loom.store.message import FILENAME_RE, Message, from_dict
 
@@ -75,6 +78,7 @@ class Tracer:
         self.home = home
         self.places = Places(home)
         self.unreadable: set[str] = set()
+        self.remote = _remote_legs(home)
 
     # -- finding the target --------------------------------------------------------
     def resolve(self, ref: str) -> str:
@@ -122,7 +126,20 @@ class Tracer:
         if msg is None:
             node.note = f"unreadable: {problem}"
         node.outcomes = [outcome(self.home, c, node.file) for c in node.copies]
+        node.outcomes += self._published(node)
         return node
+
+    def _published(self, node: Node) -> list[Outcome]:
+        """In a cluster: the hops this host's router sent through NATS (`nats → h2`)."""
+        found = []
+        for sent in node.outcomes:
+            source = sent.process
+            if sent.state != "sent" or source is None:
+                continue
+            for dest, hosts in self.remote.get(source, []):
+                if node.file in delivery_log(self.home, source, dest):
+                    found.append(Outcome(dest, None, f"nats → {hosts}", sent.path))
+        return found
 
     def _read(self, copies: list[Copy]) -> tuple[Message | None, dict[str, Any] | None, str]:
         """The first readable copy's message; its raw fields and the problem otherwise."""
@@ -254,6 +271,23 @@ class Tracer:
             self.unreadable.add(rel)
             return False
         return _parent_of(msg) == parent.decode()
+
+
+def _remote_legs(home: Path) -> dict[str, list[tuple[str, str]]]:
+    """Source -> (destination, its hosts) for each edge this host publishes to NATS."""
+    share = shares.read(home)
+    if share is None:
+        return {}
+    try:
+        edges = load_routes(home)
+    except (ConfigError, OSError):
+        return {}
+    legs: dict[str, list[tuple[str, str]]] = {}
+    for edge in edges:
+        if edge.dest in share.remote:
+            hosts = ", ".join(share.remote[edge.dest])
+            legs.setdefault(edge.instance or edge.source, []).append((edge.dest, hosts))
+    return legs
 
 
 def _parent_of(msg: Message) -> str | None:
