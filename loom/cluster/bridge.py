@@ -30,22 +30,13 @@ from loom.store import home as homes
 from loom.store.home import ProcessDir, now_iso
 from loom.store.logs import Log
 from loom.store.queue import (
-    FAILED,
-    IN_PROGRESS,
-    PROCESSED,
-    UNREADABLE,
     count_messages,
     deliver_copy,
+    holds,
     is_message_name,
 )
 
 WINDOW = 16
-_FOLDERS = ("", IN_PROGRESS, PROCESSED, FAILED, UNREADABLE)
-
-
-def delivered(inbox: Path, filename: str) -> bool:
-    """Whether `filename` is anywhere in the queue already (SPEC 4 folders)."""
-    return any((inbox / folder / filename).exists() for folder in _FOLDERS)
 
 
 class Bridge:
@@ -109,7 +100,7 @@ class Bridge:
         inbox = self.target.inbox
         if not inbox.is_dir():
             self.target.create()
-        if delivered(inbox, name):
+        if holds(inbox, name):
             return
         deliver_copy(inbox, name, raw)
         self.log.info("received", msg=name, to=self.dest)
@@ -130,7 +121,7 @@ class Bridge:
             await watcher.stop()  # type: ignore[no-untyped-call]
         for key in keys:
             name = key[len(prefix) :]
-            if delivered(self.target.inbox, name):
+            if holds(self.target.inbox, name):
                 continue
             try:
                 held = claims.parse((await kv.get(key)).value)

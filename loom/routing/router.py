@@ -38,13 +38,11 @@ from loom.store.home import ProcessDir, now_iso
 from loom.store.logs import Log
 from loom.store.message import Message, parse, read_file
 from loom.store.queue import (
-    FAILED,
     HALF_WRITTEN_GRACE_S,
     IN_PROGRESS,
-    PROCESSED,
-    UNREADABLE,
     count_messages,
     deliver_copy,
+    holds,
     is_message_name,
 )
 
@@ -52,8 +50,6 @@ from loom.store.queue import (
 # taken this long after that mtime: directory times come from a coarse clock, so a file
 # renamed in during the same tick as an earlier listing leaves the mtime as it was.
 SETTLE_NS = 1_000_000_000
-# Where a delivered file may be by now in the destination's queue (SPEC 4).
-_QUEUE_FOLDERS = ("", IN_PROGRESS, PROCESSED, FAILED, UNREADABLE)
 
 _DONE, _RETRY, _HELD = "done", "retry", "held"
 
@@ -387,12 +383,11 @@ class Router:
         inbox = target.inbox
         if not inbox.is_dir():
             target.create()
-        for folder in _QUEUE_FOLDERS:
-            if (inbox / folder / name).exists():
-                # An earlier router wrote it and died before its log line.
-                done.record(name)
-                self.journal.info("already delivered", msg=name, edge=state.edge, to=dest)
-                return False
+        if holds(inbox, name):
+            # An earlier router wrote it and died before its log line.
+            done.record(name)
+            self.journal.info("already delivered", msg=name, edge=state.edge, to=dest)
+            return False
         deliver_copy(inbox, name, raw)
         done.record(name)
         self.journal.info("routed", msg=name, edge=state.edge, leg=state.leg.key, to=dest)

@@ -66,6 +66,15 @@ def encode(msg: Message) -> bytes:
     return data
 
 
+def holds(inbox: Path, filename: str) -> bool:
+    """Whether `filename` is anywhere in the queue of `inbox` already: waiting, being
+    answered, done, failed or unreadable (SPEC 4), so a copy of it is a duplicate."""
+    return any(
+        (inbox / folder / filename).exists()
+        for folder in ("", IN_PROGRESS, PROCESSED, FAILED, UNREADABLE)
+    )
+
+
 def deliver_copy(inbox: Path, filename: str, raw: bytes) -> Path:
     """Put `raw`, the bytes of a message file, into `inbox` as `filename` (atomic).
 

@@ -190,44 +190,40 @@ def _apply_instance(
     text = json.dumps(
         {**definition, "name": instance.split("~", 1)[0]}, ensure_ascii=False, indent=2
     )
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    status = proc.status
-    if proc.read(HASH_FILE) == digest and status in ACTIVE and owners.is_mine(proc, weave):
-        owners.claim(proc, weave)
-        plan.unchanged.append(instance)
-        return
-    running = proc.served_by() is not None
-    if running:
-        stop(instance)
-    if "~" in instance:  # a node-form pipe's folder holds its definition already
-        atomic.write_text(proc.path / "config.json", text + "\n")
-    proc.write("restart", "always")
-    proc.write("mode", "detached")
-    proc.write(HASH_FILE, digest)
-    owners.claim(proc, weave)
-    proc.set_status("pending")
-    (plan.restarted if running or status in ACTIVE else plan.started).append(instance)
+    # A node-form pipe's folder holds its definition already.
+    config = text if "~" in instance else None
+    _run_detached(proc, text, weave, plan, config=config)
 
 
 def _apply_bridge(home: Path, dest: str, share: shares.Share, weave: Weave, plan: Plan) -> None:
     name = shares.bridge_name(dest)
     proc = ProcessDir(home, "pipes", name).create()
     text = json.dumps([share.servers, share.creds, share.ca, share.host, share.project])
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    _run_detached(proc, text, weave, plan)
+
+
+def _run_detached(
+    proc: ProcessDir, settings: str, weave: Weave, plan: Plan, *, config: str | None = None
+) -> None:
+    """Have the supervisor run `proc` for `weave` with `settings` (hashed): left alone when
+    it already runs them, else stopped, its `config` written, and marked pending."""
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:16]
     status = proc.status
     if proc.read(HASH_FILE) == digest and status in ACTIVE and owners.is_mine(proc, weave):
         owners.claim(proc, weave)
-        plan.unchanged.append(name)
+        plan.unchanged.append(proc.name)
         return
     running = proc.served_by() is not None
     if running:
-        stop(name)
+        stop(proc.name)
+    if config is not None:
+        atomic.write_text(proc.path / "config.json", config + "\n")
     proc.write("restart", "always")
     proc.write("mode", "detached")
     proc.write(HASH_FILE, digest)
     owners.claim(proc, weave)
     proc.set_status("pending")
-    (plan.restarted if running or status in ACTIVE else plan.started).append(name)
+    (plan.restarted if running or status in ACTIVE else plan.started).append(proc.name)
 
 
 def _leave_cluster(home: Path, weave: Weave) -> None:
