@@ -291,3 +291,63 @@ def test_credentials_in_the_url_are_refused_without_showing_them(tmp_path: Path)
     assert "'tls://***@127.0.0.1:4222' holds credentials" in done.stderr
     assert "LOOM_NATS_PASSWORD" in done.stderr
     assert SECRET not in done.stderr + done.stdout
+
+
+LIMITED = """\
+version: 1
+name: demo
+cluster:
+  nats: "${LOOM_NATS}"
+pipes:
+  tag:
+    - filter: "!contains(@, 'skip')"
+    - map: "join('', ['tagged: ', @])"
+agents:
+  - name: intake
+    model: echo
+    hosts: [h1]
+  - name: worker
+    model: echo
+    hosts: [h2]
+    from: [{agent: intake, limit: 5}]
+  - name: sink
+    model: echo
+    hosts: [h1]
+    from: [{agent: worker, pipe: tag}]
+"""
+
+
+def intake_edge(hosts: Hosts) -> dict[str, object]:
+    done = hosts.loom("h1", "routes", "--json")
+    assert done.returncode == 0, done.stderr
+    edges = [e for e in json.loads(done.stdout) if e["from"] == "intake"]
+    assert len(edges) == 1, edges
+    return dict(edges[0])
+
+
+def lag(hosts: Hosts, dest: str) -> int | None:
+    done = hosts.loom("h1", "cluster", "status", "--json")
+    found = [d for d in json.loads(done.stdout)["destinations"] if d["destination"] == dest]
+    return int(found[0]["pending"]) + int(found[0]["unacked"]) if found else None
+
+
+def test_the_edge_limit_holds_publishing_and_a_piped_edge_crosses(hosts: Hosts) -> None:
+    """With the worker's host away, publishing stops at the edge's limit (the consumer's
+    lag) and the rest waits in intake's outbox; once it is back, everything arrives, and
+    the worker's replies reach the sink through the pipe, run on the worker's host."""
+    Path(weave_file(hosts)).write_text(LIMITED)
+    up(hosts, "h1")
+    lines = "".join(f"job {i}{' skip' if i % 5 == 0 else ''}\n" for i in range(20))
+    assert hosts.loom("h1", "send", "intake", "--lines", input=lines).returncode == 0
+    wait_for(lambda: intake_edge(hosts)["held"], 30, "the intake edge to be held")
+    assert lag(hosts, "worker") == 5
+    assert intake_edge(hosts)["limit"] == 5
+    up(hosts, "h2")
+    got = wait_for(lambda: len(sink_roots(hosts)) >= 16 and sink_roots(hosts), 60, "16 at sink")
+    assert len(got) == len(set(got)) == 16
+    sink_inbox = hosts.home("h1") / "agents" / "sink" / "inbox" / ".processed"
+    bodies = sorted(
+        json.loads((sink_inbox / n).read_text())["body"] for n in list_messages(sink_inbox)
+    )
+    assert bodies == sorted(f"tagged: job {i}" for i in range(20) if i % 5)
+    assert worker_share(hosts, "h2") == 20

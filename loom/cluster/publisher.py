@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from loom.cluster import share as shares
 from loom.cluster.link import (
@@ -33,6 +34,16 @@ RETRY_AFTER_S = 1.0
 RECONNECT_AFTER_S = 5.0
 BEAT_EVERY_S = 5.0
 LAG_EVERY_S = 1.0
+
+
+async def _lag(js: JetStreamContext, stream: str) -> int:
+    """Messages of `stream` not yet acked by a bridge; 0 before any bridge made it
+    (a missing stream is an answer, not NATS being away)."""
+    try:
+        info = await js.consumer_info(stream, CONSUMER)
+    except NotFoundError:
+        return 0
+    return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
 
 class Publisher:
@@ -98,6 +109,11 @@ class Publisher:
         except Unavailable:
             self._down_until = max(self._down_until, time.monotonic() + RETRY_AFTER_S)
             raise
+        # Until the lag is read again, count what this router added to it, so that a
+        # burst stops at the limit instead of running a second past it.
+        seen = self._lag.get(dest)
+        if seen is not None:
+            self._lag[dest] = (seen[0], seen[1] + 1)
 
     def pending(self, dest: str) -> int:
         """The consumer's lag (not yet delivered + delivered, not acked), a second old
@@ -111,11 +127,10 @@ class Publisher:
             link = self._link()
             assert self.share is not None
             js = self._jetstream(link)
-            info = link.run(js.consumer_info(self.share.stream(dest), CONSUMER), 2.0)
-            lag = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            lag = link.run(_lag(js, self.share.stream(dest)), 2.0)
         except Unavailable:
             self._down_until = max(self._down_until, time.monotonic() + RETRY_AFTER_S)
-        except Exception:  # the stream does not exist yet: nothing is pending
+        except Exception:  # any other answer: publishing finds out what is wrong
             lag = 0
         self._lag[dest] = (now, lag)
         return lag

@@ -65,6 +65,7 @@ class _LegState:
     waiting: set[str] = field(default_factory=set)
     initialized: bool = False
     blocked: Path | None = None  # the full inbox it waits on (back-pressure)
+    lagging: bool = False  # held by the lag of a remote destination (back-pressure)
     errors: int = 0
     last_error: str | None = None
     reported: set[tuple[str, str]] = field(default_factory=set)
@@ -243,6 +244,7 @@ class Router:
             os.close(fd)
 
     def _drain(self, state: _LegState, outbox: Path, room: dict[Path, int]) -> int:
+        state.lagging = False
         if not state.waiting:
             state.blocked = None
             state.reported.clear()
@@ -309,6 +311,7 @@ class Router:
                 continue
             if self._is_remote(dest):
                 if not self._publish(state, dest, name, raw, done, leg.limit):
+                    state.lagging = True
                     return _HELD, count
                 count += 1
                 continue
@@ -428,7 +431,7 @@ class Router:
                     "limit": edge.limit,
                     "forwarded": forwarded,
                     "last_activity": last,
-                    "held": any(s.blocked is not None for s in states),
+                    "held": any(s.blocked is not None or s.lagging for s in states),
                     "pending": sum(len(s.waiting) for s in states),
                     "errors": sum(s.errors for s in states),
                     "last_error": errors[-1].last_error if errors else None,

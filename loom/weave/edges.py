@@ -17,7 +17,13 @@ def weave_edges(weave: Weave) -> list[Edge]:
     for agent in weave.agents.values():
         for entry in agent.inbound:
             edges.append(
-                Edge(source=entry.source, dest=agent.name, pipe=entry.pipe, when=entry.when)
+                Edge(
+                    source=entry.source,
+                    dest=agent.name,
+                    pipe=entry.pipe,
+                    when=entry.when,
+                    limit=entry.limit,
+                )
             )
     for name, pipe in weave.node_pipes.items():
         for source in pipe.inputs:

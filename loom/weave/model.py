@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loom.pipeline import PipeDef
+from loom.routing.edge import DEFAULT_LIMIT
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Inbound:
     # expression is also a column of the file (no `${VAR}` in it, no escapes).
     when_at: tuple[int, int] | None = None
     when_text: tuple[int, int] | None = None
+    # Back-pressure: the edge holds while the next inbox (or JetStream lag) is this long.
+    limit: int = DEFAULT_LIMIT
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from loom.pipeline import PipeDef, parse_definition
 from loom.pipeline.spec import DefinitionInvalid
 from loom.pipeline.yaml_lines import LineDict, LineList, YamlError, read_yaml
 from loom.providers.json_schema import check_schema, load_schema
+from loom.routing.edge import DEFAULT_LIMIT
 from loom.store.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
 from loom.store.home import concurrency_problem
 from loom.supervisor.policy import POLICIES
@@ -41,7 +42,7 @@ AGENT_KEYS = (
     "hosts",
 )
 CLUSTER_KEYS = ("nats", "creds", "ca", "replicas")
-FROM_KEYS = ("agent", "pipe", "when")
+FROM_KEYS = ("agent", "pipe", "when", "limit")
 GC_KEYS = ("retention",)
 YAML_BOOLEANS = "YAML reads on/off/yes/no/true/false as booleans: quote it"
 
@@ -445,6 +446,10 @@ def _read_inbound(r: _Reader, block: LineDict, agent: str) -> tuple[Inbound, ...
         when_at = r.value_at(entry, "when") if when is not None else None
         # After `${VAR}` expansion an offset into the text no longer maps onto the file.
         when_text = entry.text_marks.get("when") if when == entry.get("when") else None
+        limit = entry.get("limit", DEFAULT_LIMIT)
+        if type(limit) is not int or limit < 1:
+            r.problem(r.value_at(entry, "limit"), "`limit` must be a whole number >= 1")
+            limit = DEFAULT_LIMIT
         if source is not None:
             found.append(
                 Inbound(
@@ -455,6 +460,7 @@ def _read_inbound(r: _Reader, block: LineDict, agent: str) -> tuple[Inbound, ...
                     column=where[1],
                     when_at=when_at,
                     when_text=when_text,
+                    limit=limit,
                 )
             )
     return tuple(found)
