@@ -209,3 +209,24 @@ def test_validate_and_up_refuse_the_same_bad_env_entries(
         assert r.returncode == 1, (command, r.stderr)
         assert complaint in r.stderr and "loom.yml:5" in r.stderr, r.stderr
     assert not (loom_home / "agents" / "a").exists()
+
+
+@pytest.mark.parametrize("limit", ["0", "-3", "2.5", "'ten'", "true"])
+def test_a_from_entry_limit_is_a_whole_number_of_at_least_one(tmp_path: Path, limit: str) -> None:
+    text = (
+        "version: 1\nagents:\n  - name: a\n    model: echo\n  - name: b\n    model: echo\n"
+        f"    from: [{{agent: a, limit: {limit}}}]\n"
+    )
+    assert problems(tmp_path, text) == ["loom.yml:7:30: `limit` must be a whole number >= 1"]
+
+
+def test_a_from_entry_limit_becomes_the_edge_limit(tmp_path: Path) -> None:
+    text = (
+        "version: 1\nagents:\n  - name: a\n    model: echo\n  - name: b\n    model: echo\n"
+        "    from: [{agent: a, limit: 7}]\n  - name: c\n    model: echo\n    from: [b]\n"
+    )
+    r = run_loom("validate", str(write(tmp_path, text)))
+    assert r.returncode == 0, r.stderr
+    from loom.weave.edges import weave_edges
+
+    assert [e.limit for e in weave_edges(read(tmp_path / "loom.yml", {}))] == [7, 10_000]
