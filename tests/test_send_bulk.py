@@ -215,6 +215,34 @@ def test_the_same_envelope_twice_is_a_bad_line(loom_home: Path) -> None:
     assert msgs(loom_home / "agents/a/inbox") == []
 
 
+def test_an_envelope_sent_and_answered_before_is_not_sent_again(
+    loom_home: Path, stop_all: None
+) -> None:
+    """Re-sending an input (after a partial send, say) delivers each envelope once: one
+    already answered is skipped with a line, and --wait still prints its reply."""
+    start("a")
+    first, second = new_message("x", "first"), new_message("x", "second")
+    r = run_loom("send", "a", "--ndjson", "--wait", input=first.to_json() + "\n", timeout=30)
+    assert (r.returncode, r.stdout) == (0, "first\n"), r.stderr
+    both = f"{first.to_json()}\n{second.to_json()}\n"
+    r = run_loom("send", "a", "--ndjson", "--wait", "--ordered", input=both, timeout=30)
+    assert (r.returncode, r.stdout) == (0, "first\nsecond\n"), r.stderr
+    assert r.stderr == (
+        f"loom: stdin line 1: {first.filename} is in a's queue already; not sent again\n"
+    )
+    processed = loom_home / "agents/a/inbox/.processed"
+    wait_for(lambda: len(msgs(processed)) == 2, 10, "both answered")
+    outbox = [
+        json.loads((loom_home / "agents/a/outbox" / n).read_text())
+        for n in msgs(loom_home / "agents/a/outbox")
+    ]
+    assert sorted(m["body"] for m in outbox) == ["first", "second"]  # none answered twice
+    r = run_loom("send", "a", "--ndjson", "--print-ids", input=both)
+    assert r.returncode == 0 and r.stdout == f"{first.id}\n{second.id}\n"
+    assert r.stderr.count("not sent again") == 2
+    assert msgs(loom_home / "agents/a/inbox") == []
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [

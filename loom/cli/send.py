@@ -14,6 +14,7 @@ from loom.cli._common import die, handle_errors
 
 if TYPE_CHECKING:
     from loom.api.framing import Line
+    from loom.store.home import ProcessDir
     from loom.store.message import Message
     from loom.store.queue import Queue
 
@@ -139,7 +140,10 @@ def send(
         batch = [framing.Line(1, new_message(sender, body))]
 
     progress = _Progress(sys.stderr) if bulk else None
-    messages = [line.message for line in batch]
+    fresh = batch
+    if ndjson:
+        fresh = _not_queued_yet(api.target(name, create=create), batch, name)
+    messages = [line.message for line in fresh]
     try:
         queue = api.send_all(
             name,
@@ -152,7 +156,7 @@ def send(
     except api.PartlySent as exc:
         if progress is not None:
             progress.clear()
-        raise die(_partly_sent(exc, batch), exc.exit_code) from None
+        raise die(_partly_sent(exc, fresh), exc.exit_code) from None
     except BaseException:
         if progress is not None:
             progress.clear()
@@ -161,7 +165,7 @@ def send(
         progress.clear()
     if not wait:
         if print_ids:
-            sys.stdout.write("".join(f"{m.id}\n" for m in messages))
+            sys.stdout.write("".join(f"{line.message.id}\n" for line in batch))
         elif not bulk:
             print(queue.inbox / messages[0].filename)
         return
@@ -174,6 +178,28 @@ def send(
         raise die(_still_queued(queue, batch, missing, bulk, "stopped waiting"), 130) from None
     if code:
         raise typer.Exit(code)
+
+
+def _not_queued_yet(proc: ProcessDir, batch: list[Line], name: str) -> list[Line]:
+    """The lines whose envelope is not in NAME's queue yet. An envelope sent before
+    (waiting, being answered, answered or failed) is not sent again, so re-sending an
+    input after a partial send or a crash delivers every message once; each skipped
+    line is named on stderr (the first 20, then a count)."""
+    from loom.store.queue import holds
+
+    fresh: list[Line] = []
+    skipped: list[Line] = []
+    for line in batch:
+        (skipped if holds(proc.inbox, line.message.filename) else fresh).append(line)
+    for line in skipped[:20]:
+        print(
+            f"loom: stdin line {line.number}: {line.message.filename} is in {name}'s queue "
+            "already; not sent again",
+            file=sys.stderr,
+        )
+    if len(skipped) > 20:
+        print(f"loom: and {len(skipped) - 20} more lines already queued", file=sys.stderr)
+    return fresh
 
 
 def _duration(text: str | None) -> float | None:
