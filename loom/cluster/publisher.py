@@ -26,9 +26,13 @@ from loom.cluster.link import (
     ensure_bucket,
     ensure_stream,
 )
+from loom.errors import LoomError
 from loom.store.home import now_iso
 
 RETRY_AFTER_S = 1.0
+# What the headers of a published message take of the server's max_payload besides
+# the file name (NATS/1.0 line, the Nats-Msg-Id key, separators).
+HEADER_ROOM = 64
 # A first connection that fails costs the supervisor's loop its connect timeout: tried
 # less often, so local edges keep flowing while NATS is away.
 RECONNECT_AFTER_S = 5.0
@@ -44,6 +48,11 @@ async def _lag(js: JetStreamContext, stream: str) -> int:
     except NotFoundError:
         return 0
     return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+
+class TooLarge(LoomError):
+    """A file bigger than the NATS server takes: that one file is not routed (it stays
+    in the outbox, the edge's errors say why), and the edge goes on with the next."""
 
 
 class Publisher:
@@ -93,6 +102,12 @@ class Publisher:
         assert self.share is not None
         try:
             js = self._jetstream(link)
+            limit = link.max_payload
+            if limit and len(raw) + len(name) + HEADER_ROOM > limit:
+                raise TooLarge(
+                    f"{len(raw)} bytes is over the NATS server's max_payload ({limit} bytes): "
+                    "raise max_payload in its configuration; the file stays in the outbox"
+                )
             if dest not in self._streams:
                 link.run(ensure_stream(js, self.share, dest), 3.0)
                 self._streams.add(dest)
