@@ -10,15 +10,22 @@ from typing import Any
 from loom.errors import LoomError, describe_os_error
 
 
-def main() -> None:
+def main(fast_path: bool = True) -> None:
     """Console-script entry point: a failed file operation or a setting that was read
-    outside a command's own handler is still one line on stderr, never a traceback."""
+    outside a command's own handler is still one line on stderr, never a traceback.
+    The plainest forms of `send` and `agent ps` skip typer (loom.cli.fast) unless
+    `fast_path` is off."""
     # A reply may hold a lone surrogate (JSON can escape one); print it as that escape
     # rather than fail on it, as loom's files do (atomic.utf8).
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     try:
+        from loom.cli import fast
+
+        code = fast.run(sys.argv[1:]) if fast_path else None
+        if code is not None:
+            sys.exit(code)
         from loom.cli.root import app
 
         app(prog_name="loom")
