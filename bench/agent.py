@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import original as orig  # noqa: E402
-from _common import LOOM, cleanup, env_for, percentile, table, temp_home  # noqa: E402
+from _common import LOOM, ROOT, cleanup, env_for, percentile, stop_home, table, temp_home  # noqa: E402
 
 from loom.store.message import new_message  # noqa: E402
 
@@ -78,14 +78,39 @@ def _row(label: str, res: dict[str, list[float]], unit: str, higher: bool, digit
     return [label, _fmt(loom, unit, digits), _fmt(other, unit, digits), factor]
 
 
+AGENTS = ("a", "b", "c", "d", "e")
+
+
+def _wait_running(loom: Side, env: dict[str, str], count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(
+            loom.cli("agent", "ps"), env=env, capture_output=True, text=True, check=True
+        ).stdout
+        if sum(line.split()[1:2] in (["running"], ["idle"]) for line in out.splitlines()) >= count:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the bench agents did not all start:\n{out}")
+        time.sleep(0.05)
+
+
 def startup(loom: Side, original: Side | None, runs: int) -> list[Row]:
     """Wall time of whole CLI commands, loom and the original taking turns, run for run."""
+    # An installed loom has its bytecode compiled; without it (PYTHONDONTWRITEBYTECODE),
+    # every run would compile loom's modules again.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "loom")], check=True)
     home = temp_home("tmpfs")
     env = env_for(home)
     try:
-        subprocess.run(
-            loom.cli("send", "a", "--create", "hello"), env=env, check=True, capture_output=True
-        )
+        # `agent ps` lists five running agents; `send` goes to the first of them.
+        for name in AGENTS:
+            subprocess.run(
+                loom.cli("agent", "start", name, "--model", "echo", "--detach"),
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+        _wait_running(loom, env, len(AGENTS))
         commands = [
             ("--help", ["--help"], b""),
             ("send a hello", ["send", "a", "hello"], b""),
@@ -119,6 +144,7 @@ def startup(loom: Side, original: Side | None, runs: int) -> list[Row]:
         label = f"`echo hi | loom agent start --stdin`, median of {runs}"
         rows.append(_row(label, res, "ms", higher=False))
     finally:
+        stop_home(home)
         cleanup(home)
     return rows
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -106,8 +107,45 @@ def test_imports_point_downwards() -> None:
 def test_the_cli_starts_without_heavy_imports() -> None:
     code = (
         "import sys, loom.cli; "
-        "print(sorted(m for m in ('httpx', 'yaml', 'jmespath', 'pydantic', 'rich') "
+        "print(sorted(m for m in ('httpx', 'yaml', 'jmespath', 'pydantic', 'rich', 'typer', "
+        "'click') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# What `loom send NAME TEXT` may not import: the CLI framework (loom.cli.fast runs it
+# without), the providers' and the engine's libraries, and what only rarer paths need.
+SEND_BUDGET = (
+    "typer",
+    "click",
+    "httpx",
+    "yaml",
+    "jmespath",
+    "pydantic",
+    "rich",
+    "ctypes",
+    "shutil",
+    "difflib",
+    "subprocess",
+    "loom.pipeline",
+    "loom.providers",
+    "loom.agent",
+    "loom.supervisor",
+)
+
+
+def test_loom_send_imports_within_its_budget(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom loom.cli import main\nsys.argv = ['loom', 'send', 'a', 'hi']\n"
+        "try:\n    main()\nfinally:\n"
+        f"    print(sorted(m for m in sys.modules if m.split('.')[0] in {SEND_BUDGET!r}"
+        f" or '.'.join(m.split('.')[:2]) in {SEND_BUDGET!r}), file=sys.stderr)"
+    )
+    env = {**os.environ, "LOOM_HOME": str(tmp_path / "home"), "LOOM_FSYNC": "0"}
+    queued = [sys.executable, "-m", "loom", "send", "a", "--create", "first"]
+    assert subprocess.run(queued, env=env, capture_output=True).returncode == 0
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "[]"

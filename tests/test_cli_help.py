@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
 from pathlib import Path
 
+import click
 import pytest
 import typer
 from conftest import run_loom
 
-from loom.cli import app
+from loom.cli._group import build, first_sentence
+from loom.cli.root import COMMANDS, app
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def commands(group: typer.Typer = app, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found: list[tuple[str, ...]] = []
+    if group is app:
+        for name, entry in COMMANDS.items():
+            target = getattr(importlib.import_module(f"loom.cli.{entry.module}"), entry.attr)
+            if isinstance(target, typer.Typer):
+                found += commands(target, (name,))
+            else:
+                found.append((name,))
     for info in group.registered_commands:
         if info.hidden:
             continue
@@ -51,6 +63,40 @@ def test_the_command_set_is_complete() -> None:
         "test",
     ]:
         assert expected in names
+
+
+def test_the_command_table_lists_each_command_as_its_own_help_would() -> None:
+    # `loom --help` lists the table without importing the commands: its lines must be
+    # what the commands themselves say (their short help, or their first sentence).
+    for name, entry in COMMANDS.items():
+        command = build(name, entry)
+        assert command.name == name
+        assert entry.help == (command.short_help or first_sentence(command.help or "")), name
+        assert not command.hidden
+
+
+def test_the_root_help_is_the_same_with_every_command_built() -> None:
+    lazy = typer.main.get_command(app)
+    assert isinstance(lazy, click.Group)
+    with click.Context(lazy, info_name="loom") as ctx:
+        listed = lazy.get_help(ctx)
+        for name in lazy.list_commands(ctx):
+            lazy.get_command(ctx, name)
+        assert sorted(lazy.commands) == sorted(COMMANDS)
+        assert lazy.get_help(ctx) == listed
+
+
+def test_only_the_command_run_is_imported() -> None:
+    code = (
+        "import sys\nfrom loom.cli import main\nsys.argv = ['loom', 'send', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('loom.cli.')), file=sys.stderr)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    loaded = r.stderr.strip().splitlines()[-1]
+    assert "loom.cli.send" in loaded
+    for other in ("agent", "weave", "pipe", "lifecycle", "route", "supervisor"):
+        assert f"'loom.cli.{other}'" not in loaded, loaded
 
 
 @pytest.mark.parametrize("command", ALL, ids=[" ".join(c) for c in ALL])

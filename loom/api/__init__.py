@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -129,6 +128,8 @@ def target(name: str, *, home: Path | None = None, create: bool = False) -> Proc
     if create:
         return pipe if "~" in name else homes.agent(name, root)
     known = [p.name for p in homes.all_processes(root, unstarted=True)]
+    import difflib  # only for a name that is not there: it costs start-up otherwise
+
     close = difflib.get_close_matches(name, known, n=1)
     raise NoSuchProcess(name, close[0] if close else None)
 

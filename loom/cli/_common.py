@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
@@ -38,16 +38,6 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(0) from None
 
     return wrapper
-
-
-def columns(rows: Sequence[Sequence[str]]) -> str:
-    """`rows` (a header first) as columns two spaces apart, each as wide as its widest
-    cell, with no blanks at the end of a line."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
 
 
 # Options the log commands share (`loom agent logs`, `loom logs`).

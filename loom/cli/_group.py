@@ -3,10 +3,12 @@ with its whole first sentence, and usage errors as one `loom: ...` line (SPEC 10
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from difflib import get_close_matches
+from typing import Any, ClassVar, NamedTuple
 
 import click
 import typer.core
@@ -35,6 +37,17 @@ def usage_sentence(exc: click.UsageError) -> str:
         message = message.replace(". Did you mean", "; did you mean")
     path = exc.ctx.command_path if exc.ctx is not None else "loom"
     return f"{message} (see {path} --help)"
+
+
+def write_commands(formatter: click.HelpFormatter, rows: list[tuple[str, str]]) -> None:
+    """The Commands section of a group's help: a name and its line per row."""
+    if rows:
+        width = max(len(name) for name, _ in rows)
+        with formatter.section("Commands"):
+            # One line per command even past the terminal's width: a description cut or
+            # wrapped in the middle reads worse than a long line.
+            for name, text in rows:
+                formatter.write(f"{' ' * formatter.current_indent}{name:<{width}}  {text}\n")
 
 
 class LoomGroup(typer.core.TyperGroup):
@@ -72,13 +85,7 @@ class LoomGroup(typer.core.TyperGroup):
             if command is None or command.hidden:
                 continue
             rows.append((name, command.short_help or first_sentence(command.help or "")))
-        if rows:
-            width = max(len(name) for name, _ in rows)
-            with formatter.section("Commands"):
-                # One line per command even past the terminal's width: a description cut
-                # or wrapped in the middle reads worse than a long line.
-                for name, text in rows:
-                    formatter.write(f"{' ' * formatter.current_indent}{name:<{width}}  {text}\n")
+        write_commands(formatter, rows)
 
     def main(
         self,
@@ -106,3 +113,74 @@ class LoomGroup(typer.core.TyperGroup):
             print("loom: aborted", file=sys.stderr, flush=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+class Entry(NamedTuple):
+    """Where a command of a lazy group lives (`loom.cli.MODULE`, attribute `attr`: a
+    typer app for a group, a function for a command) and the line its group's help
+    lists for it; with `short`, that line is also the command's own short help."""
+
+    module: str
+    attr: str
+    help: str
+    short: bool = False
+
+
+class LazyGroup(LoomGroup):
+    """A LoomGroup whose commands come from `table`: listed without importing them, and
+    each imported and turned into a click command only when it is asked for."""
+
+    table: ClassVar[Mapping[str, Entry]] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.table})
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            # typer suggests from the commands built so far; suggest from the table.
+            matches = get_close_matches(args[0], self.list_commands(ctx)) if args else []
+            if self.suggest_commands and matches and "Did you mean" not in exc.message:
+                names = ", ".join(f"{m!r}" for m in matches)
+                exc.message = f"{exc.message.rstrip('.')}. Did you mean {names}?"
+            raise
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.table:
+            self.commands[cmd_name] = build(cmd_name, self.table[cmd_name])
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.commands or name not in self.table:
+                command = self.commands[name]
+                if command.hidden:
+                    continue
+                rows.append((name, command.short_help or first_sentence(command.help or "")))
+            else:
+                rows.append((name, self.table[name].help))
+        write_commands(formatter, rows)
+
+
+def build(name: str, entry: Entry) -> click.Command:
+    """The click command of a table entry, made as typer's add_typer and command would
+    have made it in the whole tree (same class, markup mode and exception settings)."""
+    import typer.main
+    import typer.models
+
+    target = getattr(importlib.import_module(f"loom.cli.{entry.module}"), entry.attr)
+    if isinstance(target, typer.Typer):
+        info = typer.models.TyperInfo(target, name=name, cls=LoomGroup)
+        return typer.main.get_group_from_info(
+            info, pretty_exceptions_short=True, rich_markup_mode=None, suggest_commands=True
+        )
+    command = typer.models.CommandInfo(
+        name=name, callback=target, short_help=entry.help if entry.short else None
+    )
+    return typer.main.get_command_from_info(
+        command, pretty_exceptions_short=True, rich_markup_mode=None
+    )

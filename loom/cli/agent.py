@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from loom.cli._common import FollowOption, JsonLogsOption, LevelOption, columns, die, handle_errors
+from loom.cli._common import FollowOption, JsonLogsOption, LevelOption, die, handle_errors
 
 app = typer.Typer(help="Start, list, stop and inspect agents.", no_args_is_help=True)
 
@@ -182,24 +181,9 @@ def ps(
 
     Example: loom agent ps --all --project triage
     """
-    from loom.names import validate_name
-    from loom.store import processes
+    from loom.cli import fast
 
-    if project is not None:
-        validate_name(project, "project name")
-    found = processes.rows(include_all=all_, project=project)
-    if as_json:
-        print(json.dumps([r.to_json() for r in found], indent=None))
-        return
-    table = [("NAME", "STATUS", "MODEL", "IN FLIGHT", "RESTARTS", "UPTIME", "PROJECT")]
-    for r in found:
-        uptime = processes.format_uptime(r.uptime_s)
-        status = (
-            f"{r.status}, throttled until {r.throttled_until}" if r.throttled_until else r.status
-        )
-        flight = f"{r.in_flight}/{r.concurrency}"
-        table.append((r.name, status, r.model, flight, str(r.restarts), uptime, r.project or "-"))
-    print(columns(table))
+    print(fast.ps(all_, as_json, project))
 
 
 @app.command()

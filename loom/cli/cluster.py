@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from loom.cli._common import columns, handle_errors
+from loom.cli._common import handle_errors
+from loom.cli._text import columns
 
 app = typer.Typer(help="Inspect the hosts of a weave with `cluster:`.", no_args_is_help=True)
 

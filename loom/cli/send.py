@@ -14,6 +14,7 @@ from loom.cli._common import die, handle_errors
 
 if TYPE_CHECKING:
     from loom.api.framing import Line
+    from loom.errors import LoomError
     from loom.store.home import ProcessDir
     from loom.store.message import Message
     from loom.store.queue import Queue
@@ -102,16 +103,10 @@ def send(
             2,
         )
     seconds = _duration(timeout)
-    from loom.names import validate_process_name
-
-    validate_process_name(name)  # before any input is read
-
     from loom import api
+    from loom.cli import fast
 
-    try:
-        api.target(name, create=create)
-    except api.NoSuchProcess as exc:
-        raise die(exc.sentence("--create queues it for one that starts later"), 1) from None
+    fast.check_target(name, create)  # before any input is read
     from loom.api import framing
     from loom.store.files import MESSAGE_BODY_LIMIT, read_input
     from loom.store.message import new_message
@@ -214,21 +209,10 @@ def _duration(text: str | None) -> float | None:
         raise die(f"--timeout {exc.problem}", 2) from None
 
 
-def _partly_sent(exc: object, batch: list[Line]) -> str:
-    from loom import api
-    from loom.errors import describe_os_error
+def _partly_sent(exc: LoomError, batch: list[Line]) -> str:
+    from loom.cli import fast
 
-    assert isinstance(exc, api.PartlySent)
-    cause = describe_os_error(exc.cause) if isinstance(exc.cause, OSError) else str(exc.cause)
-    if isinstance(exc.cause, KeyboardInterrupt):
-        cause = "interrupted"
-    if exc.sent == 0:
-        return f"{cause}; nothing sent"
-    last = batch[exc.sent - 1].number
-    return (
-        f"{cause}; sent {exc.sent} of {exc.total} messages (input lines 1-{last}), "
-        f"not the ones from line {batch[exc.sent].number} on"
-    )
+    return fast.partly_sent(exc, [line.number for line in batch])
 
 
 def _print_replies(

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from loom.cli._common import columns, handle_errors
+from loom.cli._common import handle_errors
+from loom.cli._text import columns
 
 
 @handle_errors

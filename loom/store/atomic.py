@@ -10,10 +10,8 @@ never loses data either way, only a crash of the machine can).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
-import shutil
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -132,7 +130,10 @@ def _syncfs(fd: int) -> bool:
         _syncfs_looked = True
         if sys.platform.startswith("linux"):
             try:
-                # The running interpreter already links libc.
+                # Imported here: ctypes costs a few ms of every command's start-up, and
+                # only fsyncing writers get this far. The interpreter links libc.
+                import ctypes
+
                 lib = ctypes.CDLL(None, use_errno=True)
                 lib.syncfs.argtypes = [ctypes.c_int]
                 _syncfs_fn = lib.syncfs
@@ -141,6 +142,8 @@ def _syncfs(fd: int) -> bool:
     if _syncfs_fn is None:
         return False
     if _syncfs_fn(fd) != 0:
+        import ctypes
+
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return True
@@ -248,6 +251,8 @@ def remove_tree(path: str | os.PathLike[str]) -> None:
     source = Path(path)
     doomed = source.with_name(f".{source.name}.removed-{os.getpid()}")
     os.rename(source, doomed)
+    import shutil  # only here: it costs every command's start-up otherwise
+
     shutil.rmtree(doomed)
 
 
