@@ -53,7 +53,8 @@ def test_history_lists_turns_in_order_with_their_cost(server: LLMServer, wire: s
     assert [t["prompt"] for t in turns] == ["question one", "question two", "question three\nlong"]
     assert [t["status"] for t in turns] == ["ok", "failed", "ok"]
     assert [t["reply"] for t in turns] == ["first answer", None, "third answer\non two lines"]
-    assert [(t["input_tokens"], t["output_tokens"]) for t in turns] == [(5, 2), (None, None), (7, 4)]
+    tokens = [(t["input_tokens"], t["output_tokens"]) for t in turns]
+    assert tokens == [(5, 2), (None, None), (7, 4)]
     assert "bad request" in turns[1]["error"]
     assert {t["model"] for t in turns} == {MODELS[wire][0]}
     assert {t["sender"] for t in turns} == {"stdin"}
@@ -88,4 +89,3 @@ def test_unknown_or_hostile_names_are_one_error_line(server: LLMServer) -> None:
         assert r.stderr.startswith("loom: ") and len(r.stderr.splitlines()) == 1
         assert r.stdout == ""
     assert run_loom("agent", "logs", "nope").returncode == 1  # as the other agent commands
-
