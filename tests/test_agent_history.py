@@ -10,14 +10,10 @@ from typing import Any
 
 import pytest
 from conftest import run_loom
-from llm_server import LLMServer, Reply, Status
+from llm_server import WIRE_MODELS, LLMServer, Reply, Status
 
 KEY = "sk-test-history-1f2e3d"
-MODELS = {
-    "openai": ("openai/gpt-test", "OPENAI_API_KEY"),
-    "anthropic": ("anthropic/claude-test", "ANTHROPIC_API_KEY"),
-    "ollama": ("ollama/qwen3:8b", None),
-}
+MODELS = WIRE_MODELS
 
 
 @pytest.fixture

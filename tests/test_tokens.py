@@ -13,14 +13,10 @@ from typing import Any
 import pytest
 from conftest import run_loom, wait_for
 from home_kit import stop_all  # noqa: F401
-from llm_server import LLMServer, Reply
+from llm_server import WIRE_MODELS, LLMServer, Reply
 
 KEY = "sk-test-tokens-5c4d3e"
-MODELS = {
-    "openai": ("openai/gpt-test", "OPENAI_API_KEY"),
-    "anthropic": ("anthropic/claude-test", "ANTHROPIC_API_KEY"),
-    "ollama": ("ollama/qwen3:8b", None),
-}
+MODELS = WIRE_MODELS
 
 
 @pytest.fixture(params=[True, False], ids=["streamed", "whole"])
