@@ -6,6 +6,7 @@ each wire format (OpenAI `usage`, Anthropic `message_start`/`message_delta`, Oll
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,18 @@ def test_metrics_prom_counts_tokens_of_a_detached_agent_across_a_restart(
             f'loom_tokens_total{{{label},type="output"}} 12',
         ]
         wait_for(lambda: all(w in prom.read_text() for w in wanted), 20, "totals after restart")
+
+
+def test_a_hostile_usage_file_reads_as_no_tokens(server: LLMServer, loom_home: Path) -> None:
+    ask(server, "openai", "first")
+    usage = loom_home / "agents" / "a" / "usage.json"
+    for hostile in ("garbage", "fifo"):
+        usage.unlink()
+        if hostile == "fifo":
+            os.mkfifo(usage)  # opened blocking, this would hang ps
+        else:
+            usage.write_text('{"v": 1, "models": {"m": {"input": -3, "output": "x"}}}')
+        r = run_loom("agent", "ps", "--all", "--json", timeout=20)
+        assert r.returncode == 0, r.stderr
+        [ps] = json.loads(r.stdout)
+        assert (ps["input_tokens"], ps["output_tokens"]) == (0, 0)
