@@ -43,6 +43,14 @@ from llm_wire_openai import OpenAIWire
 
 __all__ = ["Call", "Exchange", "Wire", "chunks_of"]  # re-exported for the tests
 
+# A model of each wire format, and the variable its API key goes in (None: no key).
+WIRE_MODELS = {
+    "openai": ("openai/gpt-test", "OPENAI_API_KEY"),
+    "anthropic": ("anthropic/claude-test", "ANTHROPIC_API_KEY"),
+    "ollama": ("ollama/qwen3:8b", None),
+}
+
+
 # ---------------------------------------------------------------- behaviours
 
 

@@ -18,12 +18,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("loom.errors", "loom.names", "loom.settings", "loom.elapsed", "loom.wording"),
     # The store, bottom up: ids, atomic writes, bounded reads and the watcher need nothing
     # of the store; messages are files; the home lays out process folders; the queue
-    # moves messages through one folder and logs write into it; a process folder seen
-    # from outside (ps, stop) and the serve loop over one queue use both.
+    # moves messages through one folder, logs write into it, usage.json counts tokens; a
+    # process folder seen from outside (ps, stop, history) and the serve loop use them.
     ("loom.store", "loom.store.ids", "loom.store.atomic", "loom.store.files", "loom.store.watch"),
     ("loom.store.message", "loom.store.home"),
-    ("loom.store.queue", "loom.store.logs"),
-    ("loom.store.processes", "loom.store.worker"),
+    ("loom.store.queue", "loom.store.logs", "loom.store.usage"),
+    ("loom.store.processes", "loom.store.worker", "loom.store.history"),
     # Engines without a queue of their own: providers call a model; tools are plugins
     # a provider's tool calls run; the pipeline core parses, compiles and runs operators
     # (its queued pipe process serves with store.worker).

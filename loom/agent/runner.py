@@ -31,6 +31,7 @@ from loom.store.home import ProcessDir, now_iso, today
 from loom.store.logs import Log
 from loom.store.message import Message
 from loom.store.queue import Queue
+from loom.store.usage import UsageCounter
 from loom.store.worker import Stopping, Worker, read_claimed
 from loom.tools.toolbox import Toolbox, ToolRoundsExceeded
 
@@ -221,6 +222,8 @@ class AgentRunner:
         # One answer's lines go into the conversation file together, never between
         # another's (append_line is one write, but one write may be cut short).
         self._record_lock = threading.Lock()
+        # Token totals per model, kept in usage.json by this process, the queue's owner.
+        self.usage = UsageCounter(self.proc)
 
     # -- Handler -------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -248,14 +251,15 @@ class AgentRunner:
             return
         self.log.info("claimed", msg=name, sender=msg.sender)
         started = time.monotonic()
+        answer = Answer([Turn("user", msg.body)])
         try:
-            answer = self._answer(msg, name)
+            self._answer(answer, name)
         except Stopping:
             self._put_back(name)
             raise
         except ProviderError as exc:
             with self._settling(name):
-                self._fail(msg, name, exc, attempts=exc.attempts)
+                self._fail(msg, name, exc, attempts=exc.attempts, answer=answer)
             return
         with self._settling(name):
             self._settle(msg, name, answer, started)
@@ -264,7 +268,7 @@ class AgentRunner:
         """Write the outcome of a finished answer: the reply, or the failure if it is empty."""
         if not answer.body.strip():
             self._record(name, answer)
-            self._fail(msg, name, EmptyAnswer(answer), attempts=answer.attempts)
+            self._fail(msg, name, EmptyAnswer(answer), attempts=answer.attempts, answer=answer)
             return
         if answer.structured is not None and self.sink is not None:
             self.sink(answer.structured)  # held back until it was known to be valid
@@ -272,10 +276,12 @@ class AgentRunner:
         self.queue.emit(reply)
         self.queue.acknowledge(name)
         self._remember(name, answer)
+        self.usage.add(self.model, answer.input_tokens, answer.output_tokens)
         self.log.info(
             "replied",
             msg=name,
             reply=reply.filename,
+            model=self.model,
             attempts=answer.attempts,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
             input_tokens=answer.input_tokens,
@@ -292,9 +298,9 @@ class AgentRunner:
         if self.on_done is not None:
             self.on_done(outcome)
 
-    def _answer(self, msg: Message, name: str) -> Answer:
-        """Call the model; while it asks for tools, run them and call it again."""
-        answer = Answer([Turn("user", msg.body)])
+    def _answer(self, answer: Answer, name: str) -> Answer:
+        """Call the model; while it asks for tools, run them and call it again. The
+        calls are added to `answer` as they return, so a failure still knows their cost."""
         system = system_prompt(self.proc)
         tools = self.toolbox.offer() if self.toolbox is not None else ()
         rounds = 0
@@ -409,14 +415,33 @@ class AgentRunner:
         elif self.queue.put_back(name):
             self.log.info("put back", msg=name, detail="stopped before the answer was complete")
 
-    def _fail(self, msg: Message, name: str, exc: ProviderError, *, attempts: int) -> None:
+    def _fail(
+        self,
+        msg: Message,
+        name: str,
+        exc: ProviderError,
+        *,
+        attempts: int,
+        answer: Answer | None = None,
+    ) -> None:
+        """Fail the message; the tokens of the calls that were answered still count."""
         text = f"{self.proc.name} could not answer: {exc}"
         reply = msg.reply(self.proc.name, text, parent_filename=name, error=True)
         self.queue.fail(
             name, reply, error_type=exc.error_type, last_error=str(exc), attempts=attempts
         )
+        tokens_in = answer.input_tokens if answer is not None else None
+        tokens_out = answer.output_tokens if answer is not None else None
+        self.usage.add(self.model, tokens_in, tokens_out)
         self.log.error(
-            "failed", msg=name, error_type=exc.error_type, error=str(exc), attempts=attempts
+            "failed",
+            msg=name,
+            model=self.model,
+            error_type=exc.error_type,
+            error=str(exc),
+            attempts=attempts,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
         )
         self._done(Outcome(name, reply=reply, failed=True, error=str(exc)))
 

@@ -178,6 +178,8 @@ def ps(
     FLIGHT is the messages being answered now out of the agent's concurrency; an
     agent holding its calls after a 429 shows `throttled until T` in STATUS. PROJECT
     is the loom.yml's project that started it (`loom up`), `-` when started by hand.
+    --json also has each agent's tokens: `input_tokens`, `output_tokens` and, per
+    model, `tokens_by_model`.
 
     Example: loom agent ps --all --project triage
     """
@@ -240,3 +242,51 @@ def logs(
         for line in processes.follow(name, since=position):
             if processes.at_least(line, level):
                 print(render(line), flush=True)
+
+
+@app.command()
+@handle_errors
+def history(
+    name: Annotated[str, typer.Argument(help="Agent name.")],
+    count: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many recent turns.")] = 10,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per turn (NDJSON), full texts.")
+    ] = False,
+) -> None:
+    """Show an agent's past turns, newest last: TIME MSG FROM PROMPT REPLY MODEL IN OUT
+    TIME-MS STATUS.
+
+    Each turn is one message the agent answered (`ok`) or failed (`failed`, the error in
+    place of the reply), with the tokens it cost and how long it took. The prompt and
+    reply are cut to one line here; --json has them whole, one object per line.
+
+    Example: loom agent history summarizer -n 3
+
+    Example: loom agent history summarizer --json | jq -r .reply
+    """
+    from loom.store import history as turns
+
+    found = turns.history(name, count)
+    if as_json:
+        for turn in found:
+            print(turns.dumps(turn))
+        return
+    if not found:
+        return
+    table = [("TIME", "MSG", "FROM", "PROMPT", "REPLY", "MODEL", "IN", "OUT", "MS", "STATUS")]
+    for t in found:
+        table.append(
+            (
+                t.ts[:19].replace("T", " "),
+                t.msg,
+                t.sender or "-",
+                turns.one_line(t.prompt),
+                turns.one_line(t.error if t.status == "failed" else t.reply),
+                t.model or "-",
+                "-" if t.input_tokens is None else str(t.input_tokens),
+                "-" if t.output_tokens is None else str(t.output_tokens),
+                "-" if t.duration_ms is None else str(round(t.duration_ms)),
+                t.status,
+            )
+        )
+    print(columns(table))

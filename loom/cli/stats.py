@@ -16,13 +16,16 @@ from loom.cli._text import columns
 def stats(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object for scripts.")] = False,
 ) -> None:
-    """Show received, processed, failed and dropped messages, restarts, queue depths and
-    processing time per agent and pipe, and forwarded counts per route.
+    """Show received, processed, failed and dropped messages, restarts, queue depths,
+    processing time and tokens per agent and pipe, and forwarded counts per route.
 
     The numbers are those the supervisor writes to $LOOM_HOME/metrics.prom, computed
     from the files, so this works with or without a supervisor.
 
-    Example: loom stats --json | jq '.processes[] | {name, failed}'
+    Tokens (input and output) are the totals the agent keeps in its usage.json; --json
+    also has them per model in `tokens_by_model`.
+
+    Example: loom stats --json | jq '.processes[] | {name, failed, input_tokens}'
     """
     from loom.ops import stats as numbers
     from loom.store import home as homes

@@ -56,7 +56,7 @@ def format_seconds(seconds: float | None) -> str:
 
 def tables(stats: Stats) -> list[list[tuple[str, ...]]]:
     """The rows of two tables for people (a header first): processes, then routes when
-    there are any."""
+    there are any. Tokens per model are in --json (`tokens_by_model`)."""
     rows: list[tuple[str, ...]] = [
         (
             "NAME",
@@ -70,6 +70,8 @@ def tables(stats: Stats) -> list[list[tuple[str, ...]]]:
             "PENDING",
             "IN-PROGRESS",
             "AVG-TIME",
+            "TOKENS-IN",
+            "TOKENS-OUT",
         )
     ]
     for p in stats.processes:
@@ -87,6 +89,8 @@ def tables(stats: Stats) -> list[list[tuple[str, ...]]]:
                 str(p.queues["pending"]),
                 str(p.queues["in_progress"]),
                 format_seconds(average),
+                str(p.token_total("input")) if p.kind == "agent" else "-",
+                str(p.token_total("output")) if p.kind == "agent" else "-",
             )
         )
     found: list[list[tuple[str, ...]]] = [rows]

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from loom.elapsed import format_elapsed
 from loom.errors import LoomError
 from loom.store import atomic
 from loom.store import home as homes
+from loom.store import usage as usages
 from loom.store.files import FIELD_LIMIT, FileTooLarge, NotARegularFile, open_regular, read_bounded
 from loom.store.home import ProcessDir
 from loom.store.logs import parse_line, read_lines, severity
@@ -41,6 +42,11 @@ class ProcessRow:
     throttled_until: str | None = None
     # The project (loom.yml) that started it; None when started by hand.
     project: str | None = None
+    # Tokens the agent's model calls reported (usage.json), over all its models, and
+    # per model: {"openai/gpt-4o-mini": {"input": 120, "output": 30}}.
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tokens_by_model: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -84,6 +90,7 @@ def rows(include_all: bool = False, project: str | None = None) -> list[ProcessR
             continue
         model = proc.read("model") or ("-" if proc.kind == "agents" else "pipe")
         restarts = proc.restarts
+        spent = usages.read(proc) if proc.kind == "agents" else usages.Usage()
         out.append(
             ProcessRow(
                 name=proc.name,
@@ -97,6 +104,9 @@ def rows(include_all: bool = False, project: str | None = None) -> list[ProcessR
                 concurrency=proc.concurrency or 1,
                 throttled_until=_throttled_until(proc) if pid is not None else None,
                 project=proc.project,
+                input_tokens=spent.input_tokens,
+                output_tokens=spent.output_tokens,
+                tokens_by_model=spent.models,
             )
         )
     return out

@@ -24,6 +24,7 @@ from typing import Any
 from loom.errors import LoomError
 from loom.store import atomic
 from loom.store import home as homes
+from loom.store import usage as usages
 from loom.store.files import STATE_LIMIT, NotARegularFile, load_json, read_bounded
 from loom.store.home import ProcessDir
 from loom.store.logs import parse_line, read_lines
@@ -198,6 +199,11 @@ class ProcessMetrics:
     queues: dict[str, int]
     seconds_sum: float
     seconds_count: int
+    # Tokens per model and kind (input, output), from the agent's usage.json.
+    tokens: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def token_total(self, kind: str) -> int:
+        return sum(counts.get(kind, 0) for counts in self.tokens.values())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -210,6 +216,9 @@ class ProcessMetrics:
             "queue": self.queues,
             "processing_seconds_sum": round(self.seconds_sum, 6),
             "processing_seconds_count": self.seconds_count,
+            "input_tokens": self.token_total("input"),
+            "output_tokens": self.token_total("output"),
+            "tokens_by_model": self.tokens,
         }
 
 
@@ -266,6 +275,8 @@ class Collector:
                     queues=queue_depths(proc),
                     seconds_sum=tally.seconds_sum,
                     seconds_count=tally.seconds_count,
+                    # usage.json, not the logs: totals that gc cannot shrink (store.usage).
+                    tokens=usages.read(proc).models if proc.kind == "agents" else {},
                 )
             )
         for key in [k for k in self.tallies if k not in alive]:
@@ -354,6 +365,21 @@ def render(
         summary.append(("loom_processing_seconds_sum" + who(p), p.seconds_sum))
         summary.append(("loom_processing_seconds_count" + who(p), p.seconds_count))
     family("loom_processing_seconds", "summary", "Time to process one message.", summary)
+    family(
+        "loom_tokens_total",
+        "counter",
+        "Tokens an agent's model calls reported, per model and type (input, output).",
+        [
+            (
+                "loom_tokens_total"
+                + _labels(process=p.name, kind=p.kind, model=model, type=token_type),
+                count,
+            )
+            for p in procs
+            for model, counts in sorted(p.tokens.items())
+            for token_type, count in counts.items()
+        ],
+    )
 
     def edge(row: Mapping[str, Any]) -> str:
         return _labels(
