@@ -264,6 +264,7 @@ def history(
 
     Example: loom agent history summarizer --json | jq -r .reply
     """
+    from loom.cli._text import columns
     from loom.store import history as turns
 
     found = turns.history(name, count)
