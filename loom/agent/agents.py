@@ -17,7 +17,7 @@ from loom.agent.retry import RetryPolicy
 from loom.agent.runner import AgentRunner, Outcome
 from loom.errors import UsageError
 from loom.names import env_entry_problem
-from loom.providers import resolve
+from loom.providers import provider_of, resolve
 from loom.providers.base import Provider
 from loom.providers.json_schema import SCHEMA_LIMIT, check_schema, parse_schema
 from loom.store import atomic
@@ -62,6 +62,7 @@ class AgentSpec:
         homes.agent(self.name)  # validates the name
         if not self.model.strip():
             raise UsageError("--model is empty; give a model such as 'echo' or 'ollama/qwen3:8b'")
+        provider_of(self.model)  # an unknown provider fails here, before any file or call
         if self.restart not in RESTART_POLICIES:
             raise UsageError(
                 f"unknown restart policy '{self.restart}'; use one of {', '.join(RESTART_POLICIES)}"

@@ -16,6 +16,7 @@ from loom.ops.gc.retention import COUNT_KEYS, check
 from loom.pipeline import PipeDef, parse_definition
 from loom.pipeline.spec import DefinitionInvalid
 from loom.pipeline.yaml_lines import LineDict, LineList, YamlError, read_yaml
+from loom.providers import provider_of
 from loom.providers.json_schema import check_schema, load_schema
 from loom.store.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
 from loom.store.home import concurrency_problem
@@ -309,6 +310,11 @@ def _read_agent(r: _Reader, block: LineDict, where: tuple[int, int]) -> AgentDef
     model = r.string(block, "model", f"model of '{name}'") if "model" in block else None
     if "model" not in block:
         r.problem(where, f"agent '{name}' needs a `model` (for example `echo`)")
+    elif model:
+        try:
+            provider_of(model)
+        except UsageError as exc:
+            r.problem(r.value_at(block, "model"), str(exc))
     system = r.string(block, "system", "`system`") if "system" in block else None
     if "system_file" in block:
         if system is not None:
