@@ -20,6 +20,7 @@ from loom.names import env_entry_problem
 from loom.providers import provider_of, resolve
 from loom.providers.base import Provider
 from loom.providers.json_schema import SCHEMA_LIMIT, check_schema, parse_schema
+from loom.providers.options import check_options
 from loom.store import atomic
 from loom.store import home as homes
 from loom.store.files import read_bounded_text
@@ -35,6 +36,7 @@ from loom.tools.toolbox import Toolbox
 
 RESTART_POLICIES = ("always", "on-failure", "never")
 SCHEMA_FILE = "schema.json"
+OPTIONS_FILE = "options.json"
 # Environment entries that look like credentials are given to the runner but never
 # written into the agent's folder (SPEC 5: keys never reach state files).
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
@@ -57,6 +59,8 @@ class AgentSpec:
     rate: str | None = None
     # The JSON Schema replies must be valid against (structured output); None: free text.
     schema: dict[str, Any] | None = None
+    # Model options (`-o temperature 0.2`), checked against the provider's own list.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         homes.agent(self.name)  # validates the name
@@ -78,6 +82,7 @@ class AgentSpec:
             parse_rate(self.rate)
         if self.schema is not None:
             check_schema(self.schema)
+        check_options(self.model, self.options)
 
 
 def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -123,6 +128,10 @@ def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> P
         proc.write(SCHEMA_FILE, _schema_text(spec.schema))
     else:
         proc.forget(SCHEMA_FILE)
+    if spec.options:
+        proc.write(OPTIONS_FILE, _options_text(spec.options))
+    else:
+        proc.forget(OPTIONS_FILE)
     if spec.system is not None:
         atomic.write_text(proc.path / "prompt.md", spec.system)
     lines = [f"{k}={v}" for k, v in spec.env.items() if not SECRET_NAME.search(k)]
@@ -142,8 +151,8 @@ def _tool_links(spec: AgentSpec) -> dict[str, Path] | None:
 
 def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
     """The settings of `spec` that differ from those stored in `proc` (what a start would
-    rewrite): model, system prompt, env, restart, concurrency, rate, schema, tools. A system
-    prompt not given keeps the stored one, as `prepare` does, so it is not a change."""
+    rewrite): model, system prompt, env, restart, concurrency, rate, schema, options, tools.
+    A system prompt not given keeps the stored one, as `prepare` does, so it is not a change."""
     changed = []
     if proc.read("model") != spec.model:
         changed.append("model")
@@ -165,6 +174,8 @@ def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
         changed.append("rate")
     if proc.read(SCHEMA_FILE) != (_schema_text(spec.schema) if spec.schema else None):
         changed.append("schema")
+    if proc.read(OPTIONS_FILE) != (_options_text(spec.options) if spec.options else None):
+        changed.append("options")
     if _stored_tools(proc) != (_tool_links(spec) if spec.tools is not None else None):
         changed.append("tools")
     return changed
@@ -172,6 +183,29 @@ def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
 
 def _schema_text(schema: dict[str, Any]) -> str:
     return json.dumps(schema, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return json.dumps(options, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def stored_options(proc: ProcessDir) -> dict[str, Any]:
+    """The agent's `options.json` ({} when there is none); a hand edit that broke it is
+    a usage error naming the file."""
+    path = proc.path / OPTIONS_FILE
+    try:
+        text = read_bounded_text(path, SCHEMA_LIMIT, OPTIONS_FILE)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path} is not JSON ({exc}); start the agent again with -o") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{path} must hold a JSON object of model options")
+    return value
 
 
 def stored_schema(proc: ProcessDir) -> dict[str, Any] | None:
@@ -307,6 +341,7 @@ def _session(
         toolbox=toolbox,
         gate=CallGate(parse_rate(spec.rate) if spec.rate else None),
         schema=spec.schema,
+        options=spec.options,
     )
     worker = Worker(proc, runner.queue, runner, log, owner=owner, concurrency=concurrency)
     runner.worker = worker
@@ -333,6 +368,7 @@ def detached_session(name: str) -> Session:
             concurrency=_stored_concurrency(proc),
             rate=proc.read("rate") or None,
             schema=stored_schema(proc),
+            options=stored_options(proc),
         )
         env = dict(os.environ)
         env.update(spec.env)

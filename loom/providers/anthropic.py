@@ -72,6 +72,7 @@ class AnthropicProvider(HttpProvider):
             "max_tokens": request.max_tokens,
             "stream": True,
             "messages": [_message(turn) for turn in request.turns],
+            **request.options,
         }
         if request.system:
             body["system"] = request.system

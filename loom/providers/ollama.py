@@ -52,7 +52,7 @@ class OllamaProvider(HttpProvider):
         return {"Accept": "application/x-ndjson"}
 
     def _body(self, request: Request) -> dict[str, Any]:
-        fields: dict[str, Any] = {"options": {"num_predict": request.max_tokens}}
+        fields: dict[str, Any] = {"options": {"num_predict": request.max_tokens, **request.options}}
         if request.schema is not None:
             fields["format"] = dict(request.schema)
         return chat_body(request, _DIALECT, **fields)
