@@ -18,7 +18,7 @@ from loom.agent.runner import AgentRunner, Outcome
 from loom.errors import UsageError
 from loom.names import env_entry_problem
 from loom.providers import provider_of, resolve
-from loom.providers.base import Provider
+from loom.providers.base import Provider, Turn
 from loom.providers.json_schema import SCHEMA_LIMIT, check_schema, parse_schema
 from loom.providers.options import check_options
 from loom.store import atomic
@@ -270,10 +270,12 @@ def open_session(
     sink: Callable[[str], None] | None,
     foreground: bool,
     interactive: bool = False,
+    resume: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> Session:
     """Resolve the provider (a missing key fails here), own the agent's queue, prepare
-    the folder, build the runner.
+    the folder, build the runner. With `resume`, the conversation so far (from the
+    agent's conversation files) is the context of what it answers now (`loom ask --agent`).
 
     AlreadyServed when another process serves the agent, raised before anything is
     written, so a refused start rewrites none of the running agent's files.
@@ -290,6 +292,7 @@ def open_session(
     owner = proc.own()
     try:
         proc = _write_files(spec, "foreground" if foreground else "detached", links)
+        context = recent_turns(proc) if resume else ([] if interactive else None)
         # In the foreground one message at a time: replies stream to one terminal.
         return _session(
             proc,
@@ -298,7 +301,7 @@ def open_session(
             model_id,
             env,
             sink=sink,
-            interactive=interactive,
+            context=context,
             owner=owner,
             concurrency=1,
         )
@@ -315,7 +318,7 @@ def _session(
     env: Mapping[str, str],
     *,
     sink: Callable[[str], None] | None,
-    interactive: bool,
+    context: list[Turn] | None,
     owner: Ownership,
     concurrency: int,
 ) -> Session:
@@ -337,7 +340,7 @@ def _session(
         log=log,
         retry=RetryPolicy.from_env(env),
         sink=sink,
-        context=[] if interactive else None,
+        context=context,
         toolbox=toolbox,
         gate=CallGate(parse_rate(spec.rate) if spec.rate else None),
         schema=spec.schema,
@@ -384,10 +387,44 @@ def detached_session(name: str) -> Session:
         model_id,
         env,
         sink=None,
-        interactive=False,
+        context=None,
         owner=owner,
         concurrency=spec.concurrency,
     )
+
+
+# How many earlier turns `recent_turns` gives back: enough for a conversation at the
+# command line, short of a prompt that outgrows a small model's context.
+RECENT_TURNS = 40
+
+
+def recent_turns(proc: ProcessDir, limit: int = RECENT_TURNS) -> list[Turn]:
+    """The last `limit` user and assistant turns of the agent's conversation files, oldest
+    first; tool lines and reasoning stay out, as an interactive session's context has them."""
+    folder = proc.conversations
+    files = sorted(folder.glob("*.ndjson")) if folder.is_dir() else []
+    turns: list[Turn] = []
+    for path in reversed(files):
+        records = []
+        for line in path.read_text("utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            role, content = (
+                (record.get("role"), record.get("content"))
+                if isinstance(record, dict)
+                else (None, None)
+            )
+            if role in ("user", "assistant") and isinstance(content, str) and content:
+                records.append(Turn(role, content))
+        turns = records + turns
+        if len(turns) >= limit:
+            break
+    turns = turns[-limit:]
+    while turns and turns[0].role != "user":
+        turns.pop(0)  # a conversation sent to a model starts with the user
+    return turns
 
 
 def _stored_concurrency(proc: ProcessDir) -> int:

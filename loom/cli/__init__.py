@@ -10,12 +10,14 @@ from typing import Annotated
 import typer
 
 from loom.cli import agent, cluster, lifecycle, pipe, send, supervisor, test_cmd
+from loom.cli import ask as ask_cmd
 from loom.cli import gc as gc_cmd
 from loom.cli import route as route_cmd
 from loom.cli import stats as stats_cmd
 from loom.cli import tools as tools_cmd
 from loom.cli import trace as trace_cmd
 from loom.cli import weave as weave_cmd
+from loom.cli._common import PairedOptions
 from loom.cli._group import LoomGroup
 from loom.errors import LoomError, describe_os_error
 
@@ -60,6 +62,7 @@ app.add_typer(agent.app, name="agent", cls=LoomGroup)
 app.add_typer(pipe.app, name="pipe", cls=LoomGroup)
 app.add_typer(supervisor.app, name="supervisor", cls=LoomGroup)
 app.add_typer(cluster.app, name="cluster", cls=LoomGroup)
+app.command("ask", cls=PairedOptions)(ask_cmd.ask)
 app.command("send")(send.send)
 app.command("test")(test_cmd.test)
 app.command("route")(route_cmd.route)
