@@ -12,6 +12,7 @@ import typer
 from loom.cli import agent, cluster, lifecycle, pipe, send, supervisor, test_cmd
 from loom.cli import ask as ask_cmd
 from loom.cli import gc as gc_cmd
+from loom.cli import models as models_cmd
 from loom.cli import route as route_cmd
 from loom.cli import stats as stats_cmd
 from loom.cli import tools as tools_cmd
@@ -63,6 +64,7 @@ app.add_typer(pipe.app, name="pipe", cls=LoomGroup)
 app.add_typer(supervisor.app, name="supervisor", cls=LoomGroup)
 app.add_typer(cluster.app, name="cluster", cls=LoomGroup)
 app.command("ask", cls=PairedOptions)(ask_cmd.ask)
+app.command("models")(models_cmd.models)
 app.command("send")(send.send)
 app.command("test")(test_cmd.test)
 app.command("route")(route_cmd.route)

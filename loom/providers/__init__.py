@@ -15,7 +15,7 @@ from typing import cast
 from loom.errors import LoomError, UsageError
 from loom.providers.base import Provider, ProviderFactory
 
-__all__ = ["provider_of", "providers", "register", "resolve"]
+__all__ = ["factory", "provider_of", "providers", "register", "resolve"]
 
 # SPEC 5: a model string without a slash ("qwen3:8b") is an Ollama model, and so is one
 # that starts with a registry host ("hf.co/user/model:Q4_K_M": a dot, which no provider
@@ -81,6 +81,11 @@ def provider_of(model: str) -> str:
     close = difflib.get_close_matches(prefix, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     raise UsageError(f"unknown provider '{prefix}'{hint}; providers: {', '.join(known)}")
+
+
+def factory(prefix: str) -> ProviderFactory:
+    """The factory registered for `prefix` (imported now); LoomError when it cannot load."""
+    return _load(prefix)
 
 
 def _load(prefix: str) -> ProviderFactory:

@@ -58,6 +58,7 @@ class AnthropicProvider(HttpProvider):
     base_url_variable = "ANTHROPIC_BASE_URL"
     default_base_url = "https://api.anthropic.com"
     path = "/v1/messages"
+    models_path = "/v1/models"
 
     def _headers(self) -> dict[str, str]:
         return {
