@@ -197,8 +197,18 @@ WORKER_RESCAN = seconds(
     positive=True,
 )
 
+MODEL: Setting[str] = Setting(
+    "LOOM_MODEL",
+    "",
+    "(none)",
+    "a model string",
+    "the model `loom ask` uses when given no `--model`",
+    _text,
+)
+
 ALL: tuple[Setting[object], ...] = (
     HOME,
+    MODEL,
     CLUSTER_HOST,
     FSYNC,
     WATCH,

@@ -7,7 +7,8 @@
         assert server.requests[-1].body["model"] == "gpt-4o-mini"
 
 Endpoints: POST /v1/chat/completions and /api/v1/chat/completions (OpenAI and OpenRouter),
-POST /v1/messages (Anthropic), POST /api/chat (Ollama); each wire format lives in its own
+POST /v1/messages (Anthropic), POST /api/chat (Ollama); GET /v1/models, /api/v1/models
+and /api/tags list `server.models`; each wire format lives in its own
 module (llm_wire_*.py). Each request takes the next scripted behaviour; an unscripted
 request gets `Reply()`, whose text is "echo: " + the last user message, or, right after
 tool results, "echo: tool said " + their contents. `CallTool` answers with tool calls.
@@ -275,8 +276,27 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: tests read recorded requests, not access logs."""
 
     def do_GET(self) -> None:
+        fake = self.server.fake
         if self.path == "/_requests":
-            self.send_json(200, [asdict(r) for r in self.server.fake.requests])
+            self.send_json(200, [asdict(r) for r in fake.requests])
+            return
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        if self.path.endswith(("/v1/models", "/api/tags")):
+            fake.record(Recorded("GET", self.path, headers, None, time.time()))
+        if fake.models_status is not None and self.path.endswith(("/v1/models", "/api/tags")):
+            message = f"refused, given {headers.get('authorization') or headers.get('x-api-key')}"
+            self.send_json(fake.models_status, {"error": {"message": message}})
+        elif self.path.endswith("/api/tags"):
+            self.send_json(200, {"models": [{"name": m, "model": m} for m in fake.models]})
+        elif self.path.endswith("/v1/models"):
+            # OpenAI, OpenRouter and Anthropic (told apart by its x-api-key) all list
+            # `data[].id`; Anthropic adds `type` and `display_name`.
+            anthropic = "x-api-key" in headers
+            data = [
+                {"id": m, "type": "model", "display_name": m} if anthropic else {"id": m}
+                for m in fake.models
+            ]
+            self.send_json(200, {"data": data, "object": "list"})
         else:
             self.send_json(404, {"error": f"no endpoint {self.path}"})
 
@@ -509,6 +529,10 @@ class LLMServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, stream: bool | None = None) -> None:
         """`stream`: None answers as each request asks; True or False overrides that."""
         self.stream = stream
+        # What GET /v1/models and /api/tags list, and the error status they answer
+        # instead when set.
+        self.models: list[str] = ["model-a", "model-b"]
+        self.models_status: int | None = None
         self.stopping = threading.Event()
         self._call_numbers = itertools.count(1)
         self._lock = threading.Lock()

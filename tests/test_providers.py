@@ -4,6 +4,7 @@ socket server speaking each API's wire format, plus the registry and the echo mo
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import run_loom
 from llm_server import (
     CallTool,
     Drop,
@@ -545,6 +547,31 @@ def test_malformed_model_strings_are_usage_errors(model: str) -> None:
     with pytest.raises(UsageError) as info:
         resolve(model, {})
     assert str(info.value).endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ("opneai/gpt-4o", "unknown provider 'opneai' (did you mean openai?); providers: "),
+        ("antropic/claude", "unknown provider 'antropic' (did you mean anthropic?)"),
+        ("qwen/qwen3", "unknown provider 'qwen'; providers: anthropic, echo, ollama,"),
+    ],
+)
+def test_an_unknown_provider_prefix_is_an_error_not_an_ollama_model(model: str, says: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(says)):
+        resolve(model, {})
+
+
+def test_agent_start_refuses_an_unknown_provider_at_once_with_one_line() -> None:
+    r = run_loom("agent", "start", "a", "--model", "opneai/gpt-4o", "--stdin", input="hi")
+    assert r.returncode == 2
+    assert r.stderr == (
+        "loom: unknown provider 'opneai' (did you mean openai?); "
+        "providers: anthropic, echo, ollama, openai, openrouter\n"
+    )
+    r = run_loom("agent", "start", "a", "--model", "opneai/gpt-4o", "-d")
+    assert r.returncode == 2
+    assert "unknown provider 'opneai'" in r.stderr
 
 
 def test_a_third_party_provider_registers_like_the_built_ins() -> None:

@@ -230,3 +230,22 @@ def test_a_from_entry_limit_becomes_the_edge_limit(tmp_path: Path) -> None:
     from loom.weave.edges import weave_edges
 
     assert [e.limit for e in weave_edges(read(tmp_path / "loom.yml", {}))] == [7, 10_000]
+
+
+def test_an_unknown_provider_in_model_is_named_with_its_place(tmp_path: Path) -> None:
+    notifier = "  - name: notifier\n    model: "
+    text = GOOD.replace(notifier + "echo", notifier + "opneai/x")
+    write(tmp_path, text)
+    r = run_loom("validate", cwd=tmp_path)
+    assert r.returncode == 1
+    assert (
+        "loom.yml:16:12: unknown provider 'opneai' (did you mean openai?); "
+        "providers: anthropic, echo, ollama, openai, openrouter"
+    ) in r.stderr
+    # Slashes inside an Ollama or OpenRouter model id are the provider's own.
+    ok = GOOD.replace("model: echo", "model: ollama/qwen3:8b", 1).replace(
+        "  - name: researcher\n    model: echo",
+        "  - name: researcher\n    model: openrouter/meta-llama/llama-3.1-8b",
+    )
+    write(tmp_path, ok)
+    assert run_loom("validate", cwd=tmp_path).returncode == 0

@@ -17,9 +17,10 @@ from loom.agent.retry import RetryPolicy
 from loom.agent.runner import AgentRunner, Outcome
 from loom.errors import UsageError
 from loom.names import env_entry_problem
-from loom.providers import resolve
-from loom.providers.base import Provider
+from loom.providers import provider_of, resolve
+from loom.providers.base import Provider, Turn
 from loom.providers.json_schema import SCHEMA_LIMIT, check_schema, parse_schema
+from loom.providers.options import check_options
 from loom.store import atomic
 from loom.store import home as homes
 from loom.store.files import read_bounded_text
@@ -35,6 +36,7 @@ from loom.tools.toolbox import Toolbox
 
 RESTART_POLICIES = ("always", "on-failure", "never")
 SCHEMA_FILE = "schema.json"
+OPTIONS_FILE = "options.json"
 # Environment entries that look like credentials are given to the runner but never
 # written into the agent's folder (SPEC 5: keys never reach state files).
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
@@ -57,11 +59,14 @@ class AgentSpec:
     rate: str | None = None
     # The JSON Schema replies must be valid against (structured output); None: free text.
     schema: dict[str, Any] | None = None
+    # Model options (`-o temperature 0.2`), checked against the provider's own list.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         homes.agent(self.name)  # validates the name
         if not self.model.strip():
             raise UsageError("--model is empty; give a model such as 'echo' or 'ollama/qwen3:8b'")
+        provider_of(self.model)  # an unknown provider fails here, before any file or call
         if self.restart not in RESTART_POLICIES:
             raise UsageError(
                 f"unknown restart policy '{self.restart}'; use one of {', '.join(RESTART_POLICIES)}"
@@ -77,6 +82,7 @@ class AgentSpec:
             parse_rate(self.rate)
         if self.schema is not None:
             check_schema(self.schema)
+        check_options(self.model, self.options)
 
 
 def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -122,6 +128,10 @@ def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> P
         proc.write(SCHEMA_FILE, _schema_text(spec.schema))
     else:
         proc.forget(SCHEMA_FILE)
+    if spec.options:
+        proc.write(OPTIONS_FILE, _options_text(spec.options))
+    else:
+        proc.forget(OPTIONS_FILE)
     if spec.system is not None:
         atomic.write_text(proc.path / "prompt.md", spec.system)
     lines = [f"{k}={v}" for k, v in spec.env.items() if not SECRET_NAME.search(k)]
@@ -141,8 +151,8 @@ def _tool_links(spec: AgentSpec) -> dict[str, Path] | None:
 
 def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
     """The settings of `spec` that differ from those stored in `proc` (what a start would
-    rewrite): model, system prompt, env, restart, concurrency, rate, schema, tools. A system
-    prompt not given keeps the stored one, as `prepare` does, so it is not a change."""
+    rewrite): model, system prompt, env, restart, concurrency, rate, schema, options, tools.
+    A system prompt not given keeps the stored one, as `prepare` does, so it is not a change."""
     changed = []
     if proc.read("model") != spec.model:
         changed.append("model")
@@ -164,6 +174,8 @@ def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
         changed.append("rate")
     if proc.read(SCHEMA_FILE) != (_schema_text(spec.schema) if spec.schema else None):
         changed.append("schema")
+    if proc.read(OPTIONS_FILE) != (_options_text(spec.options) if spec.options else None):
+        changed.append("options")
     if _stored_tools(proc) != (_tool_links(spec) if spec.tools is not None else None):
         changed.append("tools")
     return changed
@@ -171,6 +183,29 @@ def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
 
 def _schema_text(schema: dict[str, Any]) -> str:
     return json.dumps(schema, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return json.dumps(options, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def stored_options(proc: ProcessDir) -> dict[str, Any]:
+    """The agent's `options.json` ({} when there is none); a hand edit that broke it is
+    a usage error naming the file."""
+    path = proc.path / OPTIONS_FILE
+    try:
+        text = read_bounded_text(path, SCHEMA_LIMIT, OPTIONS_FILE)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path} is not JSON ({exc}); start the agent again with -o") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{path} must hold a JSON object of model options")
+    return value
 
 
 def stored_schema(proc: ProcessDir) -> dict[str, Any] | None:
@@ -235,10 +270,12 @@ def open_session(
     sink: Callable[[str], None] | None,
     foreground: bool,
     interactive: bool = False,
+    resume: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> Session:
     """Resolve the provider (a missing key fails here), own the agent's queue, prepare
-    the folder, build the runner.
+    the folder, build the runner. With `resume`, the conversation so far (from the
+    agent's conversation files) is the context of what it answers now (`loom ask --agent`).
 
     AlreadyServed when another process serves the agent, raised before anything is
     written, so a refused start rewrites none of the running agent's files.
@@ -255,6 +292,7 @@ def open_session(
     owner = proc.own()
     try:
         proc = _write_files(spec, "foreground" if foreground else "detached", links)
+        context = recent_turns(proc) if resume else ([] if interactive else None)
         # In the foreground one message at a time: replies stream to one terminal.
         return _session(
             proc,
@@ -263,7 +301,7 @@ def open_session(
             model_id,
             env,
             sink=sink,
-            interactive=interactive,
+            context=context,
             owner=owner,
             concurrency=1,
         )
@@ -280,7 +318,7 @@ def _session(
     env: Mapping[str, str],
     *,
     sink: Callable[[str], None] | None,
-    interactive: bool,
+    context: list[Turn] | None,
     owner: Ownership,
     concurrency: int,
 ) -> Session:
@@ -302,10 +340,11 @@ def _session(
         log=log,
         retry=RetryPolicy.from_env(env),
         sink=sink,
-        context=[] if interactive else None,
+        context=context,
         toolbox=toolbox,
         gate=CallGate(parse_rate(spec.rate) if spec.rate else None),
         schema=spec.schema,
+        options=spec.options,
     )
     worker = Worker(proc, runner.queue, runner, log, owner=owner, concurrency=concurrency)
     runner.worker = worker
@@ -332,6 +371,7 @@ def detached_session(name: str) -> Session:
             concurrency=_stored_concurrency(proc),
             rate=proc.read("rate") or None,
             schema=stored_schema(proc),
+            options=stored_options(proc),
         )
         env = dict(os.environ)
         env.update(spec.env)
@@ -347,10 +387,44 @@ def detached_session(name: str) -> Session:
         model_id,
         env,
         sink=None,
-        interactive=False,
+        context=None,
         owner=owner,
         concurrency=spec.concurrency,
     )
+
+
+# How many earlier turns `recent_turns` gives back: enough for a conversation at the
+# command line, short of a prompt that outgrows a small model's context.
+RECENT_TURNS = 40
+
+
+def recent_turns(proc: ProcessDir, limit: int = RECENT_TURNS) -> list[Turn]:
+    """The last `limit` user and assistant turns of the agent's conversation files, oldest
+    first; tool lines and reasoning stay out, as an interactive session's context has them."""
+    folder = proc.conversations
+    files = sorted(folder.glob("*.ndjson")) if folder.is_dir() else []
+    turns: list[Turn] = []
+    for path in reversed(files):
+        records = []
+        for line in path.read_text("utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            role, content = (
+                (record.get("role"), record.get("content"))
+                if isinstance(record, dict)
+                else (None, None)
+            )
+            if role in ("user", "assistant") and isinstance(content, str) and content:
+                records.append(Turn(role, content))
+        turns = records + turns
+        if len(turns) >= limit:
+            break
+    turns = turns[-limit:]
+    while turns and turns[0].role != "user":
+        turns.pop(0)  # a conversation sent to a model starts with the user
+    return turns
 
 
 def _stored_concurrency(proc: ProcessDir) -> int:

@@ -49,6 +49,7 @@ def run(
     stdin: TextIO,
     out: TextIO,
     err: TextIO,
+    resume: bool = False,
 ) -> int:
     """Run agent `spec` in this process until its input ends; the exit code.
 
@@ -58,7 +59,8 @@ def run(
     process already serves the agent's queue, it answers and its replies print here.
     Otherwise the agent serves its inbox until interrupted, a terminal's lines being
     messages too (the prompt for them on `err`). `envelope` prints each reply as its
-    JSON envelope instead of streaming the text.
+    JSON envelope instead of streaming the text. `resume`: the answer continues the
+    agent's stored conversation (see `agents.open_session`).
     """
 
     def stream(text: str) -> None:
@@ -78,7 +80,7 @@ def run(
         data = read_stream_bounded(stdin.buffer, MESSAGE_BODY_LIMIT, "stdin")
         messages = agents.stdin_messages(data, prompt)
         try:
-            session = agents.open_session(spec, sink=sink, foreground=True)
+            session = agents.open_session(spec, sink=sink, foreground=True, resume=resume)
         except AlreadyServed as served:
             # Another process owns the queue: it answers, this command prints the reply.
             return _print_replies(served.proc, spec.model, messages, envelope, out, err)

@@ -25,6 +25,7 @@ from loom.agent.retry import MAX_RETRY_AFTER_S, RetryPolicy
 from loom.agent.structured import SchemaMismatch, check_reply, correction
 from loom.errors import ProviderError, UsageError
 from loom.providers.base import Completion, Provider, Request, TextSink, Turn
+from loom.providers.options import split_limit
 from loom.store import atomic
 from loom.store.files import PROMPT_LIMIT, read_bounded_text
 from loom.store.home import ProcessDir, now_iso, today
@@ -216,6 +217,8 @@ class AgentRunner:
     gate: CallGate = field(default_factory=CallGate)
     # The JSON Schema every reply must be valid against (checked); None: free text.
     schema: Mapping[str, Any] | None = None
+    # Model options (checked against the provider when the agent was configured).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.queue = Queue(self.proc.inbox, self.proc.outbox)
@@ -307,7 +310,16 @@ class AgentRunner:
         corrected = False
         while True:
             turns = (*(self.context or []), *answer.turns)
-            request = Request(self.model_id, turns, system=system, tools=tools, schema=self.schema)
+            limit, options = split_limit(self.options, Request.max_tokens)
+            request = Request(
+                self.model_id,
+                turns,
+                system=system,
+                max_tokens=limit,
+                tools=tools,
+                schema=self.schema,
+                options=options,
+            )
             lead = ROUND_SEPARATOR if answer.text else ""
             try:
                 completion, attempts = self._call(request, name, lead)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
-from typing import Annotated, ParamSpec, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+import typer.core
 
 from loom.errors import LoomError
 
@@ -47,3 +48,29 @@ LevelOption = Annotated[
     str | None,
     typer.Option("--level", "-l", help="Only this level and above: debug, info, warning, error."),
 ]
+# `-o KEY VALUE`, repeatable: model options (`loom agent start`, `loom ask`). Typer has
+# no list of pairs, so the command's class (`PairedOptions`) gives it its two values.
+OptionPairs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-o",
+        metavar="KEY VALUE",
+        help="A model option, e.g. -o temperature 0.2 (repeatable).",
+    ),
+]
+
+
+class PairedOptions(typer.core.TyperCommand):
+    """A command whose `-o/--option` takes two values, KEY VALUE, as llm's does."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.name == "option":
+                param.nargs = 2
+
+
+def option_pairs(raw: Sequence[Any] | None) -> list[tuple[str, str]]:
+    """The `-o KEY VALUE` values of a `PairedOptions` command as pairs."""
+    return [(str(key), str(value)) for key, value in raw or []]

@@ -124,6 +124,8 @@ class Entry(NamedTuple):
     attr: str
     help: str
     short: bool = False
+    # The command takes `-o KEY VALUE` pairs (its class is _common.PairedOptions).
+    paired: bool = False
 
 
 class LazyGroup(LoomGroup):
@@ -178,8 +180,13 @@ def build(name: str, entry: Entry) -> click.Command:
         return typer.main.get_group_from_info(
             info, pretty_exceptions_short=True, rich_markup_mode=None, suggest_commands=True
         )
+    cls = None
+    if entry.paired:
+        from loom.cli._common import PairedOptions
+
+        cls = PairedOptions
     command = typer.models.CommandInfo(
-        name=name, callback=target, short_help=entry.help if entry.short else None
+        name=name, cls=cls, callback=target, short_help=entry.help if entry.short else None
     )
     return typer.main.get_command_from_info(
         command, pretty_exceptions_short=True, rich_markup_mode=None

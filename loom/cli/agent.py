@@ -8,12 +8,21 @@ from typing import Annotated
 
 import typer
 
-from loom.cli._common import FollowOption, JsonLogsOption, LevelOption, die, handle_errors
+from loom.cli._common import (
+    FollowOption,
+    JsonLogsOption,
+    LevelOption,
+    OptionPairs,
+    PairedOptions,
+    die,
+    handle_errors,
+    option_pairs,
+)
 
 app = typer.Typer(help="Start, list, stop and inspect agents.", no_args_is_help=True)
 
 
-@app.command()
+@app.command(cls=PairedOptions)
 @handle_errors
 def start(
     name: Annotated[str, typer.Argument(help="Agent name: lowercase letters, digits, '-'.")],
@@ -62,6 +71,7 @@ def start(
         str | None,
         typer.Option("--schema", help="Replies are JSON valid against this schema (FILE or JSON)."),
     ] = None,
+    option: OptionPairs = None,
 ) -> None:
     """Start agent NAME in the foreground as a Unix filter, or serve its inbox.
 
@@ -83,6 +93,9 @@ def start(
     itself); an answer that does not fit is corrected once, then fails with
     error_type "schema". The reply prints once it is valid, not as it streams.
 
+    -o KEY VALUE (repeatable) passes a model option such as temperature in the
+    provider's own field; an option the provider does not know is refused.
+
     Example: echo "summarise this" | loom agent start s --model echo --stdin
 
     Example: loom agent start s --model echo --serve < /dev/null &
@@ -90,9 +103,12 @@ def start(
     Example: loom agent start bulk --model ollama/qwen3:8b -d --concurrency 4 --rate 60/m
 
     Example: loom agent start triage --model openai/gpt-4o-mini --schema label.json -d
+
+    Example: loom agent start w --model ollama/qwen3:8b -o temperature 0.2 -o num_ctx 8192 -d
     """
     from loom.agent import agents, foreground
     from loom.providers.json_schema import load_schema
+    from loom.providers.options import parse_pairs
     from loom.store.files import PROMPT_LIMIT, read_input
 
     if system is not None and system_file is not None:
@@ -112,6 +128,7 @@ def start(
         concurrency=concurrency,
         rate=rate,
         schema=None if schema is None else load_schema(schema),
+        options=parse_pairs(option_pairs(option)),
     )
     if concurrency > 1 and not detach:
         raise die(

@@ -14,8 +14,11 @@ from loom.cli._group import Entry, LazyGroup
 # A group's attribute is its typer app; a command's is its function. The listed line is
 # the command's short help or the first sentence of its docstring; a test keeps this
 # table and the commands it names in step (tests/test_cli_help.py).
+ASK_HELP = "Ask a model one question and stream its answer to stdout."
+MODELS_HELP = "List the models each configured provider offers, one `provider/model` a line."
 COMMANDS: dict[str, Entry] = {
     "agent": Entry("agent", "app", "Start, list, stop and inspect agents."),
+    "ask": Entry("ask", "ask", ASK_HELP, paired=True),
     "cluster": Entry("cluster", "app", "Inspect the hosts of a weave with `cluster:`."),
     "down": Entry(
         "weave", "down", "Stop every agent and pipe this project started; all state stays on disk."
@@ -33,6 +36,7 @@ COMMANDS: dict[str, Entry] = {
         "logs",
         "Print the logs of every process of the weave at once, each line after its name.",
     ),
+    "models": Entry("models", "models", MODELS_HELP),
     "pipe": Entry("pipe", "app", "Run and manage pipes."),
     "pipes": Entry(
         "pipe", "pipes", "List pipe definitions (stored and catalog) and running pipe instances."

@@ -7,6 +7,7 @@ providers register below exactly as a third-party one would.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Mapping
 from typing import cast
@@ -14,9 +15,12 @@ from typing import cast
 from loom.errors import LoomError, UsageError
 from loom.providers.base import Provider, ProviderFactory
 
-__all__ = ["register", "resolve"]
+__all__ = ["factory", "provider_of", "providers", "register", "resolve"]
 
-# SPEC 5: a model string without a known prefix ("qwen3:8b") is an Ollama model.
+# SPEC 5: a model string without a slash ("qwen3:8b") is an Ollama model, and so is one
+# that starts with a registry host ("hf.co/user/model:Q4_K_M": a dot, which no provider
+# prefix has). Any other "x/y" names its provider first: an unknown one is a typo
+# ("opneai/gpt-4o"), not an Ollama model ("ollama/<namespace>/<model>" for those).
 BARE_NAME_PREFIX = "ollama"
 
 _FACTORIES: dict[str, str] = {}
@@ -29,8 +33,11 @@ def register(prefix: str, target: str) -> None:
     on first use. Registering a prefix again replaces the earlier factory.
     """
     module, _, attribute = target.partition(":")
-    if not prefix or "/" in prefix or not module or not attribute:
-        raise ValueError(f"cannot register {prefix!r} -> {target!r}: want 'prefix', 'module:attr'")
+    if not prefix or "/" in prefix or "." in prefix or not module or not attribute:
+        raise ValueError(
+            f"cannot register {prefix!r} -> {target!r}: want 'prefix' (no '/' or '.'), "
+            "'module:attr'"
+        )
     _FACTORIES[prefix] = target
 
 
@@ -38,7 +45,7 @@ def resolve(model: str, env: Mapping[str, str]) -> tuple[Provider, str]:
     """Return the provider for `model` and the model id that provider expects.
 
     Settings (keys, base URLs, timeouts) come from `env`, never from os.environ.
-    Raises UsageError for an empty or malformed model string.
+    Raises UsageError for an empty or malformed model string, or an unknown provider.
     """
     if not model.strip():
         raise UsageError(
@@ -47,10 +54,38 @@ def resolve(model: str, env: Mapping[str, str]) -> tuple[Provider, str]:
         )
     if any(character.isspace() for character in model):
         raise UsageError(f"Model '{model}' contains whitespace; model strings have none.")
-    prefix, _, rest = model.partition("/")
-    if prefix not in _FACTORIES:
-        prefix, rest = BARE_NAME_PREFIX, model
+    prefix = provider_of(model)
+    named = model == prefix or model.startswith(prefix + "/")
+    rest = model[len(prefix) + 1 :] if named else model
     return _load(prefix)(rest, env)
+
+
+def providers() -> list[str]:
+    """The registered provider prefixes, sorted."""
+    return sorted(_FACTORIES)
+
+
+def provider_of(model: str) -> str:
+    """The prefix of the provider `model` goes to, without loading it (cheap enough for
+    validation): a registered prefix before the first '/', the bare name of one
+    ("echo"), or Ollama for any other name without a slash or with a registry host.
+
+    Raises UsageError for "x/y" with an unknown `x`, suggesting the closest prefix.
+    """
+    prefix, slash, _ = model.partition("/")
+    if prefix in _FACTORIES:
+        return prefix
+    if not slash or "." in prefix:
+        return BARE_NAME_PREFIX
+    known = providers()
+    close = difflib.get_close_matches(prefix, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UsageError(f"unknown provider '{prefix}'{hint}; providers: {', '.join(known)}")
+
+
+def factory(prefix: str) -> ProviderFactory:
+    """The factory registered for `prefix` (imported now); LoomError when it cannot load."""
+    return _load(prefix)
 
 
 def _load(prefix: str) -> ProviderFactory:

@@ -58,6 +58,7 @@ class AnthropicProvider(HttpProvider):
     base_url_variable = "ANTHROPIC_BASE_URL"
     default_base_url = "https://api.anthropic.com"
     path = "/v1/messages"
+    models_path = "/v1/models"
 
     def _headers(self) -> dict[str, str]:
         return {
@@ -72,6 +73,7 @@ class AnthropicProvider(HttpProvider):
             "max_tokens": request.max_tokens,
             "stream": True,
             "messages": [_message(turn) for turn in request.turns],
+            **request.options,
         }
         if request.system:
             body["system"] = request.system

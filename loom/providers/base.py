@@ -65,6 +65,9 @@ class Request:
     tools: tuple[ToolSpec, ...] = ()  # offered to the model; none: a plain chat
     # The JSON Schema the answer must follow (structured output); None: free text.
     schema: Mapping[str, Any] | None = None
+    # Model options (`-o temperature 0.2`), sent in the wire's own field; the token
+    # limit is `max_tokens` above (loom.providers.options).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,7 @@ class HttpProvider(ABC):
     base_url_variable: ClassVar[str]
     default_base_url: ClassVar[str]
     path: ClassVar[str]  # appended to the base URL
+    models_path: ClassVar[str] = "/models"  # GET: the models the server offers
 
     def __init__(
         self,
@@ -230,6 +231,39 @@ class HttpProvider(ABC):
             if completion.text:
                 on_text(completion.text)
             return completion
+
+    def list_models(self, timeout: float) -> list[str]:
+        """The model ids the server offers (GET `models_path`), waiting at most `timeout`
+        seconds; a redacted ProviderError when it cannot say."""
+        self.check()
+        url = self.base_url + self.models_path
+        headers = {**self._headers(), "Accept": "application/json"}
+        try:
+            response = self._client.get(url, headers=headers, timeout=timeout)
+        except httpx.TimeoutException:
+            raise self._error(
+                f"{self.name} at {self.base_url} did not answer within {timeout:g} s.", "timeout"
+            ) from None
+        except httpx.TransportError as exc:
+            raise self._error(
+                f"Could not connect to {self.name} at {self.base_url} ({exc}).", "connection"
+            ) from None
+        if not response.is_success:
+            message = error_message(response.text[:ERROR_BODY_LIMIT], self._secrets)
+            error_type, transient = classify_status(response.status_code)
+            raise self._error(
+                f"{self.name} returned HTTP {response.status_code}: {message}",
+                error_type,
+                transient=transient,
+            )
+        payload = decode_object(response.text, self.name, self._secrets)
+        return sorted(self._model_ids(payload))
+
+    def _model_ids(self, payload: dict[str, Any]) -> list[str]:
+        """The ids in a models listing; `data[].id`, as OpenAI and Anthropic answer."""
+        data = payload.get("data")
+        items = data if isinstance(data, list) else []
+        return [i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)]
 
     def _reader(self, response: httpx.Response, limit: int) -> ResponseReader:
         """The response body, read within the progress timeout and `limit`."""

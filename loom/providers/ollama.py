@@ -41,6 +41,7 @@ class OllamaProvider(HttpProvider):
     base_url_variable = "OLLAMA_BASE_URL"
     default_base_url = "http://localhost:11434"
     path = "/api/chat"
+    models_path = "/api/tags"
 
     def _base_url(self, configured: str) -> str:
         # Ollama's own OLLAMA_HOST is often written without a scheme ("localhost:11434").
@@ -51,8 +52,14 @@ class OllamaProvider(HttpProvider):
     def _headers(self) -> dict[str, str]:
         return {"Accept": "application/x-ndjson"}
 
+    def _model_ids(self, payload: dict[str, Any]) -> list[str]:
+        # GET /api/tags: {"models": [{"name": "qwen3:8b", ...}]}
+        items = payload.get("models")
+        items = items if isinstance(items, list) else []
+        return [i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)]
+
     def _body(self, request: Request) -> dict[str, Any]:
-        fields: dict[str, Any] = {"options": {"num_predict": request.max_tokens}}
+        fields: dict[str, Any] = {"options": {"num_predict": request.max_tokens, **request.options}}
         if request.schema is not None:
             fields["format"] = dict(request.schema)
         return chat_body(request, _DIALECT, **fields)

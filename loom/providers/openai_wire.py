@@ -59,7 +59,7 @@ class OpenAIWireProvider(HttpProvider):
         }
         if request.schema is not None:
             fields["response_format"] = response_format(request.schema)
-        return chat_body(request, _DIALECT, **fields)
+        return chat_body(request, _DIALECT, **fields, **request.options)
 
     def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
         parts: list[str] = []

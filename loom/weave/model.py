@@ -57,6 +57,8 @@ class AgentDef:
     rate: str | None = None
     # The JSON Schema replies must be valid against (checked when read); None: free text.
     schema: dict[str, Any] | None = None
+    # Model options (`options:`), checked against the provider when read.
+    options: dict[str, Any] = field(default_factory=dict)
     hosts: tuple[str, ...] = ()  # cluster mode: the hosts it runs on (docs/cluster.md)
     line: int = 0
 
@@ -81,6 +83,8 @@ class AgentDef:
             settings["rate"] = self.rate
         if self.schema is not None:
             settings["schema"] = self.schema
+        if self.options:
+            settings["options"] = self.options
         canonical = json.dumps(settings, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 

@@ -16,7 +16,9 @@ from loom.ops.gc.retention import COUNT_KEYS, check
 from loom.pipeline import PipeDef, parse_definition
 from loom.pipeline.spec import DefinitionInvalid
 from loom.pipeline.yaml_lines import LineDict, LineList, YamlError, read_yaml
+from loom.providers import provider_of
 from loom.providers.json_schema import check_schema, load_schema
+from loom.providers.options import option_problem
 from loom.routing.edge import DEFAULT_LIMIT
 from loom.store.files import CONFIG_LIMIT, PROMPT_LIMIT, read_bounded, read_bounded_text
 from loom.store.home import concurrency_problem
@@ -39,6 +41,7 @@ AGENT_KEYS = (
     "concurrency",
     "rate",
     "schema",
+    "options",
     "hosts",
 )
 CLUSTER_KEYS = ("nats", "creds", "ca", "replicas")
@@ -310,6 +313,11 @@ def _read_agent(r: _Reader, block: LineDict, where: tuple[int, int]) -> AgentDef
     model = r.string(block, "model", f"model of '{name}'") if "model" in block else None
     if "model" not in block:
         r.problem(where, f"agent '{name}' needs a `model` (for example `echo`)")
+    elif model:
+        try:
+            provider_of(model)
+        except UsageError as exc:
+            r.problem(r.value_at(block, "model"), str(exc))
     system = r.string(block, "system", "`system`") if "system" in block else None
     if "system_file" in block:
         if system is not None:
@@ -355,6 +363,7 @@ def _read_agent(r: _Reader, block: LineDict, where: tuple[int, int]) -> AgentDef
         concurrency=concurrency,
         rate=rate,
         schema=schema,
+        options=_read_options(r, block, model) if "options" in block else {},
         hosts=_read_hosts(r, block),
         line=where[0],
     )
@@ -396,6 +405,40 @@ def _read_schema(r: _Reader, block: LineDict) -> dict[str, Any] | None:
     except UsageError as exc:
         r.problem(where, str(exc))
     return None
+
+
+def _read_options(r: _Reader, block: LineDict, model: str | None) -> dict[str, Any]:
+    """`options:`, a mapping of model options, each checked against the model's provider."""
+    raw = block["options"]
+    if not isinstance(raw, LineDict):
+        r.problem(
+            r.value_at(block, "options"), "`options` must be a mapping, e.g. {temperature: 0.2}"
+        )
+        return {}
+    options: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            r.problem(
+                r.key_at(raw, str(key)), f"`options` has a key read as {key!r}; {YAML_BOOLEANS}"
+            )
+            continue
+        if isinstance(value, str):
+            value = r.string(raw, key, f"option '{key}'")
+        elif value is None:
+            r.problem(r.value_at(raw, key), f"option '{key}' has no value")
+            continue
+        else:
+            value = json.loads(json.dumps(value))
+        try:
+            problem = option_problem(model, key, value) if model else None
+        except UsageError:
+            problem = None  # the unknown provider is reported at `model:`
+        if problem is not None:
+            unknown = problem.startswith("unknown option")
+            at = r.key_at(raw, key) if unknown else r.value_at(raw, key)
+            r.problem(at, problem)
+        options[key] = value
+    return options
 
 
 def _read_env(r: _Reader, block: LineDict) -> dict[str, str]:

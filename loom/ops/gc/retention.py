@@ -26,6 +26,7 @@ class Retention:
     logs_delete: int = 30 * 86400  # and deleted this long after the day ends
     steps: int = 7 * 86400  # a pipe's steps/ entries, then deleted
     dedupe_keys: int = 10_000  # keys a dedupe operator keeps
+    asks: int = 86400  # the folders `loom ask` leaves (agents/ask-<id>), then deleted
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, object]) -> Retention:

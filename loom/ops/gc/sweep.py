@@ -16,7 +16,7 @@ from pathlib import Path
 
 from loom.errors import ConfigError, LoomError, NotFound
 from loom.names import validate_process_name
-from loom.ops.gc import leftovers, logs, messages, pipes, routes
+from loom.ops.gc import asks, leftovers, logs, messages, pipes, routes
 from loom.ops.gc.report import Action, Report
 from loom.ops.gc.retention import Retention
 from loom.routing import Leg, load_routes, table_legs
@@ -78,6 +78,8 @@ def run(
     with lock:
         now = time.time() if now is None else now
         now_ms = int(now * 1000)
+        gone = asks.collect(procs, keep=retention.asks, now=now, report=report)
+        procs = [proc for proc in procs if proc.name not in gone]
         routing = _routing(home, report)
         batch = messages.Batch()
         for proc in procs:
