@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from loom import wording
+from loom.agent.batches import DEFAULT_INPUT, prompt_text
 from loom.agent.gate import CallGate
 from loom.agent.retry import MAX_RETRY_AFTER_S, RetryPolicy
 from loom.agent.structured import SchemaMismatch, check_reply, correction
@@ -215,6 +216,8 @@ class AgentRunner:
     gate: CallGate = field(default_factory=CallGate)
     # The JSON Schema every reply must be valid against (checked); None: free text.
     schema: Mapping[str, Any] | None = None
+    # What the model reads of a batch: `bodies` (labelled) or `envelopes` (the JSON).
+    input_mode: str = DEFAULT_INPUT
 
     def __post_init__(self) -> None:
         self.queue = Queue(self.proc.inbox, self.proc.outbox)
@@ -294,7 +297,7 @@ class AgentRunner:
 
     def _answer(self, msg: Message, name: str) -> Answer:
         """Call the model; while it asks for tools, run them and call it again."""
-        answer = Answer([Turn("user", msg.body)])
+        answer = Answer([Turn("user", prompt_text(msg, self.input_mode))])
         system = system_prompt(self.proc)
         tools = self.toolbox.offer() if self.toolbox is not None else ()
         rounds = 0

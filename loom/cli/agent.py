@@ -63,6 +63,10 @@ def start(
         str | None,
         typer.Option("--schema", help="Replies are JSON valid against this schema (FILE or JSON)."),
     ] = None,
+    input_mode: Annotated[
+        str,
+        typer.Option("--input", help="What the model reads of a batch: bodies or envelopes."),
+    ] = "bodies",
 ) -> None:
     """Start agent NAME in the foreground as a Unix filter, or serve its inbox.
 
@@ -83,6 +87,9 @@ def start(
     With --schema, every reply is JSON valid against the schema (a file, or the JSON
     itself); an answer that does not fit is corrected once, then fails with
     error_type "schema". The reply prints once it is valid, not as it streams.
+
+    A batch from a window or buffer reaches the model as one `[sender] body` item per
+    message; --input envelopes gives it the JSON list of envelopes instead.
 
     Example: echo "summarise this" | loom agent start s --model echo --stdin
 
@@ -113,6 +120,7 @@ def start(
         concurrency=concurrency,
         rate=rate,
         schema=None if schema is None else load_schema(schema),
+        input=input_mode,
     )
     if concurrency > 1 and not detach:
         raise die(

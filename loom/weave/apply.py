@@ -170,6 +170,7 @@ def _apply_agent(agent: AgentDef, weave: Weave, plan: Plan) -> None:
         concurrency=agent.concurrency,
         rate=agent.rate,
         schema=agent.schema,
+        input=agent.input,
     )
     proc = agents.prepare(spec, mode="detached")
     for filename, text in agent.memory.items():

@@ -54,6 +54,8 @@ class AgentDef:
     rate: str | None = None
     # The JSON Schema replies must be valid against (checked when read); None: free text.
     schema: dict[str, Any] | None = None
+    # What the model reads of a batch: `bodies` (labelled) or `envelopes`.
+    input: str = "bodies"
     hosts: tuple[str, ...] = ()  # cluster mode: the hosts it runs on (docs/cluster.md)
     line: int = 0
 
@@ -78,6 +80,8 @@ class AgentDef:
             settings["rate"] = self.rate
         if self.schema is not None:
             settings["schema"] = self.schema
+        if self.input != "bodies":
+            settings["input"] = self.input
         canonical = json.dumps(settings, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
