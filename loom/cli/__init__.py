@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from loom.cli import agent, cluster, lifecycle, pipe, send, supervisor, test_cmd
+from loom.cli import agent, cluster, demo, lifecycle, pipe, send, supervisor, test_cmd
 from loom.cli import gc as gc_cmd
 from loom.cli import route as route_cmd
 from loom.cli import stats as stats_cmd
@@ -83,6 +83,7 @@ app.command(
 app.command("restart")(lifecycle.restart)
 app.command("rm")(lifecycle.rm)
 app.command("logs")(lifecycle.logs)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:
