@@ -117,3 +117,23 @@ def test_an_unknown_input_is_refused_with_its_place(tmp_path: Path) -> None:
     assert "loom.yml:13:12" in r.stderr and "bodies, envelopes" in r.stderr, r.stderr
     r = run_loom("agent", "start", "x", "--model", "echo", "--input", "raw", "-d")
     assert r.returncode == 2 and "--input must be one of bodies, envelopes" in r.stderr, r.stderr
+
+
+def test_a_buffer_closed_by_its_timeout_says_so(tmp_path: Path, loom_home: Path) -> None:
+    weave = (
+        "version: 1\npipes:\n  hold:\n    from: [a]\n    to: [b]\n    operators:\n"
+        "      - buffer: {until: 'length(@) > `5`', timeout: 1s}\n"
+        "agents:\n  - name: a\n    model: echo\n  - name: b\n    model: echo\n"
+    )
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "loom.yml").write_text(weave)
+    outbox = loom_home / "agents" / "b" / "outbox"
+    try:
+        assert run_loom("up", "-d", cwd=work).returncode == 0
+        send("a", "only one", create=True)
+        (reply,) = wait_for(lambda: list(outbox.glob("*.msg")), timeout=20, what="b's reply")
+        body = json.loads(reply.read_text())["body"]
+        assert body == "[a] only one\n(the batch closed on its timeout, before it was complete)"
+    finally:
+        run_loom("down", cwd=work)
