@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from loom.agent.batches import DEFAULT_INPUT, check_input
 from loom.agent.gate import CallGate, check_concurrency, parse_rate
 from loom.agent.retry import RetryPolicy
 from loom.agent.runner import AgentRunner, Outcome
@@ -37,6 +38,7 @@ from loom.tools.toolbox import Toolbox
 RESTART_POLICIES = ("always", "on-failure", "never")
 SCHEMA_FILE = "schema.json"
 OPTIONS_FILE = "options.json"
+INPUT_FILE = "input"
 # Environment entries that look like credentials are given to the runner but never
 # written into the agent's folder (SPEC 5: keys never reach state files).
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
@@ -61,6 +63,8 @@ class AgentSpec:
     schema: dict[str, Any] | None = None
     # Model options (`-o temperature 0.2`), checked against the provider's own list.
     options: dict[str, Any] = field(default_factory=dict)
+    # What the model reads of a batch (loom.agent.batches): labelled bodies or envelopes.
+    input: str = DEFAULT_INPUT
 
     def __post_init__(self) -> None:
         homes.agent(self.name)  # validates the name
@@ -83,6 +87,9 @@ class AgentSpec:
         if self.schema is not None:
             check_schema(self.schema)
         check_options(self.model, self.options)
+        problem = check_input(self.input)
+        if problem is not None:
+            raise UsageError(f"--{problem}")
 
 
 def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -124,6 +131,10 @@ def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> P
         proc.write("rate", spec.rate)
     else:
         proc.forget("rate")
+    if spec.input != DEFAULT_INPUT:
+        proc.write(INPUT_FILE, spec.input)
+    else:
+        proc.forget(INPUT_FILE)
     if spec.schema is not None:
         proc.write(SCHEMA_FILE, _schema_text(spec.schema))
     else:
@@ -151,8 +162,9 @@ def _tool_links(spec: AgentSpec) -> dict[str, Path] | None:
 
 def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
     """The settings of `spec` that differ from those stored in `proc` (what a start would
-    rewrite): model, system prompt, env, restart, concurrency, rate, schema, options, tools.
-    A system prompt not given keeps the stored one, as `prepare` does, so it is not a change."""
+    rewrite): model, system prompt, env, restart, concurrency, rate, schema, options, input,
+    tools. A system prompt not given keeps the stored one, as `prepare` does, so it is not a
+    change."""
     changed = []
     if proc.read("model") != spec.model:
         changed.append("model")
@@ -176,6 +188,8 @@ def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
         changed.append("schema")
     if proc.read(OPTIONS_FILE) != (_options_text(spec.options) if spec.options else None):
         changed.append("options")
+    if (proc.read(INPUT_FILE) or DEFAULT_INPUT) != spec.input:
+        changed.append("input")
     if _stored_tools(proc) != (_tool_links(spec) if spec.tools is not None else None):
         changed.append("tools")
     return changed
@@ -345,6 +359,7 @@ def _session(
         gate=CallGate(parse_rate(spec.rate) if spec.rate else None),
         schema=spec.schema,
         options=spec.options,
+        input_mode=spec.input,
     )
     worker = Worker(proc, runner.queue, runner, log, owner=owner, concurrency=concurrency)
     runner.worker = worker
@@ -372,6 +387,7 @@ def detached_session(name: str) -> Session:
             rate=proc.read("rate") or None,
             schema=stored_schema(proc),
             options=stored_options(proc),
+            input=proc.read(INPUT_FILE) or DEFAULT_INPUT,
         )
         env = dict(os.environ)
         env.update(spec.env)

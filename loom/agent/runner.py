@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from loom import wording
+from loom.agent.batches import DEFAULT_INPUT, prompt_text
 from loom.agent.gate import CallGate
 from loom.agent.retry import MAX_RETRY_AFTER_S, RetryPolicy
 from loom.agent.structured import SchemaMismatch, check_reply, correction
@@ -219,6 +220,8 @@ class AgentRunner:
     schema: Mapping[str, Any] | None = None
     # Model options (checked against the provider when the agent was configured).
     options: Mapping[str, Any] = field(default_factory=dict)
+    # What the model reads of a batch: `bodies` (labelled) or `envelopes` (the JSON).
+    input_mode: str = DEFAULT_INPUT
 
     def __post_init__(self) -> None:
         self.queue = Queue(self.proc.inbox, self.proc.outbox)
@@ -254,7 +257,7 @@ class AgentRunner:
             return
         self.log.info("claimed", msg=name, sender=msg.sender)
         started = time.monotonic()
-        answer = Answer([Turn("user", msg.body)])
+        answer = Answer([Turn("user", prompt_text(msg, self.input_mode))])
         try:
             self._answer(answer, name)
         except Stopping:

@@ -72,6 +72,10 @@ def start(
         typer.Option("--schema", help="Replies are JSON valid against this schema (FILE or JSON)."),
     ] = None,
     option: OptionPairs = None,
+    input_mode: Annotated[
+        str,
+        typer.Option("--input", help="What the model reads of a batch: bodies or envelopes."),
+    ] = "bodies",
 ) -> None:
     """Start agent NAME in the foreground as a Unix filter, or serve its inbox.
 
@@ -95,6 +99,9 @@ def start(
 
     -o KEY VALUE (repeatable) passes a model option such as temperature in the
     provider's own field; an option the provider does not know is refused.
+
+    A batch from a window or buffer reaches the model as one `[sender] body` item per
+    message; --input envelopes gives it the JSON list of envelopes instead.
 
     Example: echo "summarise this" | loom agent start s --model echo --stdin
 
@@ -129,6 +136,7 @@ def start(
         rate=rate,
         schema=None if schema is None else load_schema(schema),
         options=parse_pairs(option_pairs(option)),
+        input=input_mode,
     )
     if concurrency > 1 and not detach:
         raise die(

@@ -16,10 +16,12 @@ from loom.cli._group import Entry, LazyGroup
 # table and the commands it names in step (tests/test_cli_help.py).
 ASK_HELP = "Ask a model one question and stream its answer to stdout."
 MODELS_HELP = "List the models each configured provider offers, one `provider/model` a line."
+DEMO_HELP = "Run the triage weave shipped with loom on the echo model: no network, no key."
 COMMANDS: dict[str, Entry] = {
     "agent": Entry("agent", "app", "Start, list, stop and inspect agents."),
     "ask": Entry("ask", "ask", ASK_HELP, paired=True),
     "cluster": Entry("cluster", "app", "Inspect the hosts of a weave with `cluster:`."),
+    "demo": Entry("demo", "demo", DEMO_HELP),
     "down": Entry(
         "weave", "down", "Stop every agent and pipe this project started; all state stays on disk."
     ),

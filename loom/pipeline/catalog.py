@@ -10,7 +10,8 @@ from pathlib import Path
 
 
 def catalog_dir(kind: str = "pipes") -> Path:
-    """The catalog folder `kind` (`pipes` or `operators`), packaged or in the checkout."""
+    """The catalog folder `kind` (`pipes`, `operators` or `examples`), packaged or in the
+    checkout."""
     package = Path(__file__).resolve().parent.parent
     packaged = package / "_catalog" / kind
     if packaged.is_dir():

@@ -205,14 +205,16 @@ class Pipeline:
         return OperatorError(label, f"{type(exc).__name__}: {exc}", msg)
 
     def finish(self, msg: Message) -> Message:
-        """The new message that leaves the pipe for an in-pipe message (SPEC 2 origin rule)."""
-        return new_message(
+        """The new message that leaves the pipe for an in-pipe message (SPEC 2 origin rule);
+        a batch keeps its marker."""
+        out = new_message(
             self.instance,
             msg.body,
             origin=child_origin(msg.origin, parent_filename(msg)),
             error=msg.error,
             to=msg.to,
         )
+        return out.as_batch(out.body) if msg.is_batch else out
 
     def commit(self, pos: int, applied: dict[str, Any] | None = None) -> None:
         """Persist operator `pos`'s state (durable mode, stateful operators only)."""

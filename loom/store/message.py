@@ -18,6 +18,10 @@ SCHEMA_VERSION = 1
 ID_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 FILENAME_RE = re.compile(r"(\d{1,16})-([A-Za-z0-9]{1,64})\.msg")
 _KNOWN = ("v", "id", "from", "ts", "body", "origin", "error", "to")
+# `"batch": true` marks a body that is the JSON list of the envelopes a `window` or
+# `buffer` gathered (docs/format.md). It is an extra field, which older readers keep as
+# they keep any other, and it describes the body: a new body drops it.
+BATCH_FIELD = "batch"
 # `json.dumps` with keyword arguments builds a new encoder on every call.
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # A message file larger than this is unreadable, and is never loaded into memory. Bodies
@@ -88,10 +92,25 @@ class Message:
         m = self
         return _build(m.id, m.sender, m.ts, m.body, m.origin, m.error, to, m.v, m.extra)
 
+    @property
+    def is_batch(self) -> bool:
+        """Whether the body is a batch of envelopes (marked `"batch": true`)."""
+        return self.extra.get(BATCH_FIELD) is True
+
     def with_body(self, body: str) -> Message:
-        """This message with another body (what map, split and command make)."""
+        """This message with another body (what map, split and command make); a batch
+        marker is dropped, since it describes the old body."""
         m = self
-        return _build(m.id, m.sender, m.ts, body, m.origin, m.error, m.to, m.v, m.extra)
+        extra = m.extra
+        if BATCH_FIELD in extra:
+            extra = {k: v for k, v in extra.items() if k != BATCH_FIELD}
+        return _build(m.id, m.sender, m.ts, body, m.origin, m.error, m.to, m.v, extra)
+
+    def as_batch(self, body: str) -> Message:
+        """This message with `body`, a JSON list of envelopes, and the batch marker."""
+        m = self
+        extra = {**m.extra, BATCH_FIELD: True}
+        return _build(m.id, m.sender, m.ts, body, m.origin, m.error, m.to, m.v, extra)
 
 
 # A frozen dataclass builds an instance through __init__ and one object.__setattr__ per

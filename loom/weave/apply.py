@@ -171,6 +171,7 @@ def _apply_agent(agent: AgentDef, weave: Weave, plan: Plan) -> None:
         rate=agent.rate,
         schema=agent.schema,
         options=dict(agent.options),
+        input=agent.input,
     )
     proc = agents.prepare(spec, mode="detached")
     for filename, text in agent.memory.items():

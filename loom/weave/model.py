@@ -59,6 +59,8 @@ class AgentDef:
     schema: dict[str, Any] | None = None
     # Model options (`options:`), checked against the provider when read.
     options: dict[str, Any] = field(default_factory=dict)
+    # What the model reads of a batch: `bodies` (labelled) or `envelopes`.
+    input: str = "bodies"
     hosts: tuple[str, ...] = ()  # cluster mode: the hosts it runs on (docs/cluster.md)
     line: int = 0
 
@@ -85,6 +87,8 @@ class AgentDef:
             settings["schema"] = self.schema
         if self.options:
             settings["options"] = self.options
+        if self.input != "bodies":
+            settings["input"] = self.input
         canonical = json.dumps(settings, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from loom.agent.batches import DEFAULT_INPUT, check_input
 from loom.agent.gate import parse_rate
 from loom.errors import ConfigError, InvalidName, UsageError
 from loom.names import env_entry_problem, validate_name
@@ -42,6 +43,7 @@ AGENT_KEYS = (
     "rate",
     "schema",
     "options",
+    "input",
     "hosts",
 )
 CLUSTER_KEYS = ("nats", "creds", "ca", "replicas")
@@ -351,6 +353,14 @@ def _read_agent(r: _Reader, block: LineDict, where: tuple[int, int]) -> AgentDef
             except UsageError as exc:
                 r.problem(r.value_at(block, "rate"), str(exc))
     schema = _read_schema(r, block) if "schema" in block else None
+    input_mode = DEFAULT_INPUT
+    if "input" in block:
+        value = r.string(block, "input", "`input`")
+        problem = check_input(value) if value is not None else None
+        if problem is not None:
+            r.problem(r.value_at(block, "input"), problem)
+        elif value is not None:
+            input_mode = value
     return AgentDef(
         name=name,
         model=model or "",
@@ -364,6 +374,7 @@ def _read_agent(r: _Reader, block: LineDict, where: tuple[int, int]) -> AgentDef
         rate=rate,
         schema=schema,
         options=_read_options(r, block, model) if "options" in block else {},
+        input=input_mode,
         hosts=_read_hosts(r, block),
         line=where[0],
     )

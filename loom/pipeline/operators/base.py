@@ -271,11 +271,12 @@ def envelope_dict(msg: Message) -> dict[str, Any]:
 def batch_message(
     trigger: Message, held: list[Message], marker: dict[str, Any] | None = None
 ) -> Message:
-    """A batch: body is the JSON list of the held envelopes; the envelope is the trigger's."""
+    """A batch: body is the JSON list of the held envelopes; the envelope is the trigger's,
+    marked `"batch": true` so a runner can tell it from a body that only looks like one."""
     items: list[Any] = [envelope_dict(m) for m in held]
     if marker is not None:
         items.append(marker)
-    return trigger.with_body(compact_json(items))
+    return trigger.as_batch(compact_json(items))
 
 
 def message_to_state(msg: Message) -> dict[str, Any]:
