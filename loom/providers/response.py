@@ -72,6 +72,16 @@ class ResponseReader:
         if rest:
             yield rest
 
+    def drain(self, limit: int) -> bool:
+        """Read and drop what is left of the body, at most `limit` more bytes; whether the
+        body ended. The lines not yet taken are lost."""
+        left = limit
+        for chunk in self._chunks:
+            left -= len(chunk)
+            if left < 0:
+                return False
+        return True
+
     def text(self, *, truncate: bool = False) -> str:
         """The whole body as text. Past the limit it fails, or with `truncate` it stops
         reading and returns what came (enough for an error excerpt)."""
