@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -32,18 +31,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import original as orig  # noqa: E402
-from _common import LOOM, cleanup, env_for, stop_home, table, temp_home  # noqa: E402
+from _common import (  # noqa: E402
+    cleanup,
+    cpu_seconds,
+    env_for,
+    send_messages,
+    start_agent,
+    stop_home,
+    table,
+    temp_home,
+)
 from llm_server import LLMServer  # noqa: E402
-
-from loom.store.message import new_message  # noqa: E402
 
 LEVELS = (1, 16)
 KEY = {"OPENAI_API_KEY": "sk-bench"}
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _count(folder: Path) -> int:
@@ -59,14 +60,14 @@ def _watch(pid: Callable[[], int], outbox: Path, count: int, timeout: float) -> 
         done = _count(outbox)
         now = time.perf_counter()
         if first is None and done >= 1:
-            first = (now, _cpu_seconds(pid()), done)
+            first = (now, cpu_seconds(pid()), done)
         if done >= count:
             break
         if now - started > timeout:
             raise SystemExit(f"drain timed out with {done}/{count} replies")
         time.sleep(0.002)
     assert first is not None
-    cpu = _cpu_seconds(pid()) - first[1]
+    cpu = cpu_seconds(pid()) - first[1]
     return {"seconds": now - first[0], "cpu": cpu, "replies": done - first[2]}
 
 
@@ -79,21 +80,11 @@ def loom_drain(base: Path | None, concurrency: int, count: int) -> dict[str, flo
             env["PYTHONPATH"] = str(base)
         inbox = home / "agents" / "a" / "inbox"
         try:
-            subprocess.run(
-                [*LOOM, "agent", "start", "a", "--model", "openai/bench", "-d"]
-                + ["--concurrency", str(concurrency)],
-                env=env,
-                check=True,
-                capture_output=True,
-                cwd=home,  # not this checkout, which `python -m` would put first on the path
-            )
+            # Not from this checkout, which `python -m` would put first on the path.
+            start_agent(env, concurrency, cwd=home)
             pidfile = home / "agents" / "a" / "pid"
             # Sent once the runner is up, so the drain is not over before it is watched.
-            for i in range(count):
-                msg = new_message("bench", f"message {i}")
-                temporary = inbox / f".{msg.filename}.tmp"
-                temporary.write_bytes(msg.to_bytes())
-                temporary.rename(inbox / msg.filename)
+            send_messages(inbox, count)
             result = _watch(lambda: int(pidfile.read_text()), inbox.parent / "outbox", count, 600)
             result["connections"] = server.connections
         finally:
