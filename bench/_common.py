@@ -84,6 +84,35 @@ def time_command(
     return times
 
 
+def start_agent(env: dict[str, str], concurrency: int, cwd: Path | None = None) -> None:
+    """Start agent `a` detached on `openai/bench` with `concurrency` calls in flight."""
+    subprocess.run(
+        [*LOOM, "agent", "start", "a", "--model", "openai/bench", "-d"]
+        + ["--concurrency", str(concurrency)],
+        env=env,
+        check=True,
+        capture_output=True,
+        cwd=cwd,
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (utime + stime from /proc/PID/stat), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def send_messages(inbox: Path, count: int) -> None:
+    """Put `count` messages in `inbox` the way `loom send` does (write, then rename)."""
+    from loom.store.message import new_message
+
+    for i in range(count):
+        msg = new_message("bench", f"message {i}")
+        temporary = inbox / f".{msg.filename}.tmp"
+        temporary.write_bytes(msg.to_bytes())
+        temporary.rename(inbox / msg.filename)
+
+
 def median_ms(times: Sequence[float]) -> float:
     return statistics.median(times) * 1000
 

@@ -32,22 +32,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _common import LOOM, cleanup, env_for, table, temp_home  # noqa: E402
+from _common import (  # noqa: E402
+    LOOM,
+    cleanup,
+    cpu_seconds,
+    env_for,
+    send_messages,
+    start_agent,
+    table,
+    temp_home,
+)
 from llm_server import LLMServer, Slow, Status  # noqa: E402
 
-from loom.store.message import new_message  # noqa: E402
-
 LEVELS = (1, 4, 16, 64)
-
-
-def _start(env: dict[str, str], concurrency: int) -> None:
-    subprocess.run(
-        [*LOOM, "agent", "start", "a", "--model", "openai/bench", "-d"]
-        + ["--concurrency", str(concurrency)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
 
 
 def _stop(env: dict[str, str]) -> None:
@@ -57,23 +54,8 @@ def _stop(env: dict[str, str]) -> None:
         os.kill(int(pid.read_text()), signal.SIGTERM)
 
 
-def _send(home: Path, count: int) -> None:
-    """Put `count` messages in the inbox the way `loom send` does (write, then rename)."""
-    inbox = home / "agents" / "a" / "inbox"
-    for i in range(count):
-        msg = new_message("bench", f"message {i}")
-        temporary = inbox / f".{msg.filename}.tmp"
-        temporary.write_bytes(msg.to_bytes())
-        temporary.rename(inbox / msg.filename)
-
-
 def _replies(home: Path) -> int:
     return sum(1 for p in (home / "agents" / "a" / "outbox").glob("*.msg"))
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -96,11 +78,11 @@ def _run(concurrency: int, count: int, latency: float, storm: bool = False) -> d
         env = {**env_for(home), **server.env(), "OPENAI_API_KEY": "sk-bench"}
         env["LOOM_RETRIES"] = "10"
         try:
-            _start(env, concurrency)
+            start_agent(env, concurrency)
             pid = int((home / "agents" / "a" / "pid").read_text())
-            cpu = _cpu_seconds(pid)
+            cpu = cpu_seconds(pid)
             started = time.perf_counter()
-            _send(home, count)
+            send_messages(home / "agents" / "a" / "inbox", count)
             deadline = started + count * latency * 2 + 120
             while _replies(home) < count and time.perf_counter() < deadline:
                 time.sleep(0.02)
@@ -108,7 +90,7 @@ def _run(concurrency: int, count: int, latency: float, storm: bool = False) -> d
             result = {
                 "replies": _replies(home),
                 "seconds": elapsed,
-                "cpu_ms": (_cpu_seconds(pid) - cpu) * 1000 / count,
+                "cpu_ms": (cpu_seconds(pid) - cpu) * 1000 / count,
                 "rss": _peak_rss_mib(pid),
                 "calls": len(server.requests),
                 "max_open": server.max_open,

@@ -16,6 +16,11 @@ Replies stream when the request asks for it (Ollama streams unless told
 `"stream": false`) and are one JSON body otherwise; `LLMServer(stream=False)` answers
 every request with one JSON body, whatever it asked (as some servers do).
 
+Connections stay open between answers (HTTP/1.1 keep-alive: every whole answer has a
+Content-Length or a finished chunked body), except after the faults that hang up;
+`LLMServer(keep_alive=False)` closes after every response, as some servers do.
+`server.connections` counts the connections accepted so far.
+
 Standalone: `python tests/llm_server.py --port 0` prints "listening on <url>" and serves
 until interrupted. POST a JSON list such as `[{"kind": "status", "code": 429}]` or
 `[{"kind": "call_tool", "name": "calc", "arguments": {"expression": "1 + 1"}}]` to
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import socket
 import sys
 import threading
 import time
@@ -66,6 +72,7 @@ class Reply:
     output_tokens: int | None = None
     pause: float = 0.0  # seconds between streamed chunks, for a slow but steady model
     cached_tokens: int = 0  # how many of the input tokens were read from a prompt cache
+    linger: float = 0.0  # seconds the stream stays open after its final event
 
 
 @dataclass(frozen=True)
@@ -270,6 +277,9 @@ def wire_for(path: str) -> Wire | None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY, as real servers set it: on a kept-alive connection Nagle's algorithm
+    # would hold each small frame back until the client's delayed ACK (40 ms on Linux).
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -333,12 +343,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("Connection", "close")
+        if not self.server.fake.keep_alive:
+            self.send_header("Connection", "close")
         for name, value in (extra or {}).items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-        self.close_connection = True
+        self.close_connection = not self.server.fake.keep_alive
 
 
 @dataclass
@@ -355,7 +366,7 @@ class _Answer:
 
     def run(self, behaviour: Behaviour) -> None:
         match behaviour:
-            case Reply(text, chunk_size, input_tokens, output_tokens, pause, cached):
+            case Reply(text, chunk_size, input_tokens, output_tokens, pause, cached, linger):
                 chunks = chunks_of(self.text(text), chunk_size)
                 tokens = (
                     self.x.words_in if input_tokens is None else input_tokens,
@@ -364,7 +375,7 @@ class _Answer:
                 if self.stream:
                     self.open(tokens, cached)
                     self.deltas(chunks, pause)
-                    self.close(tokens, cached=cached)
+                    self.close(tokens, cached=cached, linger=linger)
                 else:
                     body = self.wire.complete(self.x, "".join(chunks), tokens, cached=cached)
                     self.handler.send_json(200, body)
@@ -482,9 +493,13 @@ class _Answer:
                 self.fake.stopping.wait(pause)
             self.send(self.wire.delta(self.x, chunk))
 
-    def close(self, tokens: tuple[int, int], tools: bool = False, cached: int = 0) -> None:
+    def close(
+        self, tokens: tuple[int, int], tools: bool = False, cached: int = 0, linger: float = 0.0
+    ) -> None:
         for frame in self.wire.closing(self.x, *tokens, tools=tools, cached=cached):
             self.send(frame)
+        if linger:
+            self.fake.stopping.wait(linger)
         self.end()
 
     def send(self, frame: bytes) -> None:
@@ -494,16 +509,19 @@ class _Answer:
             self.handler.send_response(200)
             self.handler.send_header("Content-Type", self.wire.content_type)
             self.handler.send_header("Transfer-Encoding", "chunked")
-            self.handler.send_header("Connection", "close")
+            if not self.fake.keep_alive:
+                self.handler.send_header("Connection", "close")
             self.handler.end_headers()
         self.handler.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
         self.handler.wfile.flush()
 
     def end(self) -> None:
-        """Finish the chunked body properly."""
+        """Finish the chunked body properly; the connection stays open for the next
+        request unless the server closes after every response."""
         if self.started:
             self.handler.wfile.write(b"0\r\n\r\n")
-        self.handler.close_connection = True
+            self.handler.wfile.flush()
+        self.handler.close_connection = not self.fake.keep_alive
 
 
 def _header(retry_after: float | str) -> str:
@@ -517,6 +535,14 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.fake = fake
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.fake.accepted(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.fake.released(request)
+        super().shutdown_request(request)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (timeout tests) is normal; anything else is a server bug.
         if not isinstance(sys.exc_info()[1], ConnectionError):
@@ -526,13 +552,23 @@ class _Server(ThreadingHTTPServer):
 class LLMServer:
     """The fake server; a context manager that serves from a daemon thread while open."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, stream: bool | None = None) -> None:
-        """`stream`: None answers as each request asks; True or False overrides that."""
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stream: bool | None = None,
+        keep_alive: bool = True,
+    ) -> None:
+        """`stream`: None answers as each request asks; True or False overrides that.
+        `keep_alive=False` closes the connection after every response."""
         self.stream = stream
         # What GET /v1/models and /api/tags list, and the error status they answer
         # instead when set.
         self.models: list[str] = ["model-a", "model-b"]
         self.models_status: int | None = None
+        self.keep_alive = keep_alive
+        self.connections = 0  # connections accepted so far
+        self._sockets: set[socket.socket] = set()  # those still open
         self.stopping = threading.Event()
         self._call_numbers = itertools.count(1)
         self._lock = threading.Lock()
@@ -576,6 +612,15 @@ class LLMServer:
         with self._lock:
             self._requests.append(request)
 
+    def accepted(self, connection: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+            self._sockets.add(connection)
+
+    def released(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(connection)
+
     def opened(self) -> None:
         with self._lock:
             self.open_now += 1
@@ -611,6 +656,14 @@ class LLMServer:
             self._httpd.shutdown()
             self._thread.join()
         self._httpd.server_close()
+        # A connection kept alive would otherwise go on serving a client after the stop.
+        with self._lock:
+            open_now = list(self._sockets)
+        for connection in open_now:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def serve_forever(self) -> None:
         """Serve from the calling thread until interrupted (the standalone mode)."""

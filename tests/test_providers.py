@@ -635,6 +635,30 @@ def test_an_injected_client_is_used_and_left_open() -> None:
     assert str(seen[0].url) == "https://api.openai.com/v1/chat/completions"
 
 
+def test_stream_lines_split_anywhere_keep_their_text_and_breaks() -> None:
+    # A character cut between chunks, CRLF cut between chunks, lone CRs, and a raw
+    # U+2028 inside the JSON text, which is not a line break of an event stream.
+    body = (
+        'data: {"choices": [{"index": 0, "delta": {"content": "\u00e9\u2028"}}]}\r\n\r\n'
+        'data: {"choices": [{"index": 0, "delta": {"content": "x"}}]}\r\r'
+        "data: [DONE]\n\n"
+    ).encode()
+    cuts = [body.index("\u00e9".encode()) + 1, body.index(b"\r\n") + 1, body.index(b"x") + 5]
+    chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, content=iter(chunks), headers={"content-type": "text/event-stream"}
+        )
+
+    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
+        provider = OpenAIProvider({"OPENAI_API_KEY": "k"}, client=client)
+        deltas: list[str] = []
+        completion = provider.complete(Request("gpt-4o-mini", TURNS), deltas.append)
+    assert deltas == ["\u00e9\u2028", "x"]
+    assert completion.text == "\u00e9\u2028x"
+
+
 def test_sse_parser_follows_the_event_stream_rules() -> None:
     lines = [
         ": a comment",

@@ -8,8 +8,11 @@ once more as it leaves, so the API key, whole or in part, never reaches logs or 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import socket
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,6 +42,12 @@ ERROR_BODY_LIMIT = 64 * KiB
 # One client serves all of an agent's calls in flight, up to 256 (`--concurrency`);
 # httpx's default pool of 100 would make the rest wait for a connection.
 MAX_CONNECTIONS = 256
+# After its final event a stream still has its end to come (the last, empty chunk of a
+# chunked body, normally already sent). Reading it hands the connection back to the pool
+# for the next call; a server that keeps the stream open longer loses the connection
+# instead of holding up the call.
+DRAIN_WAIT = 0.5
+DRAIN_LIMIT = 64 * KiB
 
 Secrets = Iterable[str]
 
@@ -149,6 +158,72 @@ def _is_whole(response: httpx.Response) -> bool:
     return kind.split(";")[0].strip().lower() == "application/json"
 
 
+def _drain(response: httpx.Response, reader: ResponseReader) -> None:
+    """Read the rest of a finished stream within DRAIN_WAIT and DRAIN_LIMIT, so httpx can
+    keep the connection; a stream that does not end in time is cut, and closed after."""
+    stream = response.extensions.get("network_stream")
+    connection = stream.get_extra_info("socket") if stream is not None else None
+    key = _WATCHDOG.arm(connection) if isinstance(connection, socket.socket) else None
+    try:
+        reader.drain(DRAIN_LIMIT)
+    except (httpx.HTTPError, ProviderError):
+        pass  # the answer is whole; only the connection is lost
+    finally:
+        if key is not None:
+            _WATCHDOG.disarm(key)
+
+
+class _Watchdog:
+    """Shuts down the socket of a drain still running after DRAIN_WAIT (within twice
+    that): this wakes a read blocked on it, which httpx's per-read timeout
+    (LOOM_HTTP_TIMEOUT) would not do soon. One thread serves the process, looking every
+    DRAIN_WAIT and ending when idle, since starting a thread per call costs more CPU
+    than the call's own HTTP work."""
+
+    IDLE_LOOKS = 20
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._armed: dict[int, tuple[float, socket.socket]] = {}
+        self._keys = itertools.count()
+        self._running = False
+
+    def arm(self, connection: socket.socket) -> int:
+        with self._lock:
+            key = next(self._keys)
+            self._armed[key] = (time.monotonic() + DRAIN_WAIT, connection)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._watch, name="loom-drain", daemon=True).start()
+        return key
+
+    def disarm(self, key: int) -> None:
+        with self._lock:
+            self._armed.pop(key, None)
+
+    def _watch(self) -> None:
+        idle = 0
+        while idle < self.IDLE_LOOKS:
+            time.sleep(DRAIN_WAIT)
+            now = time.monotonic()
+            with self._lock:
+                idle = 0 if self._armed else idle + 1
+                late = [key for key, (deadline, _) in self._armed.items() if deadline <= now]
+                connections = [self._armed.pop(key)[1] for key in late]
+                if idle >= self.IDLE_LOOKS:
+                    self._running = False
+            for connection in connections:
+                try:
+                    # The plain socket's shutdown, also under TLS: it leaves the TLS state
+                    # to the reader, which fails on the closed socket.
+                    socket.socket.shutdown(connection, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+_WATCHDOG = _Watchdog()
+
+
 class HttpProvider(ABC):
     """Base of the providers that talk to an HTTP API with a streaming POST.
 
@@ -223,7 +298,9 @@ class HttpProvider(ABC):
                     reader.progress()
                     on_text(text)
 
-                return self._read(reader, progressed)
+                completion = self._read(reader, progressed)
+                _drain(response, reader)
+                return completion
             # Some servers ignore `stream: true` (Ollama did when tools were offered, and
             # so do some OpenAI-compatible proxies) and send one JSON body instead.
             reader = self._reader(response, REPLY_LIMIT)

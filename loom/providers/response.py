@@ -9,15 +9,13 @@ timeout. Every byte read counts against a size limit.
 
 from __future__ import annotations
 
-import codecs
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 
 from loom.errors import ProviderError
 from loom.store.files import size_text
 
-_BREAK = re.compile(r"\r\n|\r|\n")
+_LINE_BREAKS = b"\r\n"
 
 
 class ResponseReader:
@@ -52,25 +50,40 @@ class ResponseReader:
 
     def __iter__(self) -> Iterator[str]:
         """The body's lines, without their line breaks (\\n, \\r\\n or \\r)."""
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        held: list[str] = []  # the start of a line not yet ended
-        after_cr = False  # the last chunk ended with \r: a \n opening the next one is its pair
+        # Split the bytes, then decode each whole line: `bytes.splitlines` breaks at
+        # exactly these three (`str.splitlines` also at U+2028 and others, which JSON may
+        # hold raw), and no byte of a multi-byte UTF-8 character is CR or LF.
+        held = bytearray()  # the start of a line not yet ended
+        after_cr = False  # the last chunk ended with CR: an LF opening the next is its pair
         for chunk in self._bounded():
-            text = decoder.decode(chunk)
-            if after_cr and text.startswith("\n"):
-                text = text[1:]
-            after_cr = text.endswith("\r")
-            pieces = _BREAK.split(text)
-            if len(pieces) == 1:
-                held.append(pieces[0])
+            if after_cr and chunk[:1] == b"\n":
+                chunk = chunk[1:]
+            if not chunk:
+                after_cr = False
                 continue
-            held.append(pieces[0])
-            yield "".join(held)
-            yield from pieces[1:-1]
-            held = [pieces[-1]]
-        rest = "".join(held) + decoder.decode(b"", final=True)
-        if rest:
-            yield rest
+            after_cr = chunk[-1:] == b"\r"
+            lines = chunk.splitlines()
+            ended = chunk[-1] in _LINE_BREAKS
+            last = len(lines) if ended else len(lines) - 1
+            if last == 0:
+                held += lines[0]
+                continue
+            yield (held + lines[0]).decode("utf-8", "replace")
+            for line in lines[1:last]:
+                yield line.decode("utf-8", "replace")
+            held = bytearray() if ended else bytearray(lines[-1])
+        if held:
+            yield held.decode("utf-8", "replace")
+
+    def drain(self, limit: int) -> bool:
+        """Read and drop what is left of the body, at most `limit` more bytes; whether the
+        body ended. The lines not yet taken are lost."""
+        left = limit
+        for chunk in self._chunks:
+            left -= len(chunk)
+            if left < 0:
+                return False
+        return True
 
     def text(self, *, truncate: bool = False) -> str:
         """The whole body as text. Past the limit it fails, or with `truncate` it stops

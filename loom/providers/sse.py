@@ -22,6 +22,10 @@ def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
     data: list[str] = []
     for raw in lines:
         line = raw.rstrip("\r\n")
+        if line.startswith("data:"):
+            # Nearly every line of a model's stream: the general case below, made short.
+            data.append(line[6:] if line.startswith(" ", 5) else line[5:])
+            continue
         if not line:
             if data:
                 yield event or DEFAULT_EVENT, "\n".join(data)

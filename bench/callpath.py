@@ -1,0 +1,198 @@
+"""The model-call path: a runner's CPU per message and its drain rate via the OpenAI wire.
+
+Run:  .venv/bin/python bench/callpath.py --base /tmp/callpath-base     (~3 minutes)
+      .venv/bin/python bench/callpath.py --messages 200 --rounds 1
+
+A detached agent (`--model openai/bench`) drains a full inbox of `--messages` messages
+against the test suite's fake server (tests/llm_server.py, an instant streamed echo) at
+concurrency 1 and 16. Timed from the first reply seen to the last, so start-up is left out:
+messages/s, and the runner's CPU (utime + stime from /proc/PID/stat) per message. The
+connections the server accepted show whether the runner kept them alive.
+
+`--base` is a checkout of loom to compare with (e.g. `git archive <commit> | tar -x -C
+/tmp/callpath-base`), run by this interpreter with PYTHONPATH set to it. The original
+TypeScript loom (bench/original.py) is run at concurrency 1 with `openai/bench` against
+the same server; it asks for a whole JSON reply, not a stream, and has no concurrency
+setting, so at 16 it says "not measured". Rounds alternate the order; medians are shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import original as orig  # noqa: E402
+from _common import (  # noqa: E402
+    cleanup,
+    cpu_seconds,
+    env_for,
+    send_messages,
+    start_agent,
+    stop_home,
+    table,
+    temp_home,
+)
+from llm_server import LLMServer  # noqa: E402
+
+LEVELS = (1, 16)
+KEY = {"OPENAI_API_KEY": "sk-bench"}
+
+
+def _count(folder: Path) -> int:
+    return orig.count_messages(folder)
+
+
+def _watch(pid: Callable[[], int], outbox: Path, count: int, timeout: float) -> dict[str, float]:
+    """Poll `outbox` until `count` replies: CPU and time from the first reply seen to the
+    last, and the replies written in between."""
+    started = time.perf_counter()
+    first: tuple[float, float, int] | None = None
+    while True:
+        done = _count(outbox)
+        now = time.perf_counter()
+        if first is None and done >= 1:
+            first = (now, cpu_seconds(pid()), done)
+        if done >= count:
+            break
+        if now - started > timeout:
+            raise SystemExit(f"drain timed out with {done}/{count} replies")
+        time.sleep(0.002)
+    assert first is not None
+    cpu = cpu_seconds(pid()) - first[1]
+    return {"seconds": now - first[0], "cpu": cpu, "replies": done - first[2]}
+
+
+def loom_drain(base: Path | None, concurrency: int, count: int) -> dict[str, float]:
+    """One drain by loom (this checkout, or `base`), as a detached agent."""
+    home = temp_home("tmpfs")
+    with LLMServer() as server:
+        env = {**env_for(home), **server.env(), **KEY}
+        if base is not None:
+            env["PYTHONPATH"] = str(base)
+        inbox = home / "agents" / "a" / "inbox"
+        try:
+            # Not from this checkout, which `python -m` would put first on the path.
+            start_agent(env, concurrency, cwd=home)
+            pidfile = home / "agents" / "a" / "pid"
+            # Sent once the runner is up, so the drain is not over before it is watched.
+            send_messages(inbox, count)
+            result = _watch(lambda: int(pidfile.read_text()), inbox.parent / "outbox", count, 600)
+            result["connections"] = server.connections
+        finally:
+            stop_home(home)
+            cleanup(home)
+    return result
+
+
+def original_drain(found: orig.Original, count: int) -> dict[str, float]:
+    """One drain by the original, its runner in the foreground."""
+    home = temp_home("tmpfs")
+    with LLMServer() as server:
+        env = {**env_for(home), **KEY, "OPENAI_BASE_URL": server.url}
+        inbox = home / "agents" / "a" / "inbox"
+        inbox.mkdir(parents=True)
+        for i in range(count):
+            name, data = orig.message_file(i, f"message {i}")
+            (inbox / name).write_bytes(data)
+        cmd = found.cli("agent", "start", "a", "--model", "openai/bench")
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            result = _watch(lambda: proc.pid, home / "agents" / "a" / "outbox", count, 600)
+            result["connections"] = server.connections
+        finally:
+            orig.stop(proc)
+            cleanup(home)
+    return result
+
+
+def _timed(
+    detail: list[dict[str, float]], drain: Callable[[], dict[str, float]]
+) -> Callable[[], float]:
+    """A run for `orig.alternate` that keeps each drain's figures in `detail`."""
+
+    def once() -> float:
+        detail.append(drain())
+        return detail[-1]["seconds"]
+
+    return once
+
+
+def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {
+        "rate": orig.median([r["replies"] / r["seconds"] for r in runs]),
+        "cpu_ms": orig.median([r["cpu"] * 1000 / r["replies"] for r in runs]),
+        "connections": max(r["connections"] for r in runs),
+    }
+
+
+def _against(mine: dict[str, float], other: dict[str, float] | None) -> str:
+    if other is None or other is mine:
+        return "-"
+    return f"{mine['rate'] / other['rate']:.2f}x rate, {mine['cpu_ms'] / other['cpu_ms']:.2f}x CPU"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--base", type=Path, help="a loom checkout to compare with")
+    parser.add_argument("--original", help="a checkout of the original (bench/original.py)")
+    args = parser.parse_args()
+    found, why = orig.find(args.original)
+    if found is None:
+        print(f"original: {orig.NOT_MEASURED} ({why})", file=sys.stderr)
+    n = args.messages
+    rows = [["side", "concurrency", "msg/s", "CPU/msg", "connections", "vs before", "vs original"]]
+    figures: dict[str, object] = {}
+    for level in LEVELS:
+        detail: dict[str, list[dict[str, float]]] = {"after": []}
+        runs: dict[str, Callable[[], float] | None] = {
+            "after": _timed(detail["after"], lambda lv=level: loom_drain(None, lv, n))
+        }
+        if args.base is not None:
+            detail["before"] = []
+            runs["before"] = _timed(detail["before"], lambda lv=level: loom_drain(args.base, lv, n))
+        if found is not None and level == 1:
+            detail["original"] = []
+            runs["original"] = _timed(detail["original"], lambda f=found: original_drain(f, n))
+        orig.alternate(args.rounds, **runs)
+        medians = {side: _medians(v) for side, v in detail.items()}
+        figures[str(level)] = medians
+        for side in ("before", "after", "original"):
+            m = medians.get(side)
+            if m is None:
+                if side == "original":
+                    rows.append([side, str(level)] + [orig.NOT_MEASURED] * 5)
+                continue
+            rows.append(
+                [
+                    side,
+                    str(level),
+                    f"{m['rate']:.0f}",
+                    f"{m['cpu_ms']:.2f} ms",
+                    str(int(m["connections"])),
+                    _against(m, medians.get("before")),
+                    _against(m, medians.get("original")),
+                ]
+            )
+    print(table(rows), flush=True)
+    print(json.dumps({"messages": n, "rounds": args.rounds, "figures": figures}))
+
+
+if __name__ == "__main__":
+    main()
