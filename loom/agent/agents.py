@@ -307,7 +307,9 @@ def _session(
         gate=CallGate(parse_rate(spec.rate) if spec.rate else None),
         schema=spec.schema,
     )
-    worker = Worker(proc, runner.queue, runner, log, owner=owner, concurrency=concurrency)
+    worker = Worker(
+        proc, runner.queue, runner, log, owner=owner, concurrency=concurrency, group_commit=True
+    )
     runner.worker = worker
     return Session(proc, runner, worker)
 

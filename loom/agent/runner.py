@@ -269,8 +269,7 @@ class AgentRunner:
         if answer.structured is not None and self.sink is not None:
             self.sink(answer.structured)  # held back until it was known to be valid
         reply = msg.reply(self.proc.name, answer.body, parent_filename=name)
-        self.queue.emit(reply)
-        self.queue.acknowledge(name)
+        self.queue.answer(reply, name)
         self._remember(name, answer)
         self.log.info(
             "replied",

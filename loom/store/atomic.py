@@ -51,8 +51,30 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` atomically (temp file in the same directory, then rename)."""
+class DirSyncs:
+    """Folders whose fsync is owed, each paid once by `flush` however many renames in it
+    wait for one (group commit: one fsync of the outbox for a batch of replies)."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, None] = {}
+
+    def add(self, directory: str) -> None:
+        self._dirs[directory] = None
+
+    def flush(self) -> None:
+        """fsync every folder owed, in the order first owed; then none is owed."""
+        while self._dirs:
+            directory = next(iter(self._dirs))
+            fsync_dir(directory)
+            del self._dirs[directory]
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes, owed: DirSyncs | None = None) -> None:
+    """Write `data` to `path` atomically (temp file in the same directory, then rename).
+
+    With `owed`, the fsync of the folder that makes the rename durable is left to
+    `owed.flush()` (the file itself is fsynced here, under the fsync policy).
+    """
     # Plain strings rather than Path objects: this runs several times per message.
     target = os.fspath(path)
     tmp, fd = _create_temporary(target)
@@ -72,7 +94,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             raise _about(exc, target) from None
         raise
     os.close(fd)
-    _commit(tmp, target, sync)
+    _commit(tmp, target, sync, owed)
 
 
 def write_batch(directory: str | os.PathLike[str], files: list[tuple[str, bytes]]) -> None:
@@ -200,9 +222,9 @@ def _temporary(target: str) -> str:
     return f"{target[:cut]}.tmp-{target[cut:]}-{getrandbits(32):08x}"
 
 
-def _commit(tmp: str, target: str, sync: bool) -> None:
+def _commit(tmp: str, target: str, sync: bool, owed: DirSyncs | None = None) -> None:
     """Rename a finished temporary file over `target`; then, under the fsync policy,
-    make the rename durable."""
+    make the rename durable (or, with `owed`, leave that to its flush)."""
     try:
         os.replace(tmp, target)
     except BaseException:
@@ -210,7 +232,11 @@ def _commit(tmp: str, target: str, sync: bool) -> None:
             os.unlink(tmp)
         raise
     if sync:
-        fsync_dir(target[: target.rfind("/") + 1] or ".")
+        directory = target[: target.rfind("/") + 1] or "."
+        if owed is None:
+            fsync_dir(directory)
+        else:
+            owed.add(directory)
 
 
 def utf8(text: str) -> bytes:
@@ -232,14 +258,19 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     write_bytes(path, utf8(text))
 
 
-def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-    """Rename within one filesystem, making the new entry durable under the fsync policy."""
+def rename(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], owed: DirSyncs | None = None
+) -> None:
+    """Rename within one filesystem, making the new entry durable under the fsync policy
+    (with `owed`: once `owed.flush()` has run)."""
     os.rename(src, dst)
     if fsync_enabled():
-        src_dir, dst_dir = Path(src).parent, Path(dst).parent
-        fsync_dir(dst_dir)
-        if src_dir != dst_dir:
-            fsync_dir(src_dir)
+        src_dir, dst_dir = os.path.dirname(src), os.path.dirname(dst)
+        for directory in (dst_dir, src_dir) if src_dir != dst_dir else (dst_dir,):
+            if owed is None:
+                fsync_dir(directory or ".")
+            else:
+                owed.add(directory or ".")
 
 
 def remove_tree(path: str | os.PathLike[str]) -> None:
