@@ -221,6 +221,7 @@ class AgentRunner:
         # One answer's lines go into the conversation file together, never between
         # another's (append_line is one write, but one write may be cut short).
         self._record_lock = threading.Lock()
+        self._conversation = atomic.Appender()
 
     # -- Handler -------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -428,8 +429,7 @@ class AgentRunner:
 
     def _record(self, name: str, answer: Answer) -> None:
         """Append the answer's turns to today's conversation file."""
-        atomic.make_private_dir(self.proc.conversations)
-        path = self.proc.conversations / f"{today()}.ndjson"
+        path = f"{self.proc.conversations}/{today()}.ndjson"
         ts = int(time.time() * 1000)
         lines = [
             json.dumps({**record, "ts": ts, "msg": name}, ensure_ascii=False)
@@ -437,7 +437,11 @@ class AgentRunner:
             for record in _records(turn)
         ]
         with self._record_lock:
-            atomic.append_line(path, "\n".join(lines))
+            try:
+                self._conversation.append(path, "\n".join(lines))
+            except FileNotFoundError:
+                atomic.make_private_dir(self.proc.conversations)
+                self._conversation.append(path, "\n".join(lines))
 
 
 def _records(turn: Turn) -> list[dict[str, object]]:

@@ -16,6 +16,7 @@ import os
 import shutil
 import stat
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from random import getrandbits
@@ -298,6 +299,67 @@ def append_line(path: str | os.PathLike[str], line: str) -> None:
         raise _about(exc, os.fspath(path)) from None
     finally:
         os.close(fd)
+
+
+# How often a kept-open append file checks that its name still leads to it (see Appender).
+REOPEN_CHECK_S = 1.0
+
+
+class Appender:
+    """Appends lines to one file at a time, kept open between lines (O_APPEND, 0600).
+
+    For files a process appends to many times (its day log, its conversation file):
+    one `write` per line instead of open, write and close. A line for another path
+    (the next day's file) closes the old file and opens the new one. The file is
+    reopened when its name no longer leads to it (deleted or moved aside by hand or
+    by a tool), checked at most every REOPEN_CHECK_S, so at most that long of lines
+    goes to the old file; `loom gc` touches only past days' files, never an open one.
+    """
+
+    def __init__(self) -> None:
+        self._path = ""
+        self._fd = -1
+        self._id = (0, 0)
+        self._checked = 0.0
+
+    def append(self, path: str, line: str) -> None:
+        """Append `line` and a newline to `path` (created if missing, not its folder:
+        FileNotFoundError then) with one write, as `append_line` does."""
+        data = memoryview(utf8(line.rstrip("\n") + "\n"))
+        fd = self._open(path)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        except OSError as exc:
+            self.close()
+            raise _about(exc, path) from None
+
+    def _open(self, path: str) -> int:
+        now = time.monotonic()
+        if self._fd >= 0 and path == self._path:
+            if now - self._checked < REOPEN_CHECK_S:
+                return self._fd
+            self._checked = now
+            try:
+                info = os.stat(path)
+                if (info.st_dev, info.st_ino) == self._id:
+                    return self._fd
+            except OSError:
+                pass
+        self.close()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        info = os.fstat(fd)
+        self._path, self._fd, self._id, self._checked = path, fd, (info.st_dev, info.st_ino), now
+        return fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd, self._path = self._fd, -1, ""
+            os.close(fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
 
 
 def _about(exc: OSError, target: str) -> OSError:
