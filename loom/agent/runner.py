@@ -270,8 +270,13 @@ class AgentRunner:
         if answer.structured is not None and self.sink is not None:
             self.sink(answer.structured)  # held back until it was known to be valid
         reply = msg.reply(self.proc.name, answer.body, parent_filename=name)
-        self.queue.answer(reply, name)
-        self._remember(name, answer)
+        self.queue.emit_answer(reply)
+        # Recorded before the acknowledgement, so a message done has its turns in the
+        # conversation file; acknowledged even if recording fails, since its reply is out.
+        try:
+            self._remember(name, answer)
+        finally:
+            self.queue.acknowledge_answered(name)
         self.log.info(
             "replied",
             msg=name,

@@ -218,21 +218,27 @@ class Queue:
         """Write a reply or result into the outbox (atomic)."""
         return write_message(self.outbox, msg, filename)
 
-    def answer(self, reply: Message, name: str) -> Path:
-        """Write `reply` into the outbox, then acknowledge the claimed message `name`.
+    def emit_answer(self, reply: Message) -> Path:
+        """Write `reply`, the answer to a claimed message, into the outbox; then call
+        `acknowledge_answered` for that message.
 
-        Inside `group`, the acknowledgement waits for the batch (`commit`): the reply is
-        in the outbox at once, its folder fsynced once for the batch, and only then are
-        the batch's messages moved to `.processed/`. Either way a reply is durable
-        before its message is acknowledged; a crash in between leaves the message in
-        `.in-progress/` with its reply, which `recover` acknowledges.
+        Inside `group`, the fsync of the outbox waits for the batch (`commit`), which
+        pays it once before it moves the batch's messages to `.processed/`. Either way a
+        reply is durable before its message is acknowledged; a crash in between leaves
+        the message in `.in-progress/` with its reply, which `recover` acknowledges.
         """
         if self._answered is None:
-            path = self.emit(reply)
-            self.acknowledge(name)
-            return path
+            return self.emit(reply)
         path = self.outbox / reply.filename
         atomic.write_bytes(path, encode(reply), self._owed)
+        return path
+
+    def acknowledge_answered(self, name: str) -> None:
+        """Acknowledge `name`, whose reply `emit_answer` wrote: at once, or inside
+        `group` with its batch (when it is full or old enough, or when the group ends)."""
+        if self._answered is None:
+            self.acknowledge(name)
+            return
         if not self._answered:
             self._answered_since = time.monotonic()
         self._answered.append(name)
@@ -240,12 +246,11 @@ class Queue:
             time.monotonic() - self._answered_since >= GROUP_MAX_S
         ):
             self.commit()
-        return path
 
     @contextlib.contextmanager
     def group(self) -> Iterator[None]:
-        """A group commit: `answer` acknowledges in batches while it is open, and what
-        is answered is acknowledged when it closes (however it closes)."""
+        """A group commit: `acknowledge_answered` acknowledges in batches while it is
+        open, and what is answered is acknowledged when it closes (however it closes)."""
         self._answered = []
         try:
             yield

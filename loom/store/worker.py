@@ -106,7 +106,7 @@ class Worker:
     ) -> None:
         self.proc = proc
         # Acknowledge the messages of a drain in batches (Queue.group): for handlers
-        # that settle through `Queue.answer`, and one message at a time only.
+        # that settle through `Queue.acknowledge_answered`, and one message at a time only.
         self.group_commit = group_commit
         self.concurrency = max(1, concurrency)
         # On a stop with claims in flight: put back those not finished (an agent's model
