@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
+
+from conftest import run_loom, spawn_loom, wait_for
 
 from loom.store.logs import Log
 
@@ -18,3 +21,35 @@ def test_each_line_goes_to_the_file_of_the_day_its_timestamp_names(tmp_path: Pat
     assert first == {**first, "level": "info", "event": "one", "process": "p", "msg": "1-A.msg"}
     assert second["outputs"] == ["é"] and second["path"] == str(tmp_path)
     assert "detail" not in second  # fields given as None are left out
+
+
+def test_a_runner_recreates_its_log_and_conversation_file_when_they_are_deleted(
+    loom_home: Path, reap: list
+) -> None:
+    """The runner keeps both files open between lines; deleted by hand, each comes back
+    with the runner's next lines (within a second) instead of going to the lost file."""
+    p = spawn_loom("agent", "start", "a", "--model", "echo")
+    reap.append(p)
+    agent = loom_home / "agents" / "a"
+    wait_for(lambda: (agent / "status").exists(), what="runner start")
+    assert run_loom("send", "a", "first").returncode == 0
+    logs, talks = agent / "logs", agent / "conversations"
+    wait_for(lambda: any(talks.glob("*.ndjson")), what="a conversation file")
+    wait_for(lambda: "replied" in "".join(f.read_text() for f in logs.glob("*.ndjson")))
+    for f in [*logs.glob("*.ndjson"), *talks.glob("*.ndjson")]:
+        f.unlink()
+    sent = 0
+
+    def both_back() -> bool:
+        nonlocal sent
+        log_text = "".join(f.read_text() for f in logs.glob("*.ndjson"))
+        talk_text = "".join(f.read_text() for f in talks.glob("*.ndjson"))
+        if "replied" in log_text and "again" in talk_text:
+            return True
+        sent += 1
+        assert run_loom("send", "a", f"again {sent}").returncode == 0
+        return False
+
+    wait_for(both_back, timeout=20, what="the log and the conversation file recreated")
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=10)

@@ -361,7 +361,9 @@ def _session(
         options=spec.options,
         input_mode=spec.input,
     )
-    worker = Worker(proc, runner.queue, runner, log, owner=owner, concurrency=concurrency)
+    worker = Worker(
+        proc, runner.queue, runner, log, owner=owner, concurrency=concurrency, group_commit=True
+    )
     runner.worker = worker
     return Session(proc, runner, worker)
 

@@ -230,6 +230,7 @@ class AgentRunner:
         self._record_lock = threading.Lock()
         # Token totals per model, kept in usage.json by this process, the queue's owner.
         self.usage = UsageCounter(self.proc)
+        self._conversation = atomic.Appender()
 
     # -- Handler -------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -279,10 +280,15 @@ class AgentRunner:
         if answer.structured is not None and self.sink is not None:
             self.sink(answer.structured)  # held back until it was known to be valid
         reply = msg.reply(self.proc.name, answer.body, parent_filename=name)
-        self.queue.emit(reply)
-        self.queue.acknowledge(name)
-        self._remember(name, answer)
-        self.usage.add(self.model, answer.input_tokens, answer.output_tokens)
+        self.queue.emit_answer(reply)
+        # Recorded before the acknowledgement, so a message done has its turns in the
+        # conversation file and its tokens counted; acknowledged even if recording fails,
+        # since its reply is out.
+        try:
+            self._remember(name, answer)
+            self.usage.add(self.model, answer.input_tokens, answer.output_tokens)
+        finally:
+            self.queue.acknowledge_answered(name)
         self.log.info(
             "replied",
             msg=name,
@@ -469,8 +475,7 @@ class AgentRunner:
 
     def _record(self, name: str, answer: Answer) -> None:
         """Append the answer's turns to today's conversation file."""
-        atomic.make_private_dir(self.proc.conversations)
-        path = self.proc.conversations / f"{today()}.ndjson"
+        path = f"{self.proc.conversations}/{today()}.ndjson"
         ts = int(time.time() * 1000)
         lines = [
             json.dumps({**record, "ts": ts, "msg": name}, ensure_ascii=False)
@@ -478,7 +483,11 @@ class AgentRunner:
             for record in _records(turn)
         ]
         with self._record_lock:
-            atomic.append_line(path, "\n".join(lines))
+            try:
+                self._conversation.append(path, "\n".join(lines))
+            except FileNotFoundError:
+                atomic.make_private_dir(self.proc.conversations)
+                self._conversation.append(path, "\n".join(lines))
 
 
 def _records(turn: Turn) -> list[dict[str, object]]:

@@ -14,6 +14,7 @@ import errno
 import os
 import stat
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from random import getrandbits
@@ -49,8 +50,30 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to `path` atomically (temp file in the same directory, then rename)."""
+class DirSyncs:
+    """Folders whose fsync is owed, each paid once by `flush` however many renames in it
+    wait for one (group commit: one fsync of the outbox for a batch of replies)."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, None] = {}
+
+    def add(self, directory: str) -> None:
+        self._dirs[directory] = None
+
+    def flush(self) -> None:
+        """fsync every folder owed, in the order first owed; then none is owed."""
+        while self._dirs:
+            directory = next(iter(self._dirs))
+            fsync_dir(directory)
+            del self._dirs[directory]
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes, owed: DirSyncs | None = None) -> None:
+    """Write `data` to `path` atomically (temp file in the same directory, then rename).
+
+    With `owed`, the fsync of the folder that makes the rename durable is left to
+    `owed.flush()` (the file itself is fsynced here, under the fsync policy).
+    """
     # Plain strings rather than Path objects: this runs several times per message.
     target = os.fspath(path)
     tmp, fd = _create_temporary(target)
@@ -70,7 +93,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             raise _about(exc, target) from None
         raise
     os.close(fd)
-    _commit(tmp, target, sync)
+    _commit(tmp, target, sync, owed)
 
 
 def write_batch(directory: str | os.PathLike[str], files: list[tuple[str, bytes]]) -> None:
@@ -203,9 +226,9 @@ def _temporary(target: str) -> str:
     return f"{target[:cut]}.tmp-{target[cut:]}-{getrandbits(32):08x}"
 
 
-def _commit(tmp: str, target: str, sync: bool) -> None:
+def _commit(tmp: str, target: str, sync: bool, owed: DirSyncs | None = None) -> None:
     """Rename a finished temporary file over `target`; then, under the fsync policy,
-    make the rename durable."""
+    make the rename durable (or, with `owed`, leave that to its flush)."""
     try:
         os.replace(tmp, target)
     except BaseException:
@@ -213,7 +236,11 @@ def _commit(tmp: str, target: str, sync: bool) -> None:
             os.unlink(tmp)
         raise
     if sync:
-        fsync_dir(target[: target.rfind("/") + 1] or ".")
+        directory = target[: target.rfind("/") + 1] or "."
+        if owed is None:
+            fsync_dir(directory)
+        else:
+            owed.add(directory)
 
 
 def utf8(text: str) -> bytes:
@@ -235,14 +262,19 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     write_bytes(path, utf8(text))
 
 
-def rename(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-    """Rename within one filesystem, making the new entry durable under the fsync policy."""
+def rename(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], owed: DirSyncs | None = None
+) -> None:
+    """Rename within one filesystem, making the new entry durable under the fsync policy
+    (with `owed`: once `owed.flush()` has run)."""
     os.rename(src, dst)
     if fsync_enabled():
-        src_dir, dst_dir = Path(src).parent, Path(dst).parent
-        fsync_dir(dst_dir)
-        if src_dir != dst_dir:
-            fsync_dir(src_dir)
+        src_dir, dst_dir = os.path.dirname(src), os.path.dirname(dst)
+        for directory in (dst_dir, src_dir) if src_dir != dst_dir else (dst_dir,):
+            if owed is None:
+                fsync_dir(directory or ".")
+            else:
+                owed.add(directory or ".")
 
 
 def remove_tree(path: str | os.PathLike[str]) -> None:
@@ -272,6 +304,67 @@ def append_line(path: str | os.PathLike[str], line: str) -> None:
         raise _about(exc, os.fspath(path)) from None
     finally:
         os.close(fd)
+
+
+# How often a kept-open append file checks that its name still leads to it (see Appender).
+REOPEN_CHECK_S = 1.0
+
+
+class Appender:
+    """Appends lines to one file at a time, kept open between lines (O_APPEND, 0600).
+
+    For files a process appends to many times (its day log, its conversation file):
+    one `write` per line instead of open, write and close. A line for another path
+    (the next day's file) closes the old file and opens the new one. The file is
+    reopened when its name no longer leads to it (deleted or moved aside by hand or
+    by a tool), checked at most every REOPEN_CHECK_S, so at most that long of lines
+    goes to the old file; `loom gc` touches only past days' files, never an open one.
+    """
+
+    def __init__(self) -> None:
+        self._path = ""
+        self._fd = -1
+        self._id = (0, 0)
+        self._checked = 0.0
+
+    def append(self, path: str, line: str) -> None:
+        """Append `line` and a newline to `path` (created if missing, not its folder:
+        FileNotFoundError then) with one write, as `append_line` does."""
+        data = memoryview(utf8(line.rstrip("\n") + "\n"))
+        fd = self._open(path)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        except OSError as exc:
+            self.close()
+            raise _about(exc, path) from None
+
+    def _open(self, path: str) -> int:
+        now = time.monotonic()
+        if self._fd >= 0 and path == self._path:
+            if now - self._checked < REOPEN_CHECK_S:
+                return self._fd
+            self._checked = now
+            try:
+                info = os.stat(path)
+                if (info.st_dev, info.st_ino) == self._id:
+                    return self._fd
+            except OSError:
+                pass
+        self.close()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        info = os.fstat(fd)
+        self._path, self._fd, self._id, self._checked = path, fd, (info.st_dev, info.st_ino), now
+        return fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd, self._path = self._fd, -1, ""
+            os.close(fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            self.close()
 
 
 def _about(exc: OSError, target: str) -> OSError:

@@ -79,12 +79,19 @@ def read_bounded(
             raise too_large(path, limit, what, size=info.st_size)
         chunks: list[bytes] = []
         left = limit + 1  # one byte past the limit tells a full file from a larger one
+        got = 0
         while left > 0:
-            chunk = os.read(fd, min(left, max(info.st_size, 64 * KiB), MiB))
+            wanted = min(left, max(info.st_size, 64 * KiB), MiB)
+            chunk = os.read(fd, wanted)
             if not chunk:
                 break
             chunks.append(chunk)
             left -= len(chunk)
+            got += len(chunk)
+            # A short read that reached the size fstat gave is the end of the file:
+            # no second read (with its system call) only to be told so.
+            if len(chunk) < wanted and got == info.st_size:
+                break
     finally:
         os.close(fd)
     data = b"".join(chunks)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,6 +29,10 @@ class Log:
         self.echo = echo
         self._day = ""
         self._file = ""  # today's log file, a plain string (joined once a day)
+        # Kept open between events; a Log shared by threads (a runner's calls in
+        # flight) writes each line with one write, which never interleaves (O_APPEND).
+        self._out = atomic.Appender()
+        self._lock = threading.Lock()
 
     def event(self, event: str, level: str = "info", *, echo: bool = True, **fields: Any) -> None:
         """Log `event` with `fields`; `msg` names the message file involved, if any.
@@ -42,11 +47,12 @@ class Log:
         day = ts[:10]  # the UTC date the timestamp starts with: one file per day
         if day != self._day:
             self._day, self._file = day, os.path.join(self.dir, f"{day}.ndjson")
-        try:
-            atomic.append_line(self._file, line)
-        except FileNotFoundError:
-            atomic.make_private_dir(self.dir)
-            atomic.append_line(self._file, line)
+        with self._lock:
+            try:
+                self._out.append(self._file, line)
+            except FileNotFoundError:
+                atomic.make_private_dir(self.dir)
+                self._out.append(self._file, line)
         if echo and self.echo is not None and level in ("warning", "error"):
             detail = fields.get("error") or fields.get("detail") or ""
             about = f" {fields['msg']}" if fields.get("msg") else ""

@@ -13,6 +13,7 @@ import json
 import os
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,10 @@ HALF_WRITTEN_RECHECK_S = 0.1
 # Replies are written after the claim; allow this much clock skew when looking
 # for them during recovery.
 RECOVERY_SKEW_MS = 60_000
+# Group commit: a batch of answered messages is acknowledged together once it holds
+# this many, or once its first answer is this old, or when the inbox has no more.
+GROUP_MAX = 64
+GROUP_MAX_S = 0.5
 
 
 def is_message_name(name: str) -> bool:
@@ -135,6 +140,11 @@ class Queue:
         # than the renames themselves on tmpfs).
         self._in_progress = os.fspath(self.in_progress)
         self._processed = os.fspath(self.processed)
+        # The open group commit (`group`): messages answered but not yet acknowledged,
+        # oldest first, and the folders whose fsync they wait for.
+        self._answered: list[str] | None = None
+        self._answered_since = 0.0
+        self._owed = atomic.DirSyncs()
 
     def ensure(self) -> Queue:
         for d in (self.in_progress, self.processed, self.failed, self.unreadable, self.outbox):
@@ -207,6 +217,64 @@ class Queue:
     def emit(self, msg: Message, filename: str | None = None) -> Path:
         """Write a reply or result into the outbox (atomic)."""
         return write_message(self.outbox, msg, filename)
+
+    def emit_answer(self, reply: Message) -> Path:
+        """Write `reply`, the answer to a claimed message, into the outbox; then call
+        `acknowledge_answered` for that message.
+
+        Inside `group`, the fsync of the outbox waits for the batch (`commit`), which
+        pays it once before it moves the batch's messages to `.processed/`. Either way a
+        reply is durable before its message is acknowledged; a crash in between leaves
+        the message in `.in-progress/` with its reply, which `recover` acknowledges.
+        """
+        if self._answered is None:
+            return self.emit(reply)
+        path = self.outbox / reply.filename
+        atomic.write_bytes(path, encode(reply), self._owed)
+        return path
+
+    def acknowledge_answered(self, name: str) -> None:
+        """Acknowledge `name`, whose reply `emit_answer` wrote: at once, or inside
+        `group` with its batch (when it is full or old enough, or when the group ends)."""
+        if self._answered is None:
+            self.acknowledge(name)
+            return
+        if not self._answered:
+            self._answered_since = time.monotonic()
+        self._answered.append(name)
+        if len(self._answered) >= GROUP_MAX or (
+            time.monotonic() - self._answered_since >= GROUP_MAX_S
+        ):
+            self.commit()
+
+    @contextlib.contextmanager
+    def group(self) -> Iterator[None]:
+        """A group commit: `acknowledge_answered` acknowledges in batches while it is
+        open, and what is answered is acknowledged when it closes (however it closes)."""
+        self._answered = []
+        try:
+            yield
+        finally:
+            try:
+                self.commit()
+            finally:
+                self._answered = None
+
+    def awaiting_ack(self, name: str) -> bool:
+        """Whether `name` is answered and waits for its group's acknowledgement."""
+        return self._answered is not None and name in self._answered
+
+    def commit(self) -> None:
+        """Acknowledge every message answered in the open group: fsync the replies'
+        folders, move the messages to `.processed/`, fsync the two queue folders."""
+        if not self._answered:
+            return
+        self._owed.flush()
+        while self._answered:
+            name = self._answered[0]
+            atomic.rename(f"{self._in_progress}/{name}", f"{self._processed}/{name}", self._owed)
+            del self._answered[0]
+        self._owed.flush()
 
     # -- ack / fail / quarantine ---------------------------------------------------
     def acknowledge(self, name: str) -> None:

@@ -102,8 +102,12 @@ class Worker:
         owner: Ownership | None = None,
         concurrency: int = 1,
         finish_on_stop: bool = False,
+        group_commit: bool = False,
     ) -> None:
         self.proc = proc
+        # Acknowledge the messages of a drain in batches (Queue.group): for handlers
+        # that settle through `Queue.acknowledge_answered`, and one message at a time only.
+        self.group_commit = group_commit
         self.concurrency = max(1, concurrency)
         # On a stop with claims in flight: put back those not finished (an agent's model
         # calls), or let them all finish (a pipe's steps, each bounded by its operator's
@@ -331,7 +335,7 @@ class Worker:
     def _settle(self, name: str, problem: str) -> None:
         """Fail (or, if it cannot be read, quarantine) a message its handler choked on."""
         path = self.queue.claimed_path(name)
-        if not os.path.lexists(path):
+        if self.queue.awaiting_ack(name) or not os.path.lexists(path):
             # Already acknowledged or failed: the fault came after, e.g. while logging.
             self.log.error("error after the message was settled", msg=name, error=problem)
             return
@@ -391,18 +395,19 @@ class Worker:
             return self._drain_concurrently()
         worked = False
         try:
-            for name in self.queue.pending():
-                if self._stop.is_set():
-                    break
-                self._run_due()
-                if self.queue.claim(name) is None:
-                    continue
-                if not worked:
-                    # Written once per burst, not per message: status says what the
-                    # process does, and a backlog is one long stretch of work.
-                    self.proc.set_status("running")
-                    worked = True
-                self.handle(name)
+            with self.queue.group() if self.group_commit else contextlib.nullcontext():
+                for name in self.queue.pending():
+                    if self._stop.is_set():
+                        break
+                    self._run_due()
+                    if self.queue.claim(name) is None:
+                        continue
+                    if not worked:
+                        # Written once per burst, not per message: status says what the
+                        # process does, and a backlog is one long stretch of work.
+                        self.proc.set_status("running")
+                        worked = True
+                    self.handle(name)
         finally:
             if worked and not self._stop.is_set():
                 self.proc.set_status("idle")
