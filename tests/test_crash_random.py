@@ -50,8 +50,8 @@ agents:
   - name: last
     model: echo
     from: [{agent: first, pipe: tag}]
-  - {name: left, model: echo}
-  - {name: right, model: echo}
+  - {name: left, model: echo, input: envelopes}   # echo answers the JSON list
+  - {name: right, model: echo, input: envelopes}
 """
 PROCESSES = {
     "first": "agents/first",
