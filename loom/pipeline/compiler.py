@@ -158,6 +158,27 @@ def _comparator(node: Node) -> Compiled:
     kind = node["value"]
     left_node, right_node = node["children"]
     left, right = _compile(left_node), _compile(right_node)
+    name = _field_name(left_node)
+    if (
+        kind in ("eq", "ne")
+        and name is not None
+        and right_node["type"] == "literal"
+        and not is_number(right_node["value"])
+        and not isinstance(right_node["value"], bool)
+    ):
+        # `field == 'text'`: with neither side able to be a number against a boolean,
+        # `equal` is plain Python equality.
+        constant = right_node["value"]
+        negate = kind == "ne"
+
+        def field_equals(value: Any, msg: Message) -> Any:
+            try:
+                found = value.get(name)
+            except AttributeError:
+                found = None
+            return (found == constant) is not negate
+
+        return field_equals
     if kind == "eq":
 
         def eq(value: Any, msg: Message) -> Any:
@@ -171,7 +192,6 @@ def _comparator(node: Node) -> Compiled:
 
         return ne
     compare = _ORDERING[kind]
-    name = _field_name(left_node)
     if name is not None and right_node["type"] == "literal" and is_number(right_node["value"]):
         # The common `field > `number``, without a call per side.
         limit = right_node["value"]

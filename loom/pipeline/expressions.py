@@ -38,6 +38,10 @@ __all__ = [
 _MAX_ERROR = 300
 # `json.dumps` with keyword arguments builds a new encoder on every call.
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# The functions that read the message rather than the body (loom.pipeline.functions).
+_ENVELOPE_FUNCTIONS = frozenset({"envelope", "sender", "is_error", "origin_root"})
+# What `on_body` hands the compiled closures as the message: they never read it.
+_NO_ENVELOPE = Message(id="0" * 26, sender="", ts=0, body="")
 
 
 def render_value(value: Any) -> str:
@@ -68,10 +72,15 @@ def _shorten(text: str) -> str:
 class Expression:
     """A compiled JMESPath expression; `evaluate` never raises anything but ExpressionError."""
 
-    __slots__ = ("text", "_run")
+    __slots__ = ("text", "reads_envelope", "_run")
 
     def __init__(self, text: str, parsed: Any) -> None:
         self.text = text
+        # Whether the result can depend on the envelope, not only on the body.
+        self.reads_envelope = any(
+            node.get("type") == "function_expression" and node["value"] in _ENVELOPE_FUNCTIONS
+            for node in _walk(parsed.parsed)
+        )
         self._run = compile_tree(parsed.parsed)
 
     def __repr__(self) -> str:
@@ -95,6 +104,14 @@ class Expression:
             raise
         except (jexc.JMESPathError, TypeError, ValueError, RecursionError) as exc:
             raise self._failure(exc) from None
+
+    def on_body(self, value: Any) -> Any:
+        """Evaluate against `value` for an expression that does not read the envelope.
+
+        Errors are raised as they come (not as ExpressionError): the caller falls back to
+        `evaluate`, which reports them.
+        """
+        return self._run(value, _NO_ENVELOPE)
 
     def _failure(self, exc: Exception) -> ExpressionError:
         return ExpressionError(_shorten(f"{self.text!r}: {exc}"))
