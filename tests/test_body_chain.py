@@ -141,3 +141,14 @@ def test_drops_are_counted_per_filter() -> None:
     assert body_chain.run('{"id": 2, "level": "error"}') == '{"id":2}'
     body_chain.count_drops()
     assert pipeline.drops == {"1:filter": 1}
+
+
+def test_a_filter_on_a_text_still_sees_it_written_with_escapes() -> None:
+    # Lines without `"error"` are dropped unparsed, unless a backslash may spell it.
+    pipeline = pipe([("filter", "level == 'error' && id"), ("map", "{id: id}")])
+    body_chain = BodyChain.of(pipeline)
+    assert body_chain is not None
+    assert body_chain.run('{"id": 1, "level": "\\u0065rror"}') == '{"id":1}'
+    assert body_chain.run('{"id": 2, "lev\\u0065l": "error"}') == '{"id":2}'
+    assert body_chain.run('{"id": 3, "level": "errors"}') is None
+    assert body_chain.run('"error"') is None

@@ -59,8 +59,12 @@ class BodyChain:
         if len(steps) == 2 and steps[0][1] and not steps[1][1]:
             # filter then map, the usual shape: no loop.
             test, project = steps[0][2], steps[1][2]
+            needle = operators[0].expr.required_text  # type: ignore[attr-defined]
 
             def filter_map(line: str) -> str | None:
+                if needle is not None and needle not in line and "\\" not in line:
+                    drops[0] += 1  # the filter cannot be true: no need to parse
+                    return None
                 value = parse_body(line)
                 found = test(value)
                 # is_false(found), inline.

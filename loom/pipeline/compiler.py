@@ -479,3 +479,29 @@ _RULES: dict[str, Callable[[Node], Compiled]] = {
     "flatten": _flatten,
     "function_expression": _function,
 }
+
+
+def required_text(node: Node) -> str | None:
+    """A text that any JSON document must contain, unless it has a backslash, for `node`
+    to be true on it; None when there is none this knows of.
+
+    `level == 'error'` can only hold when the document has the string `"error"` in it:
+    written without escapes (which need a backslash) a JSON string is its characters
+    between quotes. Text that is not JSON evaluates as a string, whose fields are null.
+    """
+    kind = node["type"]
+    if kind == "and_expression":
+        left, right = node["children"]
+        return required_text(left) or required_text(right)
+    if kind != "comparator" or node["value"] != "eq":
+        return None
+    path, literal = node["children"]
+    if literal["type"] != "literal" or type(literal["value"]) is not str:
+        return None
+    steps = path["children"] if path["type"] == "subexpression" else [path]
+    if not all(step["type"] == "field" for step in steps):
+        return None
+    text: str = literal["value"]
+    if any(char in '"\\' or char < " " for char in text):
+        return None  # JSON writes these escaped
+    return f'"{text}"'

@@ -17,7 +17,7 @@ from typing import Any
 import jmespath
 from jmespath import exceptions as jexc
 
-from loom.pipeline.compiler import compile_tree
+from loom.pipeline.compiler import compile_tree, required_text
 from loom.pipeline.errors import ArgError, ExpressionError
 from loom.pipeline.functions import ENVELOPE_FIELDS, FUNCTIONS, LoomFunctions, parse_body
 from loom.store.message import Message
@@ -72,7 +72,7 @@ def _shorten(text: str) -> str:
 class Expression:
     """A compiled JMESPath expression; `evaluate` never raises anything but ExpressionError."""
 
-    __slots__ = ("text", "reads_envelope", "_run")
+    __slots__ = ("text", "reads_envelope", "required_text", "_run")
 
     def __init__(self, text: str, parsed: Any) -> None:
         self.text = text
@@ -81,6 +81,8 @@ class Expression:
             node.get("type") == "function_expression" and node["value"] in _ENVELOPE_FUNCTIONS
             for node in _walk(parsed.parsed)
         )
+        # A text a JSON body without backslashes must contain for the result to be true.
+        self.required_text = required_text(parsed.parsed)
         self._run = compile_tree(parsed.parsed)
 
     def __repr__(self) -> str:
