@@ -32,7 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -66,44 +68,48 @@ MESSAGES = [
 ]
 
 
-def make_events(path: Path, count: int) -> None:
-    """Write `count` request-log events, one JSON object per line (seeded: reproducible)."""
+def request_events(count: int) -> Iterator[tuple[dict[str, Any], bool]]:
+    """`count` request-log events, each with False: written without escapes (seeded)."""
     rng = random.Random(42)
     services = ["api", "auth", "billing", "search", "media"]
     paths = ["/v1/items", "/v1/users/me", "/v1/search", "/healthz", "/v1/upload"]
-    with path.open("w", encoding="utf-8") as out:
-        for i in range(count):
-            event = {
-                "id": i,
-                "ts": 1_742_860_000_000 + i * 7,
-                "service": rng.choice(services),
-                "level": rng.choice(["info", "info", "info", "warn", "error"]),
-                "status": rng.choice([200, 200, 200, 201, 204, 301, 404, 500, 503]),
-                "latency_ms": int(rng.expovariate(1 / 90)),
-                "path": rng.choice(paths),
-                "user": f"u{rng.randrange(10_000)}",
-            }
-            out.write(json.dumps(event, separators=(",", ":")) + "\n")
+    for i in range(count):
+        event = {
+            "id": i,
+            "ts": 1_742_860_000_000 + i * 7,
+            "service": rng.choice(services),
+            "level": rng.choice(["info", "info", "info", "warn", "error"]),
+            "status": rng.choice([200, 200, 200, 201, 204, 301, 404, 500, 503]),
+            "latency_ms": int(rng.expovariate(1 / 90)),
+            "path": rng.choice(paths),
+            "user": f"u{rng.randrange(10_000)}",
+        }
+        yield event, False
 
 
-def make_log_events(path: Path, count: int) -> None:
-    """Write `count` log events with id, level, msg and others (seeded: reproducible)."""
+def log_events(count: int) -> Iterator[tuple[dict[str, Any], bool]]:
+    """`count` log events with id, level, msg and others, each with whether to write it
+    ASCII only (a third are, with \\uXXXX escapes, as many producers do; seeded)."""
     rng = random.Random(7)
     levels = ["debug", "info", "info", "warn", "error"]
+    for i in range(count):
+        event = {
+            "id": i,
+            "ts": 1_742_860_000_000 + i * 7,
+            "level": rng.choice(levels),
+            "msg": rng.choice(MESSAGES),
+            "host": f"web-{rng.randrange(20)}",
+            "took_s": round(rng.random() * 3, 3),
+            "tags": ["db", "retry"][: rng.randrange(3)],
+            "ok": rng.random() < 0.5,
+        }
+        yield event, rng.random() < 0.3
+
+
+def write_events(path: Path, events: Iterator[tuple[dict[str, Any], bool]]) -> None:
+    """One compact JSON object per line."""
     with path.open("w", encoding="utf-8") as out:
-        for i in range(count):
-            event = {
-                "id": i,
-                "ts": 1_742_860_000_000 + i * 7,
-                "level": rng.choice(levels),
-                "msg": rng.choice(MESSAGES),
-                "host": f"web-{rng.randrange(20)}",
-                "took_s": round(rng.random() * 3, 3),
-                "tags": ["db", "retry"][: rng.randrange(3)],
-                "ok": rng.random() < 0.5,
-            }
-            # A third of the lines escape non-ASCII as \\uXXXX, as many producers do.
-            ascii_only = rng.random() < 0.3
+        for event, ascii_only in events:
             out.write(json.dumps(event, ensure_ascii=ascii_only, separators=(",", ":")) + "\n")
 
 
@@ -213,13 +219,13 @@ def main() -> int:
         events = work / "events.ndjson"
         pipe = work / "slow-requests.yml"
         pipe.write_text(PIPE, encoding="utf-8")
-        make_events(events, args.events)
+        write_events(events, request_events(args.events))
         compare("requests", pipe, JQ, events, args.runs, env)
-        log_events = work / "log.ndjson"
+        log_file = work / "log.ndjson"
         select_pipe = work / "errors.yml"
         select_pipe.write_text(SELECT_PIPE, encoding="utf-8")
-        make_log_events(log_events, args.events)
-        compare("select+project", select_pipe, SELECT_JQ, log_events, args.runs, env)
+        write_events(log_file, log_events(args.events))
+        compare("select+project", select_pipe, SELECT_JQ, log_file, args.runs, env)
         empty = work / "empty"
         empty.touch()
         startup = statistics.median(
