@@ -26,7 +26,15 @@ from loom.pipeline import OperatorError, Pipeline, load_definition
 from loom.pipeline.body_chain import BodyChain
 from loom.store.atomic import utf8
 from loom.store.files import MESSAGE_BODY_LIMIT, size_text, too_large
-from loom.store.message import Message, decode_envelope, from_dict, new_message, new_messages
+from loom.store.ids import new_ids
+from loom.store.message import (
+    Message,
+    child_origin,
+    decode_envelope,
+    from_dict,
+    new_message,
+    new_messages,
+)
 
 STDIN_SENDER = "stdin"
 # Reads of a pipe return at most what is buffered (64 KiB on Linux); reads of a
@@ -345,10 +353,11 @@ class Filter:
         if not bodies:
             return
         if self.output.envelope:
-            # What the engine makes: the input's message (a new id each, as the framer
-            # gives) with the result as body, then the pipe's message descending from it.
-            finish = self.pipeline.finish
-            self.output.add([finish(msg) for msg in new_messages(STDIN_SENDER, bodies)])
+            # What the engine makes (Pipeline.finish): an id for each input line, as the
+            # framer gives, then the pipe's message, whose origin is the input's file name
+            # (a stdin line has no origin of its own).
+            origins = [child_origin(None, f"{ts}-{mid}.msg") for ts, mid in new_ids(len(bodies))]
+            self.output.add(new_messages(self.pipeline.instance, bodies, origins))
         else:
             self.output.add_bodies(bodies)
         bodies.clear()
