@@ -105,6 +105,10 @@ def test_plain_lines_become_stdin_messages_and_envelopes_carry_origin(tmp_path: 
     for env in (first, second):
         assert isinstance(env["origin"], str) and env["origin"].endswith(".msg")
         assert "/" not in env["origin"] and len(str(env["id"])) == 26
+        # The input's id was made before the result's (ULIDs sort by creation).
+        input_ts, input_id = env["origin"].removesuffix(".msg").split("-")
+        assert input_id < str(env["id"]) and int(input_ts) <= int(str(env["ts"]))
+    assert str(first["id"]) < str(second["id"])
 
 
 def test_an_envelope_line_keeps_its_id_and_origin(tmp_path: Path) -> None:

@@ -158,6 +158,27 @@ def _comparator(node: Node) -> Compiled:
     kind = node["value"]
     left_node, right_node = node["children"]
     left, right = _compile(left_node), _compile(right_node)
+    name = _field_name(left_node)
+    if (
+        kind in ("eq", "ne")
+        and name is not None
+        and right_node["type"] == "literal"
+        and not is_number(right_node["value"])
+        and not isinstance(right_node["value"], bool)
+    ):
+        # `field == 'text'`: with neither side able to be a number against a boolean,
+        # `equal` is plain Python equality.
+        constant = right_node["value"]
+        negate = kind == "ne"
+
+        def field_equals(value: Any, msg: Message) -> Any:
+            try:
+                found = value.get(name)
+            except AttributeError:
+                found = None
+            return (found == constant) is not negate
+
+        return field_equals
     if kind == "eq":
 
         def eq(value: Any, msg: Message) -> Any:
@@ -171,7 +192,6 @@ def _comparator(node: Node) -> Compiled:
 
         return ne
     compare = _ORDERING[kind]
-    name = _field_name(left_node)
     if name is not None and right_node["type"] == "literal" and is_number(right_node["value"]):
         # The common `field > `number``, without a call per side.
         limit = right_node["value"]
@@ -459,3 +479,29 @@ _RULES: dict[str, Callable[[Node], Compiled]] = {
     "flatten": _flatten,
     "function_expression": _function,
 }
+
+
+def required_text(node: Node) -> str | None:
+    """A text that any JSON document must contain, unless it has a backslash, for `node`
+    to be true on it; None when there is none this knows of.
+
+    `level == 'error'` can only hold when the document has the string `"error"` in it:
+    written without escapes (which need a backslash) a JSON string is its characters
+    between quotes. Text that is not JSON evaluates as a string, whose fields are null.
+    """
+    kind = node["type"]
+    if kind == "and_expression":
+        left, right = node["children"]
+        return required_text(left) or required_text(right)
+    if kind != "comparator" or node["value"] != "eq":
+        return None
+    path, literal = node["children"]
+    if literal["type"] != "literal" or type(literal["value"]) is not str:
+        return None
+    steps = path["children"] if path["type"] == "subexpression" else [path]
+    if not all(step["type"] == "field" for step in steps):
+        return None
+    text: str = literal["value"]
+    if any(char in '"\\' or char < " " for char in text):
+        return None  # JSON writes these escaped
+    return f'"{text}"'

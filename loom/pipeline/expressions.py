@@ -17,7 +17,7 @@ from typing import Any
 import jmespath
 from jmespath import exceptions as jexc
 
-from loom.pipeline.compiler import compile_tree
+from loom.pipeline.compiler import compile_tree, required_text
 from loom.pipeline.errors import ArgError, ExpressionError
 from loom.pipeline.functions import ENVELOPE_FIELDS, FUNCTIONS, LoomFunctions, parse_body
 from loom.store.message import Message
@@ -38,6 +38,10 @@ __all__ = [
 _MAX_ERROR = 300
 # `json.dumps` with keyword arguments builds a new encoder on every call.
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# The functions that read the message rather than the body (loom.pipeline.functions).
+_ENVELOPE_FUNCTIONS = frozenset({"envelope", "sender", "is_error", "origin_root"})
+# What `on_body` hands the compiled closures as the message: they never read it.
+_NO_ENVELOPE = Message(id="0" * 26, sender="", ts=0, body="")
 
 
 def render_value(value: Any) -> str:
@@ -68,10 +72,17 @@ def _shorten(text: str) -> str:
 class Expression:
     """A compiled JMESPath expression; `evaluate` never raises anything but ExpressionError."""
 
-    __slots__ = ("text", "_run")
+    __slots__ = ("text", "reads_envelope", "required_text", "_run")
 
     def __init__(self, text: str, parsed: Any) -> None:
         self.text = text
+        # Whether the result can depend on the envelope, not only on the body.
+        self.reads_envelope = any(
+            node.get("type") == "function_expression" and node["value"] in _ENVELOPE_FUNCTIONS
+            for node in _walk(parsed.parsed)
+        )
+        # A text a JSON body without backslashes must contain for the result to be true.
+        self.required_text = required_text(parsed.parsed)
         self._run = compile_tree(parsed.parsed)
 
     def __repr__(self) -> str:
@@ -95,6 +106,14 @@ class Expression:
             raise
         except (jexc.JMESPathError, TypeError, ValueError, RecursionError) as exc:
             raise self._failure(exc) from None
+
+    def on_body(self, value: Any) -> Any:
+        """Evaluate against `value` for an expression that does not read the envelope.
+
+        Errors are raised as they come (not as ExpressionError): the caller falls back to
+        `evaluate`, which reports them.
+        """
+        return self._run(value, _NO_ENVELOPE)
 
     def _failure(self, exc: Exception) -> ExpressionError:
         return ExpressionError(_shorten(f"{self.text!r}: {exc}"))

@@ -23,9 +23,18 @@ from typing import BinaryIO, TextIO
 
 from loom.errors import NotFound, UnreadableMessage, UsageError
 from loom.pipeline import OperatorError, Pipeline, load_definition
+from loom.pipeline.body_chain import BodyChain
 from loom.store.atomic import utf8
 from loom.store.files import MESSAGE_BODY_LIMIT, size_text, too_large
-from loom.store.message import Message, decode_envelope, from_dict, new_message, new_messages
+from loom.store.ids import new_ids
+from loom.store.message import (
+    Message,
+    child_origin,
+    decode_envelope,
+    from_dict,
+    new_message,
+    new_messages,
+)
 
 STDIN_SENDER = "stdin"
 # Reads of a pipe return at most what is buffered (64 KiB on Linux); reads of a
@@ -69,6 +78,10 @@ class Framer:
 
     def feed(self, chunk: bytes) -> list[Message]:
         """Messages completed by `chunk`; an unfinished last line waits for more."""
+        return _as_messages(self.feed_items(chunk))
+
+    def feed_items(self, chunk: bytes) -> list[str | Message]:
+        """What `feed` gives, with the bodies of lines that are no envelope as text."""
         if self.whole:
             self._hold(chunk)
             if self._held > self.limit:
@@ -103,7 +116,7 @@ class Framer:
             self._hold(chunk[end + 1 :])
         if complete is None:
             return []
-        return self._frame_lines(complete.decode("utf-8", "replace"))
+        return self._split(complete.decode("utf-8", "replace"))
 
     def _hold(self, data: bytes) -> None:
         self._pending.append(data)
@@ -118,17 +131,22 @@ class Framer:
 
     def end(self) -> list[Message]:
         """The messages still held at end of input (a last line without newline)."""
+        return _as_messages(self.end_items())
+
+    def end_items(self) -> list[str | Message]:
+        """What `end` gives, with the bodies of lines that are no envelope as text."""
         data = b"".join(self._pending)
         self._pending, self._held = [], 0
         if not data:
             return []
         text = data.decode("utf-8", "replace")
         if not self.whole:
-            return self._frame_lines(text)
+            return self._split(text)
         self.lines_read += text.count("\n") + 1
-        return self._frame(text.strip() if _maybe_envelope(text) else "", text, 1)
+        return list(self._frame(text.strip() if _maybe_envelope(text) else "", text, 1))
 
-    def _frame_lines(self, text: str) -> list[Message]:
+    def _split(self, text: str) -> list[str | Message]:
+        """The non-empty lines of `text`, envelopes as their messages, others as text."""
         lines = text.split("\n")
         crlf = "\r" in text
         first = self.lines_read + 1
@@ -137,18 +155,18 @@ class Framer:
             # No line can be an envelope: frame them all at once (the usual case).
             if crlf:
                 lines = [line[:-1] if line.endswith("\r") else line for line in lines]
-            return new_messages(STDIN_SENDER, [line for line in lines if line])
-        messages: list[Message] = []
+            return [line for line in lines if line]
+        items: list[str | Message] = []
         for number, line in enumerate(lines, first):
             if crlf and line.endswith("\r"):
                 line = line[:-1]
             if not line:
                 continue
             if '"body"' in line and _maybe_envelope(line):
-                messages.extend(self._frame(line, line, number))
+                items.extend(self._frame(line, line, number))
             else:
-                messages.append(_stdin_message(line))
-        return messages
+                items.append(line)
+        return items
 
     def _frame(self, candidate: str, body: str, number: int) -> list[Message]:
         """The envelope in `candidate` if it is one, else a new message with `body`."""
@@ -158,6 +176,14 @@ class Framer:
             self.bad_envelopes.append((number, str(exc)))
             return []
         return [message if message is not None else _stdin_message(body)]
+
+
+def _as_messages(items: list[str | Message]) -> list[Message]:
+    """Framed items as messages: a new one from stdin for each text."""
+    texts = [item for item in items if type(item) is str]
+    if len(texts) == len(items):
+        return new_messages(STDIN_SENDER, texts)
+    return [_stdin_message(item) if isinstance(item, str) else item for item in items]
 
 
 def parse_envelope(text: str) -> Message | None:
@@ -216,6 +242,15 @@ class Output:
                 parts.append("\n")
             self.count += 1
 
+    def add_bodies(self, bodies: list[str]) -> None:
+        """Render result bodies, as `add` renders messages with these bodies."""
+        parts = self._parts
+        for body in bodies:
+            parts.append(body)
+            if not body.endswith("\n"):
+                parts.append("\n")
+        self.count += len(bodies)
+
     def flush(self) -> None:
         """Write everything buffered; BrokenPipeError reaches the caller."""
         if not self._parts:
@@ -251,6 +286,8 @@ class Filter:
         self.errors = errors
         self.options = options
         self.failures = 0
+        # Plain map/filter chains run on body values alone (loom.pipeline.body_chain).
+        self.chain = BodyChain.of(pipeline)
 
     def run(self, source: BinaryIO) -> None:
         """Process `source` to its end, then flush windows and wait out held messages."""
@@ -272,19 +309,62 @@ class Filter:
                 chunk = os.read(fd, _CHUNK) if fd is not None else source.read(_CHUNK)
                 if not chunk:
                     break
-                self._push_all(framer.feed(chunk))
+                self._push_all(framer.feed_items(chunk))
                 self._report_bad(framer)
                 if deadline is not None:
                     self._release_due()
                 self.output.flush()
-            self._push_all(framer.end())
+            self._push_all(framer.end_items())
             self._report_bad(framer)
             self.output.add(self.pipeline.flush())
             self._drain()
         finally:
             self.output.flush()
 
-    def _push_all(self, messages: list[Message]) -> None:
+    def _push_all(self, items: list[str | Message]) -> None:
+        chain = self.chain
+        if chain is None:
+            self._push_messages(_as_messages(items))
+            return
+        run = chain.run
+        each = self.options.flush_each
+        bodies: list[str] = []  # results of lines the body chain ran, in order
+        for item in items:
+            if isinstance(item, str):
+                try:
+                    body = run(item)
+                except Exception:
+                    # The engine runs it again and reports the operator's error.
+                    self._add_bodies(bodies)
+                    self._push_messages([_stdin_message(item)])
+                    continue
+                if body is not None:
+                    bodies.append(body)
+                    if each:
+                        self._add_bodies(bodies)
+            else:
+                self._add_bodies(bodies)
+                self._push_messages([item])
+        self._add_bodies(bodies)
+        chain.count_drops()
+
+    def _add_bodies(self, bodies: list[str]) -> None:
+        """Output the results of the body chain, then forget them."""
+        if not bodies:
+            return
+        if self.output.envelope:
+            # What the engine makes (Pipeline.finish): an id for each input line, as the
+            # framer gives, then the pipe's message, whose origin is the input's file name
+            # (a stdin line has no origin of its own).
+            origins = [child_origin(None, f"{ts}-{mid}.msg") for ts, mid in new_ids(len(bodies))]
+            self.output.add(new_messages(self.pipeline.instance, bodies, origins))
+        else:
+            self.output.add_bodies(bodies)
+        bodies.clear()
+        if self.options.flush_each:
+            self.output.flush()
+
+    def _push_messages(self, messages: list[Message]) -> None:
         # Body output needs no new envelopes for the results (ids, origins): skip making them.
         pipeline = self.pipeline
         push = pipeline.push if self.output.envelope else pipeline.push_unfinished

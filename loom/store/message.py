@@ -167,11 +167,18 @@ def new_message(
     return _build(mid, sender, ts, body, origin or None, error, to, SCHEMA_VERSION, {})
 
 
-def new_messages(sender: str, bodies: list[str]) -> list[Message]:
-    """A fresh message for each body, as `new_message` would make them one by one."""
+def new_messages(sender: str, bodies: list[str], origins: list[str] | None = None) -> list[Message]:
+    """A fresh message for each body (with the origin at the same place in `origins`),
+    as `new_message` would make them one by one."""
+    made = new_ids(len(bodies))
+    if origins is None:
+        return [
+            _build(mid, sender, ts, body, None, False, None, SCHEMA_VERSION, {})
+            for (ts, mid), body in zip(made, bodies, strict=True)
+        ]
     return [
-        _build(mid, sender, ts, body, None, False, None, SCHEMA_VERSION, {})
-        for (ts, mid), body in zip(new_ids(len(bodies)), bodies, strict=True)
+        _build(mid, sender, ts, body, origin or None, False, None, SCHEMA_VERSION, {})
+        for (ts, mid), body, origin in zip(made, bodies, origins, strict=True)
     ]
 
 
