@@ -107,6 +107,27 @@ CLUSTER_HOST: Setting[str] = Setting(
     "which host of a weave with `cluster:` this machine is (what `--host` gives)",
     _text,
 )
+NATS_USER: Setting[str] = Setting(
+    "LOOM_NATS_USER",
+    "",
+    "(none)",
+    "text",
+    "the user loom's processes give the NATS servers of `cluster:`, with "
+    "`LOOM_NATS_PASSWORD`; read where the supervisor starts, never written "
+    "([cluster.md](cluster.md))",
+    _text,
+)
+NATS_PASSWORD: Setting[str] = Setting(
+    "LOOM_NATS_PASSWORD", "", "(none)", "text", "the password of `LOOM_NATS_USER`", _text
+)
+NATS_TOKEN: Setting[str] = Setting(
+    "LOOM_NATS_TOKEN",
+    "",
+    "(none)",
+    "text",
+    "a NATS token instead of a user and password",
+    _text,
+)
 FSYNC: Setting[bool] = Setting(
     "LOOM_FSYNC",
     True,
@@ -210,6 +231,9 @@ ALL: tuple[Setting[object], ...] = (
     HOME,
     MODEL,
     CLUSTER_HOST,
+    NATS_USER,
+    NATS_PASSWORD,
+    NATS_TOKEN,
     FSYNC,
     WATCH,
     HTTP_TIMEOUT,

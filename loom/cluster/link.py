@@ -9,7 +9,6 @@ with a deadline.
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 import threading
 from collections.abc import Coroutine
@@ -23,6 +22,7 @@ from nats.js.api import ConsumerConfig, KeyValueConfig, RetentionPolicy, Storage
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
+from loom import settings
 from loom.cluster.share import Share
 
 T = TypeVar("T")
@@ -57,11 +57,11 @@ def options(share: Share, name: str) -> dict[str, Any]:
         opts["user_credentials"] = share.creds
     # Secrets come from the environment the supervisor started with, like API keys:
     # they are never written to cluster.json.
-    if os.environ.get("LOOM_NATS_TOKEN"):
-        opts["token"] = os.environ["LOOM_NATS_TOKEN"]
-    elif os.environ.get("LOOM_NATS_USER"):
-        opts["user"] = os.environ["LOOM_NATS_USER"]
-        opts["password"] = os.environ.get("LOOM_NATS_PASSWORD", "")
+    if settings.NATS_TOKEN.get():
+        opts["token"] = settings.NATS_TOKEN.get()
+    elif settings.NATS_USER.get():
+        opts["user"] = settings.NATS_USER.get()
+        opts["password"] = settings.NATS_PASSWORD.get()
     if share.ca:
         opts["tls"] = ssl.create_default_context(cafile=share.ca)
     return opts
