@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from loom.agent.gate import CallGate, check_concurrency, parse_rate
 from loom.agent.retry import RetryPolicy
@@ -18,7 +18,7 @@ from loom.agent.runner import AgentRunner, Outcome
 from loom.errors import UsageError
 from loom.names import env_entry_problem
 from loom.providers import resolve
-from loom.providers.base import Provider
+from loom.providers.base import Provider, Turn
 from loom.providers.json_schema import SCHEMA_LIMIT, check_schema, parse_schema
 from loom.store import atomic
 from loom.store import home as homes
@@ -235,10 +235,12 @@ def open_session(
     sink: Callable[[str], None] | None,
     foreground: bool,
     interactive: bool = False,
+    earlier: list[Turn] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Session:
     """Resolve the provider (a missing key fails here), own the agent's queue, prepare
-    the folder, build the runner.
+    the folder, build the runner. An interactive session keeps its context, starting
+    with `earlier` turns (`--continue`); given `earlier`, any session starts with them.
 
     AlreadyServed when another process serves the agent, raised before anything is
     written, so a refused start rewrites none of the running agent's files.
@@ -263,7 +265,7 @@ def open_session(
             model_id,
             env,
             sink=sink,
-            interactive=interactive,
+            context=list(earlier or []) if interactive or earlier is not None else None,
             owner=owner,
             concurrency=1,
         )
@@ -280,7 +282,7 @@ def _session(
     env: Mapping[str, str],
     *,
     sink: Callable[[str], None] | None,
-    interactive: bool,
+    context: list[Turn] | None,
     owner: Ownership,
     concurrency: int,
 ) -> Session:
@@ -302,7 +304,7 @@ def _session(
         log=log,
         retry=RetryPolicy.from_env(env),
         sink=sink,
-        context=[] if interactive else None,
+        context=context,
         toolbox=toolbox,
         gate=CallGate(parse_rate(spec.rate) if spec.rate else None),
         schema=spec.schema,
@@ -347,7 +349,7 @@ def detached_session(name: str) -> Session:
         model_id,
         env,
         sink=None,
-        interactive=False,
+        context=None,
         owner=owner,
         concurrency=spec.concurrency,
     )
@@ -426,37 +428,3 @@ def serve(session: Session, initial: list[Message]) -> None:
         status = "stopped"
     finally:
         session.worker.mark_stopped(status)
-
-
-def converse(session: Session, lines: TextIO, initial: list[Message], prompt: TextIO) -> None:
-    """An interactive session: each line typed is a message; the context is kept.
-
-    Replies stream through the session's sink; end of input or Ctrl-C ends it.
-    """
-    session.worker.install_signals()
-    session.worker.mark_started()
-    try:
-        session.worker.recover()
-        pending = list(initial)
-        while not session.worker.stopping:
-            if not pending:
-                print("> ", end="", file=prompt, flush=True)
-                # Interruptible: Ctrl-C at the prompt ends the session at once, instead
-                # of the read going on until Enter.
-                with session.worker.interruptible():
-                    line = lines.readline()
-                if not line:
-                    break
-                if line.strip():
-                    pending.append(new_message("user", line.rstrip("\n")))
-                continue
-            msg = pending.pop(0)
-            session.queue.send(msg)
-            if session.queue.claim(msg.filename) is not None:
-                session.proc.set_status("running")
-                session.runner.handle(msg.filename)
-                session.proc.set_status("idle")
-    except (Stopping, KeyboardInterrupt):
-        pass
-    finally:
-        session.worker.mark_stopped()
