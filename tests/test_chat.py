@@ -289,3 +289,35 @@ def test_continue_is_refused_with_detach() -> None:
     r = run_loom("agent", "start", "chat", "--model", "echo", "-d", "--continue")
     assert r.returncode == 2
     assert "--continue" in r.stderr
+
+
+def test_continue_takes_whole_recent_answers_without_tool_turns(
+    server: LLMServer, loom_home: Path
+) -> None:
+    """The context --continue loads, seen through --stdin: the last 40 turns at most,
+    whole answers only, no tool calls or results, unreadable lines skipped."""
+    folder = loom_home / "agents" / "chat" / "conversations"
+    folder.mkdir(parents=True)
+    old = [{"role": "user", "content": "old", "msg": "m0"}]
+    old.append({"role": "assistant", "content": "old answer", "msg": "m0"})
+    (folder / "2026-01-01.ndjson").write_text("".join(json.dumps(r) + "\n" for r in old))
+    records = []
+    for n in range(1, 21):
+        records.append({"role": "user", "content": f"q{n}", "msg": f"m{n}"})
+        if n == 20:
+            call = [{"id": "c1", "name": "calc", "arguments": "{}"}]
+            records.append({"role": "assistant", "content": "", "tool_calls": call, "msg": "m20"})
+            records.append({"role": "tool", "content": "2", "tool": "calc", "msg": "m20"})
+        records.append({"role": "assistant", "content": f"a{n}", "msg": f"m{n}"})
+    lines = [json.dumps(r) for r in records]
+    lines.insert(5, "{not json")
+    (folder / "2026-01-02.ndjson").write_text("\n".join(lines) + "\n")
+    env = {**server.env(), "OPENAI_API_KEY": "sk-test"}
+    r = run_loom(
+        "agent", "start", "chat", "--model", MODEL, "--stdin", "--continue", input="now", env=env
+    )
+    assert r.returncode == 0, r.stderr
+    sent = [(m["role"], m["content"]) for m in server.last.body["messages"]]
+    # 20 answers of 2 turns fill the 40: the older file's answer is left out.
+    expected = [t for n in range(1, 21) for t in (("user", f"q{n}"), ("assistant", f"a{n}"))]
+    assert sent == [*expected, ("user", "now")]
