@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -321,3 +322,12 @@ def test_continue_takes_whole_recent_answers_without_tool_turns(
     # 20 answers of 2 turns fill the 40: the older file's answer is left out.
     expected = [t for n in range(1, 21) for t in (("user", f"q{n}"), ("assistant", f"a{n}"))]
     assert sent == [*expected, ("user", "now")]
+
+
+@needs_tmux
+def test_sigterm_ends_the_chat_with_143(term: Terminal, loom_home: Path) -> None:
+    chat(term)
+    pid = int((loom_home / "agents" / "chat" / "pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    assert term.exit_status() == 143
+    assert (loom_home / "agents" / "chat" / "status").read_text().strip() == "stopped"
