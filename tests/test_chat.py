@@ -331,3 +331,22 @@ def test_sigterm_ends_the_chat_with_143(term: Terminal, loom_home: Path) -> None
     os.kill(pid, signal.SIGTERM)
     assert term.exit_status() == 143
     assert (loom_home / "agents" / "chat" / "status").read_text().strip() == "stopped"
+
+
+@needs_tmux
+def test_the_chat_does_not_serve_its_inbox_and_stdin_elsewhere_is_told_so(
+    term: Terminal, server: LLMServer
+) -> None:
+    chat(term)
+    env = {**server.env(), "OPENAI_API_KEY": "sk-test"}
+    r = run_loom("agent", "start", "chat", "--model", MODEL, "--stdin", input="hi", env=env)
+    assert r.returncode == 1
+    assert "is a chat on a terminal" in r.stderr and "does not answer its inbox" in r.stderr
+    assert server.requests == []
+    term.type("exit")
+    term.keys("Enter")
+    assert term.exit_status() == 0
+    # Once the chat has ended, --stdin answers as usual.
+    r = run_loom("agent", "start", "chat", "--model", MODEL, "--stdin", input="hi", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "echo: hi\n"

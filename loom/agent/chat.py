@@ -8,12 +8,14 @@ of several lines, and Ctrl-C stops the reply in hand rather than the session.
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from types import ModuleType
 from typing import TextIO
 
 from loom.agent.agents import Session
+from loom.agent.handover import CHATTING
 from loom.store import atomic
 from loom.store.message import Message, new_message
 from loom.store.worker import Cancelled, Stopping
@@ -142,6 +144,7 @@ def converse(
     worker.install_signals()
     worker.cancel_on_sigint = True
     worker.mark_started()
+    session.proc.write(CHATTING, str(os.getpid()))  # `--stdin` elsewhere is refused
     reader = LineReader(stdin, stdout, err, session.proc.path / HISTORY_FILE)
     if greeting is not None:
         print(greeting, file=err, flush=True)
@@ -160,6 +163,7 @@ def converse(
         pass
     finally:
         reader.save()
+        session.proc.forget(CHATTING)
         worker.mark_stopped()
     if worker.signum is not None:
         code = 128 + worker.signum  # as the shell reports a killed command
