@@ -369,20 +369,3 @@ def test_interactive_session_keeps_its_context(server: LLMServer, loom_home: Pat
         ("assistant", "echo: first question"),
         ("user", "second question"),
     ]
-
-
-def test_ctrl_c_at_the_idle_prompt_ends_the_session_at_once(
-    server: LLMServer, loom_home: Path
-) -> None:
-    with terminal_session(server) as (p, leader):
-        os.write(leader, b"first question\n")
-        assert p.stdout is not None
-        assert p.stdout.readline() == b"echo: first question\n"
-        # The session now waits at "> " for the next line; Ctrl-C (SIGINT from the
-        # terminal) must end it without anyone pressing Enter.
-        status = loom_home / "agents/a/status"
-        wait_for(lambda: status.read_text() == "idle\n", what="idle")
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=10)  # raises if the session is still waiting for a line
-        assert status.read_text() == "stopped\n"
-    assert len(server.requests) == 1

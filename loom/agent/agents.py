@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from loom.agent.batches import DEFAULT_INPUT, check_input
 from loom.agent.gate import CallGate, check_concurrency, parse_rate
@@ -284,12 +284,13 @@ def open_session(
     sink: Callable[[str], None] | None,
     foreground: bool,
     interactive: bool = False,
-    resume: bool = False,
+    earlier: list[Turn] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Session:
     """Resolve the provider (a missing key fails here), own the agent's queue, prepare
-    the folder, build the runner. With `resume`, the conversation so far (from the
-    agent's conversation files) is the context of what it answers now (`loom ask --agent`).
+    the folder, build the runner. An interactive session keeps its context, starting
+    with `earlier` turns (`--continue`, `loom ask --agent`); given `earlier`, any session
+    starts with them.
 
     AlreadyServed when another process serves the agent, raised before anything is
     written, so a refused start rewrites none of the running agent's files.
@@ -306,7 +307,6 @@ def open_session(
     owner = proc.own()
     try:
         proc = _write_files(spec, "foreground" if foreground else "detached", links)
-        context = recent_turns(proc) if resume else ([] if interactive else None)
         # In the foreground one message at a time: replies stream to one terminal.
         return _session(
             proc,
@@ -315,7 +315,7 @@ def open_session(
             model_id,
             env,
             sink=sink,
-            context=context,
+            context=list(earlier or []) if interactive or earlier is not None else None,
             owner=owner,
             concurrency=1,
         )
@@ -411,40 +411,6 @@ def detached_session(name: str) -> Session:
     )
 
 
-# How many earlier turns `recent_turns` gives back: enough for a conversation at the
-# command line, short of a prompt that outgrows a small model's context.
-RECENT_TURNS = 40
-
-
-def recent_turns(proc: ProcessDir, limit: int = RECENT_TURNS) -> list[Turn]:
-    """The last `limit` user and assistant turns of the agent's conversation files, oldest
-    first; tool lines and reasoning stay out, as an interactive session's context has them."""
-    folder = proc.conversations
-    files = sorted(folder.glob("*.ndjson")) if folder.is_dir() else []
-    turns: list[Turn] = []
-    for path in reversed(files):
-        records = []
-        for line in path.read_text("utf-8", errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            role, content = (
-                (record.get("role"), record.get("content"))
-                if isinstance(record, dict)
-                else (None, None)
-            )
-            if role in ("user", "assistant") and isinstance(content, str) and content:
-                records.append(Turn(role, content))
-        turns = records + turns
-        if len(turns) >= limit:
-            break
-    turns = turns[-limit:]
-    while turns and turns[0].role != "user":
-        turns.pop(0)  # a conversation sent to a model starts with the user
-    return turns
-
-
 def _stored_concurrency(proc: ProcessDir) -> int:
     """The agent's `concurrency` file; 1 when there is none (an agent of an older loom)."""
     concurrency = proc.concurrency
@@ -518,37 +484,3 @@ def serve(session: Session, initial: list[Message]) -> None:
         status = "stopped"
     finally:
         session.worker.mark_stopped(status)
-
-
-def converse(session: Session, lines: TextIO, initial: list[Message], prompt: TextIO) -> None:
-    """An interactive session: each line typed is a message; the context is kept.
-
-    Replies stream through the session's sink; end of input or Ctrl-C ends it.
-    """
-    session.worker.install_signals()
-    session.worker.mark_started()
-    try:
-        session.worker.recover()
-        pending = list(initial)
-        while not session.worker.stopping:
-            if not pending:
-                print("> ", end="", file=prompt, flush=True)
-                # Interruptible: Ctrl-C at the prompt ends the session at once, instead
-                # of the read going on until Enter.
-                with session.worker.interruptible():
-                    line = lines.readline()
-                if not line:
-                    break
-                if line.strip():
-                    pending.append(new_message("user", line.rstrip("\n")))
-                continue
-            msg = pending.pop(0)
-            session.queue.send(msg)
-            if session.queue.claim(msg.filename) is not None:
-                session.proc.set_status("running")
-                session.runner.handle(msg.filename)
-                session.proc.set_status("idle")
-    except (Stopping, KeyboardInterrupt):
-        pass
-    finally:
-        session.worker.mark_stopped()

@@ -11,8 +11,9 @@ import os
 import stat
 from typing import TextIO
 
-from loom.agent import agents, handover
+from loom.agent import agents, chat, conversation, handover
 from loom.agent.runner import Outcome
+from loom.store import home as homes
 from loom.store.files import MESSAGE_BODY_LIMIT, read_stream_bounded
 from loom.store.home import AlreadyServed, ProcessDir
 from loom.store.message import Message, new_message
@@ -50,6 +51,7 @@ def run(
     out: TextIO,
     err: TextIO,
     resume: bool = False,
+    serve: bool = False,
 ) -> int:
     """Run agent `spec` in this process until its input ends; the exit code.
 
@@ -59,8 +61,11 @@ def run(
     process already serves the agent's queue, it answers and its replies print here.
     Otherwise the agent serves its inbox until interrupted, a terminal's lines being
     messages too (the prompt for them on `err`). `envelope` prints each reply as its
-    JSON envelope instead of streaming the text. `resume`: the answer continues the
-    agent's stored conversation (see `agents.open_session`).
+    JSON envelope instead of streaming the text.
+
+    On a terminal it is a chat instead (loom.agent.chat), which does not serve the
+    inbox; `serve` (--serve) serves it whatever stdin is. `resume` (--continue) starts
+    with the agent's recent conversation as context (as `loom ask --agent` does).
     """
 
     def stream(text: str) -> None:
@@ -76,11 +81,12 @@ def run(
         out.flush()
 
     sink = None if envelope else stream
+    earlier = conversation.recent_turns(homes.agent(spec.name)) if resume else None
     if once:
         data = read_stream_bounded(stdin.buffer, MESSAGE_BODY_LIMIT, "stdin")
         messages = agents.stdin_messages(data, prompt)
         try:
-            session = agents.open_session(spec, sink=sink, foreground=True, resume=resume)
+            session = agents.open_session(spec, sink=sink, foreground=True, earlier=earlier)
         except AlreadyServed as served:
             # Another process owns the queue: it answers, this command prints the reply.
             return _print_replies(served.proc, spec.model, messages, envelope, out, err)
@@ -93,13 +99,17 @@ def run(
             return 128 + session.worker.signum  # as the shell reports a killed command
         return 1 if failed or len(outcomes) < len(messages) else 0
     initial = [new_message("cli", prompt)] if prompt else []
-    interactive = stdin.isatty()
-    session = agents.open_session(spec, sink=sink, foreground=True, interactive=interactive)
+    interactive = stdin.isatty() and not serve
+    session = agents.open_session(
+        spec, sink=sink, foreground=True, interactive=interactive, earlier=earlier
+    )
     session.runner.on_done = done
     if interactive:
-        agents.converse(session, stdin, initial, prompt=err)
-    else:
-        agents.serve(session, initial)
+        greeting = None
+        if err.isatty():
+            greeting = chat.banner(spec.model, spec.name, None if earlier is None else len(earlier))
+        return chat.converse(session, initial, stdin=stdin, stdout=out, err=err, greeting=greeting)
+    agents.serve(session, initial)
     return 0
 
 

@@ -24,6 +24,8 @@ from loom.store.watch import watcher
 RECHECK_S = 1.0
 # States in which a queue without an owner is not about to get one again.
 GONE = ("stopped", "dead")
+# Written by a chat on a terminal (its pid): an owner that does not answer its inbox.
+CHATTING = "chatting"
 
 
 class Abandoned(LoomError):
@@ -56,7 +58,13 @@ def ask(proc: ProcessDir, model: str, messages: list[Message]) -> Iterator[Messa
     long. Raise Abandoned on SIGINT/SIGTERM (the messages stay queued and are answered),
     and LoomError when the queue loses its owner for good before answering.
     """
-    check_model(proc, model, proc.owner_pid())
+    owner = proc.owner_pid()
+    check_model(proc, model, owner)
+    if owner is not None and proc.read(CHATTING) == str(owner):
+        raise LoomError(
+            f"agent '{proc.name}' is a chat on a terminal (pid {owner}), which does not "
+            f"answer its inbox; use another agent name, or wait for the chat to end"
+        )
     queue = Queue(proc.inbox, proc.outbox)
     waiting = [msg.filename for msg in messages]
     # Outbox files older than the first message (less the clock skew recovery allows)

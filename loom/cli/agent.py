@@ -76,6 +76,14 @@ def start(
         str,
         typer.Option("--input", help="What the model reads of a batch: bodies or envelopes."),
     ] = "bodies",
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--continue",
+            help="Start with the agent's recent conversation as context "
+            "(no short form: -c is --concurrency).",
+        ),
+    ] = False,
 ) -> None:
     """Start agent NAME in the foreground as a Unix filter, or serve its inbox.
 
@@ -83,8 +91,13 @@ def start(
     command exits (non-zero when the model call failed; 130 on Ctrl-C, 143 on SIGTERM,
     the message then in .failed/ as interrupted). Stdin that is a pipe or a file is
     answered that way without --stdin too, and so is --prompt without a terminal.
-    Otherwise, or with --serve, the agent serves its inbox until Ctrl-C, printing each
-    reply; on a terminal, each line typed is a message.
+    On a terminal (without --serve) it is a chat: each line typed is a message, with
+    line editing and history; exit, quit or Ctrl-D end it, !multi ... !end sends several
+    lines, Ctrl-C stops a reply; the chat does not serve the inbox. Otherwise, or with
+    --serve, the agent serves its inbox until Ctrl-C, printing each reply.
+
+    --continue starts with the agent's recent conversation as context (it has no short
+    form: -c is --concurrency).
 
     Started again with -d while it runs: with the same settings it is left alone
     ("already running", exit 0); with other settings it is restarted with them.
@@ -106,6 +119,8 @@ def start(
     Example: echo "summarise this" | loom agent start s --model echo --stdin
 
     Example: loom agent start s --model echo --serve < /dev/null &
+
+    Example: loom agent start chat --model openai/gpt-4o-mini --continue
 
     Example: loom agent start bulk --model ollama/qwen3:8b -d --concurrency 4 --rate 60/m
 
@@ -149,6 +164,8 @@ def start(
     if detach:
         if stdin or envelope or prompt or serve:
             raise die("--detach runs in the background: use 'loom send' instead of --stdin", 2)
+        if resume:
+            raise die("--continue is for the foreground: a detached agent keeps no context", 2)
         from loom.supervisor import control
 
         started = control.start_detached(spec)
@@ -170,6 +187,8 @@ def start(
         stdin=sys.stdin,
         out=sys.stdout,
         err=sys.stderr,
+        resume=resume,
+        serve=serve,
     )
     if code:
         raise typer.Exit(code)

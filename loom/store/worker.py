@@ -72,6 +72,11 @@ class Stopping(BaseException):
     """Raised inside an interruptible section when SIGTERM/SIGINT arrives."""
 
 
+class Cancelled(Stopping):
+    """Raised inside an interruptible section by SIGINT when the worker cancels on it
+    (`cancel_on_sigint`, a chat on a terminal): that section ends, the worker goes on."""
+
+
 class Handler(Protocol):
     def recover(self) -> list[str]:
         """Called before serving: finish or re-queue what a crash left behind.
@@ -135,6 +140,9 @@ class Worker:
         self._claims_changed = threading.Condition()
         self._fault: BaseException | None = None
         self._local = threading.local()
+        # A chat on a terminal: Ctrl-C cancels the section in hand (a reply, the line
+        # being typed) instead of stopping the worker; outside one it is ignored.
+        self.cancel_on_sigint = False
 
     # -- signals -------------------------------------------------------------------
     def stop(self) -> None:
@@ -145,6 +153,11 @@ class Worker:
         return self._stop.is_set()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.cancel_on_sigint:
+            if self._interruptible:
+                self._interruptible = False
+                raise Cancelled()
+            return
         self.signum = self.signum or signum
         self._stop.set()
         if self._interruptible:
