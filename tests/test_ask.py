@@ -102,7 +102,7 @@ def test_the_model_comes_from_loom_model_else_a_clear_error(loom_home: Path) -> 
 def test_nothing_to_ask_is_a_usage_error(loom_home: Path) -> None:
     r = run_loom("ask", "-m", "echo")  # stdin: an empty pipe
     assert r.returncode == 2
-    assert "stdin is empty: nothing to send" in r.stderr
+    assert "stdin is empty: nothing to send (pipe some text in, or give a prompt)" in r.stderr
     assert not ask_dirs(loom_home)
 
 

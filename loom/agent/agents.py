@@ -438,7 +438,7 @@ def stdin_messages(data: bytes, prompt: str | None) -> list[Message]:
             return [from_dict(d) for d in envelopes]
     body = text if prompt is None else (f"{prompt}\n\n{text}" if text.strip() else prompt)
     if not body.strip():
-        raise UsageError("stdin is empty: nothing to send (pipe some text in, or use --prompt)")
+        raise UsageError("stdin is empty: nothing to send (pipe some text in, or give a prompt)")
     return [new_message("stdin", body)]
 
 
