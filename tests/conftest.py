@@ -146,3 +146,13 @@ def kill_supervisor(home: Path, signum: int = signal.SIGKILL) -> None:
         return
     if raw.isdigit() and pid_is_loom(int(raw)):
         os.kill(int(raw), signum)
+
+
+@pytest.fixture
+def weave_dir(tmp_path: Path, loom_home: Path) -> Iterator[Path]:
+    """An empty project folder; whatever the test brought up there is taken down after."""
+    work = tmp_path / "w"
+    work.mkdir()
+    yield work
+    run_loom("down", cwd=work)
+    kill_supervisor(loom_home)

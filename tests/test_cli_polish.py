@@ -14,7 +14,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from conftest import kill_supervisor, run_loom, spawn_loom, wait_for
+from conftest import run_loom, spawn_loom, wait_for
 
 
 def test_version_prints_the_package_version() -> None:
@@ -221,15 +221,6 @@ def test_agent_stop_says_what_it_stopped(loom_home: Path, reap: list) -> None:
 
 
 LONG = "an-agent-whose-name-is-longer-than-thirty-two-columns"
-
-
-@pytest.fixture
-def weave_dir(tmp_path: Path, loom_home: Path):
-    work = tmp_path / "w"
-    work.mkdir()
-    yield work
-    run_loom("down", cwd=work)
-    kill_supervisor(loom_home)
 
 
 def test_the_live_view_keeps_its_columns_aligned_with_long_names(

@@ -4,8 +4,6 @@ wire in its own field, and an option the provider does not know is refused befor
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +11,6 @@ import pytest
 from conftest import run_loom
 from llm_server import LLMServer
 
-from loom.store.home import pid_is_loom
 from loom.weave.model import AgentDef
 
 KEYS = {
@@ -145,17 +142,6 @@ agents:
       num_ctx: 4096
       stop: ["\\n\\n"]
 """
-
-
-@pytest.fixture
-def weave_dir(tmp_path: Path, loom_home: Path) -> Iterator[Path]:
-    work = tmp_path / "w"
-    work.mkdir()
-    yield work
-    run_loom("down", cwd=work)
-    sup = loom_home / "supervisor.pid"
-    if sup.exists() and (raw := sup.read_text().strip()) and pid_is_loom(int(raw)):
-        os.kill(int(raw), signal.SIGKILL)
 
 
 def test_options_in_loom_yml_reach_a_detached_agent(

@@ -5,8 +5,6 @@ Through the providers and the real CLI, against the fake LLM server."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,6 @@ from llm_server import CallTool, Corrected, LLMServer, Structured
 from loom.providers import resolve
 from loom.providers.base import Request, ToolSpec, Turn
 from loom.providers.json_schema import SchemaInvalid, check_schema, problems
-from loom.store.home import pid_is_loom
 from loom.store.queue import list_messages, read_message
 
 LABEL = {
@@ -344,17 +341,6 @@ agents:
   - name: other
     model: echo
 """
-
-
-@pytest.fixture
-def weave_dir(tmp_path: Path, loom_home: Path) -> Iterator[Path]:
-    work = tmp_path / "w"
-    work.mkdir()
-    yield work
-    run_loom("down", cwd=work)
-    sup = loom_home / "supervisor.pid"
-    if sup.exists() and (raw := sup.read_text().strip()) and pid_is_loom(int(raw)):
-        os.kill(int(raw), signal.SIGKILL)
 
 
 def bodies(home: Path, agent: str) -> list[str]:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 from pathlib import Path
 
-import pytest
 from conftest import run_loom, wait_for
-
-from loom.store.home import pid_is_loom
 
 WEAVE = """\
 version: 1
@@ -43,17 +39,6 @@ def pid(home: Path, kind: str, name: str) -> int | None:
 
 def lines(out: str) -> dict[str, str]:
     return {ln.split()[1]: ln.split()[0] for ln in out.splitlines() if ln.strip()}
-
-
-@pytest.fixture
-def weave_dir(tmp_path: Path, loom_home: Path):
-    work = tmp_path / "w"
-    work.mkdir()
-    yield work
-    run_loom("down", cwd=work)
-    sup = loom_home / "supervisor.pid"
-    if sup.exists() and (raw := sup.read_text().strip()) and pid_is_loom(int(raw)):
-        os.kill(int(raw), signal.SIGKILL)
 
 
 def test_up_is_idempotent_and_follows_edits(weave_dir: Path, loom_home: Path) -> None:
