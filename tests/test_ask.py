@@ -135,9 +135,12 @@ def test_gc_deletes_old_ask_folders_only(loom_home: Path) -> None:
     for prompt in ("old", "new"):
         assert run_loom("ask", prompt, "-m", "echo").returncode == 0
     assert run_loom("ask", "kept", "-m", "echo", "--agent", "named").returncode == 0
-    old, new = ask_dirs(loom_home)
+    # An agent a user named ask-... is theirs, whatever its name says.
+    assert run_loom("ask", "mine", "-m", "echo", "--agent", "ask-mine").returncode == 0
+    mine = loom_home / "agents" / "ask-mine"
+    old, new = (d for d in ask_dirs(loom_home) if d != mine)
     two_days_ago = time.time() - 2 * 86400
-    for folder in (old, loom_home / "agents" / "named"):
+    for folder in (old, loom_home / "agents" / "named", mine):
         for path in [*folder.rglob("*"), folder]:
             os.utime(path, (two_days_ago, two_days_ago))
     r = run_loom("gc", "--dry-run")
@@ -146,5 +149,5 @@ def test_gc_deletes_old_ask_folders_only(loom_home: Path) -> None:
     r = run_loom("gc")
     assert r.returncode == 0, r.stderr
     assert f"agents/{old.name}" in r.stdout
-    assert ask_dirs(loom_home) == [new]
+    assert sorted(ask_dirs(loom_home)) == sorted([new, mine])
     assert (loom_home / "agents" / "named").is_dir()

@@ -14,9 +14,13 @@ from typing import Any, TextIO
 from loom import settings
 from loom.agent import agents, foreground
 from loom.errors import UsageError
+from loom.store import home as homes
 from loom.store.ids import new_id
 
 ASK_PREFIX = "ask-"
+# The file that marks a folder as one ask's, left when the ask ends: `loom gc` deletes
+# only marked folders, never an agent a user named `ask-...` themselves.
+ASK_MARK = "ask"
 
 
 def ephemeral_name() -> str:
@@ -53,8 +57,9 @@ def ask(
     piped = foreground.stdin_is_data(stdin)
     if prompt is None and not piped:
         raise UsageError("nothing to ask: give a PROMPT, or pipe text in")
+    name = agent or ephemeral_name()
     spec = agents.AgentSpec(
-        agent or ephemeral_name(),
+        name,
         model,
         system=system,
         restart="never",
@@ -63,13 +68,18 @@ def ask(
         schema=schema,
     )
     source = stdin if piped else io.TextIOWrapper(io.BytesIO(b""))
-    return foreground.run(
-        spec,
-        once=True,
-        prompt=prompt,
-        envelope=False,
-        stdin=source,
-        out=out,
-        err=err,
-        resume=agent is not None,
-    )
+    try:
+        return foreground.run(
+            spec,
+            once=True,
+            prompt=prompt,
+            envelope=False,
+            stdin=source,
+            out=out,
+            err=err,
+            resume=agent is not None,
+        )
+    finally:
+        proc = homes.agent(name)
+        if agent is None and proc.path.is_dir():
+            proc.write(ASK_MARK, "")

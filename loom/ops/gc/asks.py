@@ -3,7 +3,7 @@ deleted whole once nothing serves them and they are older than `gc.retention.ask
 
 from __future__ import annotations
 
-from loom.agent.ask import ASK_PREFIX
+from loom.agent.ask import ASK_MARK, ASK_PREFIX
 from loom.ops.gc.report import Report
 from loom.store import atomic
 from loom.store.home import ProcessDir
@@ -13,7 +13,11 @@ DETAIL = "folder of a finished loom ask"
 
 def is_ask(proc: ProcessDir) -> bool:
     """Whether `proc` is the folder of one `loom ask` (not an agent named by the user)."""
-    return proc.kind == "agents" and proc.name.startswith(ASK_PREFIX)
+    return (
+        proc.kind == "agents"
+        and proc.name.startswith(ASK_PREFIX)
+        and (proc.path / ASK_MARK).is_file()
+    )
 
 
 def collect(procs: list[ProcessDir], *, keep: int, now: float, report: Report) -> set[str]:
