@@ -350,3 +350,20 @@ def test_the_chat_does_not_serve_its_inbox_and_stdin_elsewhere_is_told_so(
     r = run_loom("agent", "start", "chat", "--model", MODEL, "--stdin", input="hi", env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "echo: hi\n"
+
+
+@needs_tmux
+def test_a_fifo_in_place_of_the_history_file_does_not_hang_the_chat(
+    term: Terminal, server: LLMServer, loom_home: Path
+) -> None:
+    folder = loom_home / "agents" / "chat"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "chat_history")
+    chat(term)
+    term.type("hello")
+    term.keys("Enter")
+    term.at_prompt(2)
+    term.type("exit")
+    term.keys("Enter")
+    assert term.exit_status() == 0
+    assert user_turns(server) == ["hello"]

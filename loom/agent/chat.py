@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 from pathlib import Path
 from types import ModuleType
 from typing import TextIO
@@ -21,6 +22,8 @@ from loom.store.message import Message, new_message
 from loom.store.worker import Cancelled, Stopping
 
 HISTORY_FILE = "chat_history"
+# A history file larger than this is not read (it is rewritten at the end).
+HISTORY_BYTES = 4 * 1024 * 1024
 # Lines kept in the history file; older ones are dropped when it is saved.
 HISTORY_LENGTH = 1000
 EXIT_WORDS = ("exit", "quit")
@@ -67,7 +70,11 @@ class LineReader:
             self.readline.set_auto_history(False)
             self.readline.set_history_length(HISTORY_LENGTH)
             try:
-                self.readline.read_history_file(str(history))
+                # readline opens what it is given: a FIFO there would hang the session, a
+                # link would read another file, a huge file would all be read.
+                found = os.lstat(history)
+                if stat.S_ISREG(found.st_mode) and found.st_size <= HISTORY_BYTES:
+                    self.readline.read_history_file(str(history))
             except OSError:
                 pass  # none yet, or unreadable: the session starts without one
 
