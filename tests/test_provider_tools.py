@@ -7,9 +7,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import httpx
 import pytest
 from llm_server import CallTool, LLMServer, Reply, Status, behaviour_from_json
+from raw_http import RawServer, reply
 
 from loom.errors import ProviderError
 from loom.providers import resolve
@@ -208,11 +208,13 @@ def test_ollama_model_without_tool_support_is_actionable() -> None:
 
 @pytest.mark.parametrize("provider_class", [OpenAIProvider, AnthropicProvider, OllamaProvider])
 def test_a_json_body_that_is_not_a_reply_is_malformed(provider_class: type[HttpProvider]) -> None:
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"unexpected": 1}))
-    with httpx.Client(transport=transport) as client:
-        provider = provider_class({"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k"}, client=client)
+    answer = reply(b'{"unexpected": 1}', headers="Content-Type: application/json\r\n")
+    with RawServer([answer]) as server:
+        urls = {f"{p}_BASE_URL": server.url for p in ("OPENAI", "ANTHROPIC", "OLLAMA")}
+        provider = provider_class({"OPENAI_API_KEY": "k", "ANTHROPIC_API_KEY": "k", **urls})
         with pytest.raises(ProviderError) as info:
             provider.complete(Request("m", ASK, tools=(CALC,)), print)
+        provider.close()
     assert (info.value.error_type, info.value.transient) == ("malformed_response", False)
 
 

@@ -33,6 +33,7 @@ from llm_server import (
     StreamError,
     chunks_of,
 )
+from raw_http import Raw, RawServer, reply
 
 from loom.errors import LoomError, MissingApiKey, ProviderError, UsageError
 from loom.providers import register, resolve
@@ -40,6 +41,7 @@ from loom.providers.base import Completion, Request, ToolSpec, Turn, Usage
 from loom.providers.openai import OpenAIProvider
 from loom.providers.redact import REDACTED, redact
 from loom.providers.sse import parse_sse
+from loom.providers.transport import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -587,8 +589,8 @@ def test_an_unloadable_provider_is_reported_clearly() -> None:
         resolve("test-broken/x", {})
 
 
-def test_importing_the_registry_does_not_import_httpx() -> None:
-    code = "import sys, loom.providers; print('httpx' in sys.modules)"
+def test_importing_the_registry_does_not_import_the_http_client() -> None:
+    code = "import sys, loom.providers; print('loom.providers.transport' in sys.modules)"
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -616,23 +618,19 @@ def test_bad_base_url_is_a_usage_error() -> None:
 
 def test_an_injected_client_is_used_and_left_open() -> None:
     stream = (
-        'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
-        'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}\n\n'
-        "data: [DONE]\n\n"
+        b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+        b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}\n\n'
+        b"data: [DONE]\n\n"
     )
-    seen: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, text=stream, headers={"content-type": "text/event-stream"})
-
-    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
-        provider = OpenAIProvider({"OPENAI_API_KEY": "k"}, client=client)
+    events = reply(stream, headers="Content-Type: text/event-stream\r\n", chunked=True)
+    with RawServer([events]) as server, Client(timeout=5, connect=5) as client:
+        env = {"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": server.url + "/v1"}
+        provider = OpenAIProvider(env, client=client)
         completion = provider.complete(Request("gpt-4o-mini", TURNS), print)
         provider.close()
-        assert not client.is_closed
+        assert not client.closed
     assert completion == Completion("hi", Usage(3, 1))
-    assert str(seen[0].url) == "https://api.openai.com/v1/chat/completions"
+    assert server.requests[0].line == "POST /v1/chat/completions HTTP/1.1"
 
 
 def test_stream_lines_split_anywhere_keep_their_text_and_breaks() -> None:
@@ -643,18 +641,19 @@ def test_stream_lines_split_anywhere_keep_their_text_and_breaks() -> None:
         'data: {"choices": [{"index": 0, "delta": {"content": "x"}}]}\r\r'
         "data: [DONE]\n\n"
     ).encode()
-    cuts = [body.index("\u00e9".encode()) + 1, body.index(b"\r\n") + 1, body.index(b"x") + 5]
+    cuts = [body.index("\u00e9".encode()) + 1, body.index(b"\r\n") + 1, body.index(b'"x"') + 1]
+    assert cuts == sorted(cuts)
     chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200, content=iter(chunks), headers={"content-type": "text/event-stream"}
-        )
-
-    with httpx.Client(transport=httpx.MockTransport(handle)) as client:
-        provider = OpenAIProvider({"OPENAI_API_KEY": "k"}, client=client)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    head += b"Transfer-Encoding: chunked\r\n\r\n"
+    pieces = [b"%x\r\n%s\r\n" % (len(c), c) for c in chunks]  # one chunk each
+    wire = [head, *pieces, b"0\r\n\r\n"]
+    with RawServer([Raw(wire)]) as server:
+        env = {"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": server.url}
+        provider = OpenAIProvider(env)
         deltas: list[str] = []
         completion = provider.complete(Request("gpt-4o-mini", TURNS), deltas.append)
+        provider.close()
     assert deltas == ["\u00e9\u2028", "x"]
     assert completion.text == "\u00e9\u2028x"
 

@@ -1,4 +1,4 @@
-"""What every remote provider shares: the httpx client, the streaming POST, and the rules
+"""What every remote provider shares: the HTTP client, the streaming POST, and the rules
 that turn a failure into a ProviderError labelled transient or permanent (SPEC 5).
 
 Each error text names the HTTP status and a short excerpt of the server's own message.
@@ -8,11 +8,8 @@ once more as it leaves, so the API key, whole or in part, never reaches logs or 
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
-import socket
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
@@ -20,10 +17,9 @@ from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
-import httpx
-
 from loom import settings
 from loom.errors import MissingApiKey, ProviderError, UsageError
+from loom.providers import transport
 from loom.providers.base import Completion, Provider, Request, TextSink
 from loom.providers.redact import redact
 from loom.providers.response import ResponseReader
@@ -39,32 +35,32 @@ EXCERPT_LENGTH = 300
 REPLY_LIMIT = MESSAGE_FILE_LIMIT
 STREAM_LIMIT = 4 * MESSAGE_FILE_LIMIT
 ERROR_BODY_LIMIT = 64 * KiB
-# One client serves all of an agent's calls in flight, up to 256 (`--concurrency`);
-# httpx's default pool of 100 would make the rest wait for a connection.
-MAX_CONNECTIONS = 256
 # After its final event a stream still has its end to come (the last, empty chunk of a
 # chunked body, normally already sent). Reading it hands the connection back to the pool
 # for the next call; a server that keeps the stream open longer loses the connection
 # instead of holding up the call.
 DRAIN_WAIT = 0.5
 DRAIN_LIMIT = 64 * KiB
+# Sent with every request besides the provider's own headers. Compression is declined:
+# a stream of small events gains little from it and costs CPU on both sides.
+COMMON_HEADERS = {
+    "User-Agent": transport.USER_AGENT,
+    "Accept-Encoding": "identity",
+    "Content-Type": "application/json",
+}
 
 Secrets = Iterable[str]
 
 _PERMANENT = {400: "bad_request", 401: "auth", 403: "forbidden", 404: "not_found"}
 
 
-def timeout_from(env: Mapping[str, str]) -> httpx.Timeout:
-    """Read LOOM_HTTP_TIMEOUT (the longest wait for the answer to progress, see
-    `ResponseReader`); connecting gets 10 s."""
-    return httpx.Timeout(settings.HTTP_TIMEOUT.get(env), connect=CONNECT_TIMEOUT)
-
-
-def make_client(env: Mapping[str, str]) -> httpx.Client:
-    """A client with loom's timeouts, shared by threads; proxy and CA settings come from
-    the process, as httpx does."""
-    limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=20)
-    return httpx.Client(timeout=timeout_from(env), limits=limits)
+def make_client(env: Mapping[str, str]) -> transport.Client:
+    """A client shared by an agent's calls in flight: each read waits at most
+    LOOM_HTTP_TIMEOUT (the longest wait for the answer to progress, see `ResponseReader`),
+    connecting 10 s; proxy and certificate settings come from `env`."""
+    return transport.Client(
+        timeout=settings.HTTP_TIMEOUT.get(env), connect=CONNECT_TIMEOUT, env=env
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -152,76 +148,10 @@ def stream_interrupted(source: str) -> ProviderError:
     )
 
 
-def _is_whole(response: httpx.Response) -> bool:
+def _is_whole(response: transport.Response) -> bool:
     """Whether a reply is one JSON document rather than an event or NDJSON stream."""
-    kind: str = response.headers.get("content-type", "")
+    kind = response.headers.get("content-type", "")
     return kind.split(";")[0].strip().lower() == "application/json"
-
-
-def _drain(response: httpx.Response, reader: ResponseReader) -> None:
-    """Read the rest of a finished stream within DRAIN_WAIT and DRAIN_LIMIT, so httpx can
-    keep the connection; a stream that does not end in time is cut, and closed after."""
-    stream = response.extensions.get("network_stream")
-    connection = stream.get_extra_info("socket") if stream is not None else None
-    key = _WATCHDOG.arm(connection) if isinstance(connection, socket.socket) else None
-    try:
-        reader.drain(DRAIN_LIMIT)
-    except (httpx.HTTPError, ProviderError):
-        pass  # the answer is whole; only the connection is lost
-    finally:
-        if key is not None:
-            _WATCHDOG.disarm(key)
-
-
-class _Watchdog:
-    """Shuts down the socket of a drain still running after DRAIN_WAIT (within twice
-    that): this wakes a read blocked on it, which httpx's per-read timeout
-    (LOOM_HTTP_TIMEOUT) would not do soon. One thread serves the process, looking every
-    DRAIN_WAIT and ending when idle, since starting a thread per call costs more CPU
-    than the call's own HTTP work."""
-
-    IDLE_LOOKS = 20
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._armed: dict[int, tuple[float, socket.socket]] = {}
-        self._keys = itertools.count()
-        self._running = False
-
-    def arm(self, connection: socket.socket) -> int:
-        with self._lock:
-            key = next(self._keys)
-            self._armed[key] = (time.monotonic() + DRAIN_WAIT, connection)
-            if not self._running:
-                self._running = True
-                threading.Thread(target=self._watch, name="loom-drain", daemon=True).start()
-        return key
-
-    def disarm(self, key: int) -> None:
-        with self._lock:
-            self._armed.pop(key, None)
-
-    def _watch(self) -> None:
-        idle = 0
-        while idle < self.IDLE_LOOKS:
-            time.sleep(DRAIN_WAIT)
-            now = time.monotonic()
-            with self._lock:
-                idle = 0 if self._armed else idle + 1
-                late = [key for key, (deadline, _) in self._armed.items() if deadline <= now]
-                connections = [self._armed.pop(key)[1] for key in late]
-                if idle >= self.IDLE_LOOKS:
-                    self._running = False
-            for connection in connections:
-                try:
-                    # The plain socket's shutdown, also under TLS: it leaves the TLS state
-                    # to the reader, which fails on the closed socket.
-                    socket.socket.shutdown(connection, socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
-_WATCHDOG = _Watchdog()
 
 
 class HttpProvider(ABC):
@@ -245,13 +175,14 @@ class HttpProvider(ABC):
         env: Mapping[str, str],
         *,
         model: str | None = None,
-        client: httpx.Client | None = None,
+        client: transport.Client | None = None,
     ) -> None:
         """`model` is the user's model string, used in messages; `client` replaces the
         default client (its timeouts then apply) and is left open by `close`."""
         self.model = model or self.prefix
         self.base_url = self._base_url(env.get(self.base_url_variable, "").strip())
         self._api_key = env.get(self.key_variable, "").strip() if self.key_variable else ""
+        self._check_proxy(env)
         self._client = client or make_client(env)
         self._owns_client = client is None
 
@@ -277,6 +208,13 @@ class HttpProvider(ABC):
             )
         return url
 
+    def _check_proxy(self, env: Mapping[str, str]) -> None:
+        scheme, host, _, _ = transport.split_url(self.base_url)
+        try:
+            transport.proxy_for(scheme, host, env)
+        except ValueError as exc:
+            raise UsageError(f"The proxy for {self.base_url}: {exc}.") from None
+
     def check(self) -> None:
         """Raise MissingApiKey when the provider needs a key and `env` has none."""
         if self.key_variable and not self._api_key:
@@ -299,7 +237,7 @@ class HttpProvider(ABC):
                     on_text(text)
 
                 completion = self._read(reader, progressed)
-                _drain(response, reader)
+                response.finish(DRAIN_LIMIT, DRAIN_WAIT)
                 return completion
             # Some servers ignore `stream: true` (Ollama did when tools were offered, and
             # so do some OpenAI-compatible proxies) and send one JSON body instead.
@@ -314,26 +252,29 @@ class HttpProvider(ABC):
         seconds; a redacted ProviderError when it cannot say."""
         self.check()
         url = self.base_url + self.models_path
-        headers = {**self._headers(), "Accept": "application/json"}
+        headers = {**COMMON_HEADERS, **self._headers(), "Accept": "application/json"}
+        del headers["Content-Type"]
         try:
-            response = self._client.get(url, headers=headers, timeout=timeout)
-        except httpx.TimeoutException:
+            with self._client.request("GET", url, headers, timeout=timeout) as response:
+                limit = REPLY_LIMIT if response.ok else ERROR_BODY_LIMIT
+                text = self._reader(response, limit).text(truncate=not response.ok)
+        except (transport.ReadTimedOut, transport.ConnectTimedOut):
             raise self._error(
                 f"{self.name} at {self.base_url} did not answer within {timeout:g} s.", "timeout"
             ) from None
-        except httpx.TransportError as exc:
+        except transport.TransportError as exc:
             raise self._error(
                 f"Could not connect to {self.name} at {self.base_url} ({exc}).", "connection"
             ) from None
-        if not response.is_success:
-            message = error_message(response.text[:ERROR_BODY_LIMIT], self._secrets)
-            error_type, transient = classify_status(response.status_code)
+        if not response.ok:
+            message = error_message(text, self._secrets)
+            error_type, transient = classify_status(response.status)
             raise self._error(
-                f"{self.name} returned HTTP {response.status_code}: {message}",
+                f"{self.name} returned HTTP {response.status}: {message}",
                 error_type,
                 transient=transient,
             )
-        payload = decode_object(response.text, self.name, self._secrets)
+        payload = decode_object(text, self.name, self._secrets)
         return sorted(self._model_ids(payload))
 
     def _model_ids(self, payload: dict[str, Any]) -> list[str]:
@@ -342,12 +283,12 @@ class HttpProvider(ABC):
         items = data if isinstance(data, list) else []
         return [i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)]
 
-    def _reader(self, response: httpx.Response, limit: int) -> ResponseReader:
+    def _reader(self, response: transport.Response, limit: int) -> ResponseReader:
         """The response body, read within the progress timeout and `limit`."""
         return ResponseReader(
-            response.iter_bytes(),
+            response.chunks(),
             source=self.name,
-            timeout=self._client.timeout.read,
+            timeout=self._client.timeout,
             limit=limit,
             timeout_setting=TIMEOUT_VARIABLE,
         )
@@ -393,19 +334,20 @@ class HttpProvider(ABC):
         return ""
 
     @contextmanager
-    def _stream(self, request: Request) -> Iterator[httpx.Response]:
+    def _stream(self, request: Request) -> Iterator[transport.Response]:
         """POST the request and yield the successful response; every failure, including
         those the caller raises while reading, leaves as a redacted ProviderError."""
         url = self.base_url + self.path
+        body = json.dumps(self._body(request), separators=(",", ":")).encode()
         started = False
         try:
-            with self._client.stream(
-                "POST", url, json=self._body(request), headers=self._headers()
+            with self._client.request(
+                "POST", url, {**COMMON_HEADERS, **self._headers()}, body
             ) as response:
-                if not response.is_success:
-                    body = self._reader(response, ERROR_BODY_LIMIT).text(truncate=True)
-                    message = error_message(body, self._secrets)
-                    error = self._status_error(request, response.status_code, message)
+                if not response.ok:
+                    text = self._reader(response, ERROR_BODY_LIMIT).text(truncate=True)
+                    message = error_message(text, self._secrets)
+                    error = self._status_error(request, response.status, message)
                     error.retry_after = parse_retry_after(response.headers.get("retry-after"))
                     raise error
                 started = True
@@ -413,34 +355,34 @@ class HttpProvider(ABC):
         except ProviderError as exc:
             exc.args = (self._redact(str(exc)),)
             raise
-        except httpx.TimeoutException as exc:
-            raise self._timeout_error(exc) from exc
-        except httpx.TransportError as exc:
-            if started:
-                raise self._error(
-                    f"The connection to {self.name} dropped before the reply was complete ({exc}).",
-                    "stream_interrupted",
-                ) from exc
-            raise self._error(
-                f"Could not connect to {self.name} at {self.base_url} ({exc}).",
-                "connection",
-                hint=self._connection_hint(),
-            ) from exc
-        except httpx.DecodingError as exc:
+        except transport.Undecodable as exc:
             raise self._error(
                 f"{self.name} sent a reply that could not be decoded ({exc}).",
                 "malformed_response",
                 transient=False,
-            ) from exc
+            ) from None
+        except (transport.ConnectTimedOut, transport.ReadTimedOut) as exc:
+            raise self._timeout_error(exc) from None
+        except transport.TransportError as exc:
+            if started:
+                raise self._error(
+                    f"The connection to {self.name} dropped before the reply was complete ({exc}).",
+                    "stream_interrupted",
+                ) from None
+            raise self._error(
+                f"Could not connect to {self.name} at {self.base_url} ({exc}).",
+                "connection",
+                hint=self._connection_hint(),
+            ) from None
 
-    def _timeout_error(self, exc: httpx.TimeoutException) -> ProviderError:
-        if isinstance(exc, httpx.ConnectTimeout):
+    def _timeout_error(self, exc: transport.TransportError) -> ProviderError:
+        if isinstance(exc, transport.ConnectTimedOut):
             return self._error(
                 f"Timed out connecting to {self.name} at {self.base_url}.",
                 "timeout",
                 hint=self._connection_hint(),
             )
-        seconds = self._client.timeout.read
+        seconds = self._client.timeout
         limit = f" for {seconds:g} s ({TIMEOUT_VARIABLE})" if seconds is not None else ""
         return self._error(f"{self.name} sent nothing{limit}; gave up waiting.", "timeout")
 

@@ -26,7 +26,7 @@ ON_DEMAND = "on-demand"
 SERVICE = "run"
 # What a child's provider calls depend on besides loom's own settings: the providers'
 # keys and base URLs (any provider, a plugin's too, by these name patterns) and the
-# proxy and certificate variables httpx reads; and the NATS credentials of a cluster.
+# proxy and certificate variables the HTTP client reads; and a cluster's NATS credentials.
 _PROVIDER_PREFIXES = ("OPENAI_", "ANTHROPIC_", "OPENROUTER_", "OLLAMA_", "LOOM_NATS_")
 _PROVIDER_SUFFIXES = ("_API_KEY", "_BASE_URL")
 _NETWORK = frozenset(
