@@ -613,6 +613,17 @@ def test_bad_base_url_is_a_usage_error() -> None:
         resolve("openai/gpt-4o-mini", {"OPENAI_BASE_URL": "api.example.com/v1"})
 
 
+def test_a_key_with_a_line_break_is_a_usage_error_that_does_not_show_it() -> None:
+    with pytest.raises(UsageError, match="OPENAI_API_KEY holds a line break") as info:
+        resolve("openai/gpt-4o-mini", {"OPENAI_API_KEY": "sk-secret\r\nX-Evil: 1"})
+    assert "sk-secret" not in str(info.value)
+
+
+def test_a_proxy_loom_cannot_use_is_a_usage_error_before_any_call() -> None:
+    with pytest.raises(UsageError, match="only http:// proxies"):
+        resolve("openai/gpt-4o-mini", {"HTTPS_PROXY": "socks5://proxy:1080"})
+
+
 # ---------------------------------------------------------------- plumbing
 
 

@@ -350,3 +350,10 @@ def test_tls_refuses_a_server_its_certificates_do_not_vouch_for(
         with pytest.raises(transport.ConnectFailed, match="TLS failed"):
             get(server, client(SSL_CERT_FILE=str(other_ca)))
         assert get(server, client(SSL_CERT_FILE=str(ca))) == b"trusted"
+
+
+def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    with RawServer([reply(b"x")]) as server:
+        with pytest.raises(transport.BadHeader, match="'X-Key' header"):
+            client().request("GET", server.url, {"X-Key": "k\r\nX-Injected: 1"})
+        assert server.requests == []

@@ -182,6 +182,10 @@ class HttpProvider(ABC):
         self.model = model or self.prefix
         self.base_url = self._base_url(env.get(self.base_url_variable, "").strip())
         self._api_key = env.get(self.key_variable, "").strip() if self.key_variable else ""
+        if any(ord(c) < 32 or ord(c) == 127 for c in self._api_key):
+            raise UsageError(
+                f"{self.key_variable} holds a line break or another control character."
+            )
         self._check_proxy(env)
         self._client = client or make_client(env)
         self._owns_client = client is None
@@ -355,6 +359,8 @@ class HttpProvider(ABC):
         except ProviderError as exc:
             exc.args = (self._redact(str(exc)),)
             raise
+        except transport.BadHeader as exc:
+            raise self._error(f"{self.name}: {exc}.", "bad_request", transient=False) from None
         except transport.Undecodable as exc:
             raise self._error(
                 f"{self.name} sent a reply that could not be decoded ({exc}).",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import re
 import select
 import socket
 import ssl
@@ -34,6 +35,14 @@ KEEP_IDLE = 32
 USER_AGENT = "loom"
 
 Scheme = Literal["http", "https"]
+# What a header may hold: a token name, and a value without line breaks or other control
+# characters (which would end the header early and let the rest pass as another).
+_NAME_OK = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_OK = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
+
+
+class BadHeader(ValueError):
+    """A header that cannot be sent as given; nothing was sent."""
 
 
 class TransportError(Exception):
@@ -512,7 +521,11 @@ class Client:
         if origin.proxy is not None and scheme == "http":
             target = f"http://{origin.authority}{target}"
         lines = [f"{method} {target} HTTP/1.1", f"Host: {origin.authority}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
+        for key, value in headers.items():
+            if not _FIELD_OK.fullmatch(value) or not _NAME_OK.fullmatch(key):
+                # Never echoed: the value may be a credential.
+                raise BadHeader(f"the {key[:40]!r} header holds a control character")
+            lines.append(f"{key}: {value}")
         if origin.proxy is not None and scheme == "http" and origin.proxy.authorization:
             lines.append(f"Proxy-Authorization: {origin.proxy.authorization}")
         if body or method in ("POST", "PUT", "PATCH"):
