@@ -4,8 +4,9 @@ Run:  .venv/bin/python bench/callpath.py --base /tmp/callpath-base     (~3 minut
       .venv/bin/python bench/callpath.py --messages 200 --rounds 1
 
 A detached agent (`--model openai/bench`) drains a full inbox of `--messages` messages
-against the test suite's fake server (tests/llm_server.py, an instant streamed echo) at
-concurrency 1 and 16. Timed from the first reply seen to the last, so start-up is left out:
+against the test suite's fake server (tests/llm_server.py, an instant streamed echo, run
+as a process of its own so this script's polling does not slow it) at concurrency 1 and
+16. Timed from the first reply seen to the last, so start-up is left out:
 messages/s, and the runner's CPU (utime + stime from /proc/PID/stat) per message. The
 connections the server accepted show whether the runner kept them alive.
 
@@ -14,6 +15,10 @@ connections the server accepted show whether the runner kept them alive.
 TypeScript loom (bench/original.py) is run at concurrency 1 with `openai/bench` against
 the same server; it asks for a whole JSON reply, not a stream, and has no concurrency
 setting, so at 16 it says "not measured". Rounds alternate the order; medians are shown.
+
+At concurrency 1 both loom and the original also drain on their `echo` model (no HTTP),
+so the CPU of the call itself shows apart from the rest of a message's handling:
+"call CPU" is the runner's CPU per message via the wire less that on echo, same run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +47,36 @@ from _common import (  # noqa: E402
     table,
     temp_home,
 )
-from llm_server import LLMServer  # noqa: E402
+
+
+class Server:
+    """tests/llm_server.py in a process of its own."""
+
+    def __enter__(self) -> Server:
+        script = Path(__file__).resolve().parent.parent / "tests" / "llm_server.py"
+        self._proc = subprocess.Popen(
+            [sys.executable, str(script), "--port", "0"], stdout=subprocess.PIPE, text=True
+        )
+        assert self._proc.stdout is not None
+        self.url = self._proc.stdout.readline().split()[-1]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._proc.terminate()
+        self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    def env(self) -> dict[str, str]:
+        return {"OPENAI_BASE_URL": f"{self.url}/v1"}
+
+    @property
+    def connections(self) -> int:
+        with urllib.request.urlopen(f"{self.url}/_connections") as answer:
+            accepted: int = json.load(answer)["accepted"]
+        # This question's own connection is one of them.
+        return accepted - 1
+
 
 LEVELS = (1, 16)
 KEY = {"OPENAI_API_KEY": "sk-bench"}
@@ -71,17 +106,19 @@ def _watch(pid: Callable[[], int], outbox: Path, count: int, timeout: float) -> 
     return {"seconds": now - first[0], "cpu": cpu, "replies": done - first[2]}
 
 
-def loom_drain(base: Path | None, concurrency: int, count: int) -> dict[str, float]:
+def loom_drain(
+    base: Path | None, concurrency: int, count: int, model: str = "openai/bench"
+) -> dict[str, float]:
     """One drain by loom (this checkout, or `base`), as a detached agent."""
     home = temp_home("tmpfs")
-    with LLMServer() as server:
+    with Server() as server:
         env = {**env_for(home), **server.env(), **KEY}
         if base is not None:
             env["PYTHONPATH"] = str(base)
         inbox = home / "agents" / "a" / "inbox"
         try:
             # Not from this checkout, which `python -m` would put first on the path.
-            start_agent(env, concurrency, cwd=home)
+            start_agent(env, concurrency, cwd=home, model=model)
             pidfile = home / "agents" / "a" / "pid"
             # Sent once the runner is up, so the drain is not over before it is watched.
             send_messages(inbox, count)
@@ -93,17 +130,19 @@ def loom_drain(base: Path | None, concurrency: int, count: int) -> dict[str, flo
     return result
 
 
-def original_drain(found: orig.Original, count: int) -> dict[str, float]:
+def original_drain(
+    found: orig.Original, count: int, model: str = "openai/bench"
+) -> dict[str, float]:
     """One drain by the original, its runner in the foreground."""
     home = temp_home("tmpfs")
-    with LLMServer() as server:
+    with Server() as server:
         env = {**env_for(home), **KEY, "OPENAI_BASE_URL": server.url}
         inbox = home / "agents" / "a" / "inbox"
         inbox.mkdir(parents=True)
         for i in range(count):
             name, data = orig.message_file(i, f"message {i}")
             (inbox / name).write_bytes(data)
-        cmd = found.cli("agent", "start", "a", "--model", "openai/bench")
+        cmd = found.cli("agent", "start", "a", "--model", model)
         proc = subprocess.Popen(
             cmd,
             env=env,
@@ -167,16 +206,25 @@ def main() -> None:
         if args.base is not None:
             detail["before"] = []
             runs["before"] = _timed(detail["before"], lambda lv=level: loom_drain(args.base, lv, n))
+        if level == 1:
+            detail["after-echo"] = []
+            runs["after-echo"] = _timed(
+                detail["after-echo"], lambda: loom_drain(None, 1, n, "echo")
+            )
         if found is not None and level == 1:
             detail["original"] = []
             runs["original"] = _timed(detail["original"], lambda f=found: original_drain(f, n))
+            detail["original-echo"] = []
+            runs["original-echo"] = _timed(
+                detail["original-echo"], lambda f=found: original_drain(f, n, "echo/a")
+            )
         orig.alternate(args.rounds, **runs)
         medians = {side: _medians(v) for side, v in detail.items()}
         figures[str(level)] = medians
-        for side in ("before", "after", "original"):
+        for side in ("before", "after", "after-echo", "original", "original-echo"):
             m = medians.get(side)
             if m is None:
-                if side == "original":
+                if side == "original" or (side == "original-echo" and level == 1):
                     rows.append([side, str(level)] + [orig.NOT_MEASURED] * 5)
                 continue
             rows.append(
@@ -191,6 +239,17 @@ def main() -> None:
                 ]
             )
     print(table(rows), flush=True)
+    one = figures["1"]
+    assert isinstance(one, dict)
+    calls = {
+        side: one[side]["cpu_ms"] - one[f"{side}-echo"]["cpu_ms"]
+        for side in ("after", "original")
+        if side in one and f"{side}-echo" in one
+    }
+    words = [f"{side} {ms:.2f} ms" for side, ms in calls.items()]
+    if len(calls) == 2:
+        words.append(f"loom/original {calls['after'] / calls['original']:.2f}x")
+    print("call CPU (via the wire less echo, concurrency 1): " + ", ".join(words))
     print(json.dumps({"messages": n, "rounds": args.rounds, "figures": figures}))
 
 

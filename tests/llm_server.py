@@ -290,6 +290,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/_requests":
             self.send_json(200, [asdict(r) for r in fake.requests])
             return
+        if self.path == "/_connections":
+            self.send_json(200, {"accepted": fake.connections})
+            return
         headers = {name.lower(): value for name, value in self.headers.items()}
         if self.path.endswith(("/v1/models", "/api/tags")):
             fake.record(Recorded("GET", self.path, headers, None, time.time()))

@@ -376,25 +376,47 @@ class Connection:
         raise Broken(f"the server sent more than {HEADER_LIMIT // 1024} KiB of headers")
 
     def _chunked(self) -> Iterator[bytes]:
+        # Chunks already received whole are handed on together (a stream's events often
+        # come several to a read); only before a read that may wait is the rest yielded.
+        ready: list[bytes] = []
         while True:
-            line = self._line()
-            size_text = line.split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise Broken(f"the server sent a bad chunk size: {line[:40]!r}") from None
-            if size < 0:
-                raise Broken(f"the server sent a bad chunk size: {line[:40]!r}")
+            line = self._buffered_line()
+            if line is None:
+                if ready:
+                    yield b"".join(ready)
+                    ready = []
+                line = self._line()
+            size = _chunk_size(line)
             if size == 0:
+                if ready:
+                    yield b"".join(ready)
                 while self._line():
                     pass  # trailers, ignored
                 return
+            at = self._at
+            end = at + size
+            if self._buffer[end : end + 2] == b"\r\n":
+                ready.append(self._buffer[at:end])
+                self._at = end + 2
+                continue
+            if ready:
+                yield b"".join(ready)
+                ready = []
             while size:
                 piece = self._take(size)
                 size -= len(piece)
                 yield piece
             if self._line():
                 raise Broken("the server sent a chunk longer than its size")
+
+    def _buffered_line(self) -> bytes | None:
+        """The next line if it was received whole, else None (nothing taken)."""
+        end = self._buffer.find(b"\n", self._at)
+        if end < 0:
+            return None
+        line = self._buffer[self._at : end]
+        self._at = end + 1
+        return line[:-1] if line.endswith(b"\r") else line
 
     def _sized(self, size: int) -> Iterator[bytes]:
         while size > 0:
@@ -418,12 +440,7 @@ class Connection:
         return piece
 
     def _line(self, *, first: bool = False) -> bytes:
-        while True:
-            end = self._buffer.find(b"\n", self._at)
-            if end >= 0:
-                line = self._buffer[self._at : end]
-                self._at = end + 1
-                return line[:-1] if line.endswith(b"\r") else line
+        while (line := self._buffered_line()) is None:
             held = self._buffer[self._at :]
             if len(held) > HEADER_LIMIT:
                 raise Broken(f"the server sent a line longer than {HEADER_LIMIT // 1024} KiB")
@@ -431,6 +448,7 @@ class Connection:
             if not more:
                 raise Broken("the server closed the connection without a response")
             self._buffer, self._at = held + more, 0
+        return line
 
     def _receive(self, *, eof_ok: bool = False) -> bytes:
         if self.deadline is not None:
@@ -447,6 +465,13 @@ class Connection:
         if not data and not eof_ok:
             raise Broken("the server closed the connection before the response ended")
         return data
+
+
+def _chunk_size(line: bytes) -> int:
+    digits = line.split(b";", 1)[0].strip()
+    if not digits or digits.strip(b"0123456789abcdefABCDEF"):
+        raise Broken(f"the server sent a bad chunk size: {line[:40]!r}")
+    return int(digits, 16)
 
 
 def _reason(exc: OSError) -> str:
