@@ -487,12 +487,13 @@ class Pool:
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
 
-    def get(self, read_timeout: float | None) -> Connection:
+    def get(self, read_timeout: float | None, connect_timeout: float) -> Connection:
         while True:
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
-                return Connection(self, self.client.connect(self.origin), read_timeout)
+                sock = self.client.connect(self.origin, connect_timeout)
+                return Connection(self, sock, read_timeout)
             if not connection.stale():
                 connection.read_timeout = read_timeout
                 return connection
@@ -556,7 +557,12 @@ class Client:
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body)}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
-        connection = pool.get(self.timeout if timeout == "default" else timeout)
+        if timeout == "default":
+            connection = pool.get(self.timeout, self.connect_timeout)
+        else:
+            # A timeout of its own bounds the whole wait, connecting included.
+            bound = self.connect_timeout if timeout is None else min(timeout, self.connect_timeout)
+            connection = pool.get(timeout, bound)
         return connection.exchange(head, body)
 
     def __enter__(self) -> Client:
@@ -573,12 +579,12 @@ class Client:
         for pool in pools:
             pool.close()
 
-    def connect(self, origin: Origin) -> socket.socket:
+    def connect(self, origin: Origin, timeout: float) -> socket.socket:
         """A new socket to `origin` (through its proxy), TLS set up for https."""
         via = origin.proxy
         host, port = (via.host, via.port) if via is not None else (origin.host, origin.port)
         try:
-            sock = socket.create_connection((host, port), timeout=self.connect_timeout)
+            sock = socket.create_connection((host, port), timeout=timeout)
         except TimeoutError:
             raise ConnectTimedOut(f"timed out connecting to {host}:{port}") from None
         except OSError as exc:
