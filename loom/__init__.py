@@ -10,9 +10,11 @@ The library API is small and file-based, so scripts can do what the CLI does::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+# Not typing's: `loom --help` does not import typing (loom.cli.fast). mypy takes it as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from loom.api import read_outbox, send
     from loom.store.message import Message, new_message
 

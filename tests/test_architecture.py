@@ -149,3 +149,21 @@ def test_loom_send_imports_within_its_budget(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip().splitlines()[-1] == "[]"
+
+
+# What `loom --help` may not import: the CLI framework (loom.cli.fast prints it without),
+# and typing, json and pathlib, which together took about a third of its time.
+HELP_BUDGET = ("typer", "click", "typing", "json", "pathlib", "shutil", "importlib.util")
+
+
+def test_loom_help_imports_within_its_budget() -> None:
+    code = (
+        "import sys\nfrom loom.cli import main\nsys.argv = ['loom', '--help']\n"
+        "try:\n    main()\nfinally:\n"
+        f"    print(sorted(m for m in sys.modules if m in {HELP_BUDGET!r}), file=sys.stderr)"
+    )
+    env = {**os.environ, "COLUMNS": "80"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Usage: loom")
+    assert out.stderr.strip().splitlines()[-1] == "[]"

@@ -1,6 +1,6 @@
-"""`loom send NAME TEXT` and `loom agent ps` skip typer (loom.cli.fast): for every argv
-below, the fast path and the whole CLI print the same, exit the same and leave the same
-files, and the fast path takes exactly the plain forms."""
+"""`loom send NAME TEXT`, `loom agent ps` and `loom --help` skip typer (loom.cli.fast):
+for every argv below, the fast path and the whole CLI print the same, exit the same and
+leave the same files, and the fast path takes exactly the plain forms."""
 
 from __future__ import annotations
 
@@ -53,6 +53,19 @@ CASES: list[tuple[list[str], bool]] = [
     (["agent", "ps", "--bogus"], False),
     (["agent", "ps", "--help"], False),
     (["agent", "ps", "extra"], False),
+    # The root's help, on stdout with exit 0; without arguments on stderr with exit 2.
+    ([], True),
+    (["--help"], True),
+    (["-h"], True),
+    (["--help", "--help"], False),
+    (["-h", "--help"], False),
+    (["--help", "send"], False),
+    (["--", "--help"], False),
+    (["--version"], False),
+    (["--bogus"], False),
+    (["help"], False),
+    (["agent", "--help"], False),
+    (["agent"], False),
 ]
 
 FULL = (
@@ -88,15 +101,26 @@ def _state(home: Path) -> list[tuple[str, str]]:
     return sorted(files)
 
 
-def _run(mode: str, argv: list[str], home: Path, mark: Path) -> tuple[int, str, str]:
-    env = {**os.environ, "LOOM_HOME": str(home), "LOOM_FSYNC": "0"}
-    proc = subprocess.run(
-        [sys.executable, "-c", FULL, mode, str(mark), *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+# What the layout of the help depends on; the cases below set them themselves.
+_HELP_ENV = ("COLUMNS", "PYTHONPATH", "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION")
+
+
+def _run(
+    mode: str,
+    argv: list[str],
+    home: Path,
+    mark: Path,
+    env: dict[str, str] | None = None,
+    streams: str = "",
+) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of one path; `streams` is what the shell does to the
+    command's stdout and stderr first (`>&-` closes stdout)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in _HELP_ENV}
+    full_env |= {"LOOM_HOME": str(home), "LOOM_FSYNC": "0", **(env or {})}
+    command = [sys.executable, "-c", FULL, mode, str(mark), *argv]
+    if streams:
+        command = ["sh", "-c", f'exec "$@" {streams}', "sh", *command]
+    proc = subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=60)
     clean = [_VOLATILE.sub("X", s.replace(str(home), "HOME")) for s in (proc.stdout, proc.stderr)]
     return proc.returncode, clean[0], clean[1]
 
@@ -115,6 +139,75 @@ def test_the_fast_path_does_what_the_whole_cli_does(
     # The fast path ran without click exactly for the forms it takes.
     assert (tmp_path / "fast.mark").read_text() == str(not takes)
     assert (tmp_path / "full.mark").read_text() == "True"
+
+
+# id, argv, environment, the shell's redirections, whether the fast path takes it. click
+# lays the help out for the terminal's columns (COLUMNS first, at most 80), and typer's
+# completion options change when shellingham is installed; the fast path prints only the
+# layout of 80 columns or more, with a choice of shells.
+HELP_CASES: list[tuple[str, list[str], dict[str, str], str, bool]] = [
+    ("80 columns", ["--help"], {"COLUMNS": "80"}, "", True),
+    ("500 columns", ["-h"], {"COLUMNS": "500"}, "", True),
+    ("COLUMNS=0 and no terminal", ["--help"], {"COLUMNS": "0"}, "", True),
+    ("COLUMNS not a number", ["--help"], {"COLUMNS": "wide"}, "", True),
+    ("79 columns", ["--help"], {"COLUMNS": "79"}, "", False),
+    ("40 columns, no arguments", [], {"COLUMNS": "40"}, "", False),
+    ("shellingham installed", ["--help"], {"PYTHONPATH": "SHELLINGHAM"}, "", False),
+    (
+        "shellingham installed, detection off",
+        ["--help"],
+        {"PYTHONPATH": "SHELLINGHAM", "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"},
+        "",
+        True,
+    ),
+    ("stdout closed", ["--help"], {}, ">&-", True),
+    ("stderr closed, no arguments", [], {}, "2>&-", True),
+    ("stdout to a full disk", ["--help"], {}, ">/dev/full", True),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "streams", "takes"),
+    [case[1:] for case in HELP_CASES],
+    ids=[case[0] for case in HELP_CASES],
+)
+def test_the_root_help_is_the_same_on_both_paths_wherever_it_is_shown(
+    argv: list[str], env: dict[str, str], streams: str, takes: bool, tmp_path: Path
+) -> None:
+    fake = tmp_path / "site"
+    fake.mkdir()
+    (fake / "shellingham.py").write_text("")  # typer only looks for it, for the help
+    env = {k: v.replace("SHELLINGHAM", str(fake)) for k, v in env.items()}
+    home = tmp_path / "home"
+    fast = _run("fast", argv, home, tmp_path / "fast.mark", env, streams)
+    full = _run("full", argv, home, tmp_path / "full.mark", env, streams)
+    assert fast == full
+    assert (tmp_path / "fast.mark").read_text() == str(not takes)
+    assert (tmp_path / "full.mark").read_text() == "True"
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_the_root_help_ends_a_broken_pipe_as_the_whole_cli_does(
+    stream: str, tmp_path: Path
+) -> None:
+    # `loom --help | head -1` with head gone: exit 1 and nothing more on either path.
+    argv = ["--help"] if stream == "stdout" else []
+    results = []
+    for mode in ("fast", "full"):
+        read, write = os.pipe()
+        os.close(read)
+        env = {k: v for k, v in os.environ.items() if k not in _HELP_ENV}
+        proc = subprocess.run(
+            [sys.executable, "-c", FULL, mode, str(tmp_path / f"{mode}.mark"), *argv],
+            stdout=write if stream == "stdout" else subprocess.PIPE,
+            stderr=write if stream == "stderr" else subprocess.PIPE,
+            env=env,
+            timeout=60,
+        )
+        os.close(write)
+        results.append((proc.returncode, proc.stdout, proc.stderr))
+    assert results[0] == results[1] == [(1, None, b""), (1, b"", None)][stream == "stderr"]
+    assert (tmp_path / "fast.mark").read_text() == "False"
 
 
 def test_the_fast_path_sends_and_lists_through_the_real_command(template: Path) -> None:

@@ -13,7 +13,8 @@ import typer
 from conftest import run_loom
 
 from loom.cli._group import build, first_sentence
-from loom.cli.root import COMMANDS, app
+from loom.cli.commands import COMMANDS
+from loom.cli.root import app
 
 ROOT = Path(__file__).resolve().parent.parent
 

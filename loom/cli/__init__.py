@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Any
 
 from loom.errors import LoomError, describe_os_error
+
+# Not typing's: `loom --help` does not import typing (loom.cli.fast). mypy takes it as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def main(fast_path: bool = True) -> None:
     """Console-script entry point: a failed file operation or a setting that was read
     outside a command's own handler is still one line on stderr, never a traceback.
-    The plainest forms of `send` and `agent ps` skip typer (loom.cli.fast) unless
-    `fast_path` is off."""
+    The plainest forms of `send` and `agent ps`, and `loom --help`, skip typer
+    (loom.cli.fast) unless `fast_path` is off."""
     # A reply may hold a lone surrogate (JSON can escape one); print it as that escape
     # rather than fail on it, as loom's files do (atomic.utf8).
     for stream in (sys.stdout, sys.stderr):

@@ -8,10 +8,12 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from difflib import get_close_matches
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import click
 import typer.core
+
+from loom.cli.commands import Entry
 
 # A sentence ends at a full stop followed by a space; "e.g." and "i.e." do not end one.
 _SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\.(\s|$)")
@@ -113,19 +115,6 @@ class LoomGroup(typer.core.TyperGroup):
             print("loom: aborted", file=sys.stderr, flush=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
-
-
-class Entry(NamedTuple):
-    """Where a command of a lazy group lives (`loom.cli.MODULE`, attribute `attr`: a
-    typer app for a group, a function for a command) and the line its group's help
-    lists for it; with `short`, that line is also the command's own short help."""
-
-    module: str
-    attr: str
-    help: str
-    short: bool = False
-    # The command takes `-o KEY VALUE` pairs (its class is _common.PairedOptions).
-    paired: bool = False
 
 
 class LazyGroup(LoomGroup):

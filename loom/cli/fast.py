@@ -1,22 +1,30 @@
-"""`loom send NAME TEXT` and `loom agent ps`, the commands scripts and shell loops run
-most, without typer or click: importing those takes longer than the command's own work.
+"""`loom send NAME TEXT`, `loom agent ps` and `loom --help`, the commands scripts, shell
+loops and people run most, without typer or click: importing those takes longer than
+the command's own work.
 
 `run` takes exactly the plain forms below and nothing else; any other argv (an option it
-does not know, `--help`, `--`, an argument starting with `-`, shell completion) goes to
-the whole CLI. The work itself is the same functions the typer commands call, and its
-failures end the same way as under `handle_errors` and LoomGroup.main: `loom: ...` on
-stderr and the same exit code (tests/test_cli_fast.py compares both paths, case by case).
+does not know, a command's `--help`, `--`, an argument starting with `-`, shell
+completion) goes to the whole CLI. The work itself is the same functions the typer
+commands call, and its failures end the same way as under `handle_errors` and
+LoomGroup.main: `loom: ...` on stderr and the same exit code; the help is click's, byte
+for byte (tests/test_cli_fast.py compares both paths, case by case).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
+from loom.cli.commands import COMMANDS, ROOT_HELP
 from loom.errors import LoomError
+
+# typing, json and pathlib are not imported for `loom --help`: together they took about a
+# third of its time. mypy takes this name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from typing import TextIO
 
 # The flags `agent ps` takes here; each at most once, in any order.
 _PS_FLAGS = {"--all": "all", "-a": "all", "--json": "json"}
@@ -78,6 +86,8 @@ def partly_sent(exc: LoomError, numbers: list[int]) -> str:
 
 def ps(include_all: bool, as_json: bool, project: str | None) -> str:
     """What `loom agent ps` prints: the table, or one JSON array."""
+    import json
+
     from loom.cli._text import columns
     from loom.names import validate_name
     from loom.store import processes
@@ -98,6 +108,79 @@ def ps(include_all: bool, as_json: bool, project: str | None) -> str:
     return columns(table)
 
 
+# The root's options as click lays them out in its width of 78 columns (a terminal of 80
+# columns or more, or none); typer adds the two completion options.
+_ROOT_OPTIONS = """\
+Options:
+  --version                       Print loom's version and exit.
+  --install-completion [bash|zsh|fish|powershell|pwsh]
+                                  Install completion for the specified shell.
+  --show-completion [bash|zsh|fish|powershell|pwsh]
+                                  Show completion for the specified shell, to
+                                  copy it or customize the installation.
+  -h, --help                      Show this message and exit.
+"""
+
+
+def top_help() -> str | None:
+    """What `loom --help` prints before its last newline, as typer and click print it;
+    None where they would lay it out otherwise: in a terminal narrower than 80 columns,
+    or with shellingham installed."""
+    if _columns() < 80 or _detects_shell():
+        return None
+    paragraphs = "\n\n".join(f"  {p}" for p in ROOT_HELP.split("\n\n"))
+    width = max(len(name) for name in COMMANDS)
+    # As _group.write_commands lists them: sorted, one line each, never wrapped.
+    rows = "\n".join(f"  {name:<{width}}  {COMMANDS[name].help}" for name in sorted(COMMANDS))
+    usage = "Usage: loom [OPTIONS] COMMAND [ARGS]...\n"
+    return f"{usage}\n{paragraphs}\n\n{_ROOT_OPTIONS}\nCommands:\n{rows}"
+
+
+def _columns() -> int:
+    # The columns click's HelpFormatter starts from: shutil.get_terminal_size's, which
+    # reads COLUMNS first, then asks the terminal on stdout, else takes 80. shutil itself
+    # costs more to import than the rest of `loom --help`.
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    stdout = sys.__stdout__
+    if columns <= 0 and stdout is not None:
+        try:
+            columns = os.get_terminal_size(stdout.fileno()).columns
+        except (ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def _detects_shell() -> bool:
+    # With shellingham installed, typer's completion options take no shell name (it
+    # detects the shell), unless this switch of typer's own tests is set. typer asks
+    # importlib.util.find_spec; this asks the same finders without importing importlib.
+    if os.environ.get("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"):
+        return False
+    return "shellingham" in sys.modules or any(
+        finder.find_spec("shellingham", None) is not None
+        for finder in sys.meta_path
+        if hasattr(finder, "find_spec")
+    )
+
+
+def _show(text: str, stream: TextIO | None, exit_code: int) -> int:
+    # As click.echo writes the help (nothing on a closed stream) and as click's main ends a
+    # broken pipe: exit 1 and nothing more.
+    if stream is None:
+        return exit_code
+    try:
+        stream.write(f"{text}\n")
+        stream.flush()
+    except BrokenPipeError:
+        # What is still buffered would fail again at exit, with a message on stderr.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        return 1
+    return exit_code
+
+
 def _plain(arg: str) -> bool:
     return not arg.startswith("-")
 
@@ -116,6 +199,12 @@ def run(argv: list[str]) -> int | None:
     done nothing) for anything else."""
     if any(k.startswith("_LOOM_COMPLETE") for k in os.environ):
         return None
+    if argv in ([], ["--help"], ["-h"]):
+        text = top_help()
+        if text is None:
+            return None
+        # Without arguments the help is a usage error: on stderr, exit 2 (no_args_is_help).
+        return _show(text, sys.stdout, 0) if argv else _show(text, sys.stderr, 2)
     if len(argv) == 3 and argv[0] == "send" and _plain(argv[1]) and _plain(argv[2]):
         return _guarded(lambda: print(send_text(argv[1], argv[2])))
     if argv[:2] == ["agent", "ps"]:
