@@ -144,7 +144,7 @@ def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> P
     else:
         proc.forget(OPTIONS_FILE)
     if spec.system is not None:
-        atomic.write_text(proc.path / "prompt.md", spec.system)
+        atomic.write_text(proc.prompt, spec.system)
     lines = [f"{k}={v}" for k, v in spec.env.items() if not SECRET_NAME.search(k)]
     proc.write("env", "\n".join(lines))
     scope.write(proc.path, links)
@@ -170,7 +170,7 @@ def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
         changed.append("model")
     if spec.system is not None:
         try:
-            stored = (proc.path / "prompt.md").read_text("utf-8")
+            stored = proc.prompt.read_text("utf-8")
         except (OSError, UnicodeDecodeError):
             stored = None
         if stored != spec.system:
