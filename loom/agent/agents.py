@@ -444,6 +444,8 @@ def stdin_messages(data: bytes, prompt: str | None) -> list[Message]:
 
 def answer(session: Session, messages: list[Message]) -> list[Outcome]:
     """Deliver `messages` to the inbox and answer exactly those (no recovery, SPEC 5 `--stdin`)."""
+    outcomes: list[Outcome] = []
+    session.runner.outcomes = outcomes
     session.worker.install_signals()
     session.worker.mark_started()
     status = "error"
@@ -467,7 +469,7 @@ def answer(session: Session, messages: list[Message]) -> list[Outcome]:
             session.runner.interrupted(name, session.worker.signum or signal.SIGINT)
     finally:
         session.worker.mark_stopped(status)
-    return session.runner.outcomes
+    return outcomes
 
 
 def serve(session: Session, initial: list[Message]) -> None:

@@ -212,7 +212,9 @@ class AgentRunner:
     # The turns of an interactive session, sent with every request; None: no context.
     context: list[Turn] | None = None
     worker: Worker | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
+    # What happened to each message, for a caller that reports them (`agents.answer`
+    # gives a list); None: not kept, since a served agent answers messages without end.
+    outcomes: list[Outcome] | None = None
     # Called after each message is answered or failed (the foreground prints here).
     on_done: Callable[[Outcome], None] | None = None
     # The tools offered to the model; None: none.
@@ -309,7 +311,8 @@ class AgentRunner:
 
     # -- internals -----------------------------------------------------------------
     def _done(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
+        if self.outcomes is not None:
+            self.outcomes.append(outcome)
         if self.on_done is not None:
             self.on_done(outcome)
 
