@@ -84,10 +84,12 @@ def time_command(
     return times
 
 
-def start_agent(env: dict[str, str], concurrency: int, cwd: Path | None = None) -> None:
-    """Start agent `a` detached on `openai/bench` with `concurrency` calls in flight."""
+def start_agent(
+    env: dict[str, str], concurrency: int, cwd: Path | None = None, model: str = "openai/bench"
+) -> None:
+    """Start agent `a` detached on `model` with `concurrency` calls in flight."""
     subprocess.run(
-        [*LOOM, "agent", "start", "a", "--model", "openai/bench", "-d"]
+        [*LOOM, "agent", "start", "a", "--model", model, "-d"]
         + ["--concurrency", str(concurrency)],
         env=env,
         check=True,

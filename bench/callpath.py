@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python bench/callpath.py --base /tmp/callpath-base     (~3 minutes)
       .venv/bin/python bench/callpath.py --messages 200 --rounds 1
+      .venv/bin/python bench/callpath.py --model echo --levels 1 --messages 2000
 
 A detached agent (`--model openai/bench`) drains a full inbox of `--messages` messages
 against the test suite's fake server (tests/llm_server.py, an instant streamed echo) at
@@ -14,6 +15,10 @@ connections the server accepted show whether the runner kept them alive.
 TypeScript loom (bench/original.py) is run at concurrency 1 with `openai/bench` against
 the same server; it asks for a whole JSON reply, not a stream, and has no concurrency
 setting, so at 16 it says "not measured". Rounds alternate the order; medians are shown.
+
+`--model echo` measures the floor under every model call instead: the runner's own work
+per message (claim, reply, acknowledgement, conversation file, logs) with no wire at all;
+the original then runs its echo model (`echo/a`).
 """
 
 from __future__ import annotations
@@ -43,7 +48,6 @@ from _common import (  # noqa: E402
 )
 from llm_server import LLMServer  # noqa: E402
 
-LEVELS = (1, 16)
 KEY = {"OPENAI_API_KEY": "sk-bench"}
 
 
@@ -71,7 +75,7 @@ def _watch(pid: Callable[[], int], outbox: Path, count: int, timeout: float) -> 
     return {"seconds": now - first[0], "cpu": cpu, "replies": done - first[2]}
 
 
-def loom_drain(base: Path | None, concurrency: int, count: int) -> dict[str, float]:
+def loom_drain(base: Path | None, concurrency: int, count: int, model: str) -> dict[str, float]:
     """One drain by loom (this checkout, or `base`), as a detached agent."""
     home = temp_home("tmpfs")
     with LLMServer() as server:
@@ -81,7 +85,7 @@ def loom_drain(base: Path | None, concurrency: int, count: int) -> dict[str, flo
         inbox = home / "agents" / "a" / "inbox"
         try:
             # Not from this checkout, which `python -m` would put first on the path.
-            start_agent(env, concurrency, cwd=home)
+            start_agent(env, concurrency, cwd=home, model=model)
             pidfile = home / "agents" / "a" / "pid"
             # Sent once the runner is up, so the drain is not over before it is watched.
             send_messages(inbox, count)
@@ -93,7 +97,7 @@ def loom_drain(base: Path | None, concurrency: int, count: int) -> dict[str, flo
     return result
 
 
-def original_drain(found: orig.Original, count: int) -> dict[str, float]:
+def original_drain(found: orig.Original, count: int, model: str) -> dict[str, float]:
     """One drain by the original, its runner in the foreground."""
     home = temp_home("tmpfs")
     with LLMServer() as server:
@@ -103,7 +107,9 @@ def original_drain(found: orig.Original, count: int) -> dict[str, float]:
         for i in range(count):
             name, data = orig.message_file(i, f"message {i}")
             (inbox / name).write_bytes(data)
-        cmd = found.cli("agent", "start", "a", "--model", "openai/bench")
+        # The original's echo model is named after the agent (bench/original.py).
+        theirs = "echo/a" if model == "echo" else model
+        cmd = found.cli("agent", "start", "a", "--model", theirs)
         proc = subprocess.Popen(
             cmd,
             env=env,
@@ -152,24 +158,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--base", type=Path, help="a loom checkout to compare with")
     parser.add_argument("--original", help="a checkout of the original (bench/original.py)")
+    parser.add_argument("--model", default="openai/bench", help="openai/bench or echo")
+    parser.add_argument("--levels", default="1,16", help="concurrencies, comma-separated")
     args = parser.parse_args()
+    levels = [int(level) for level in args.levels.split(",")]
     found, why = orig.find(args.original)
     if found is None:
         print(f"original: {orig.NOT_MEASURED} ({why})", file=sys.stderr)
-    n = args.messages
+    n, model = args.messages, args.model
     rows = [["side", "concurrency", "msg/s", "CPU/msg", "connections", "vs before", "vs original"]]
     figures: dict[str, object] = {}
-    for level in LEVELS:
+    for level in levels:
         detail: dict[str, list[dict[str, float]]] = {"after": []}
         runs: dict[str, Callable[[], float] | None] = {
-            "after": _timed(detail["after"], lambda lv=level: loom_drain(None, lv, n))
+            "after": _timed(detail["after"], lambda lv=level: loom_drain(None, lv, n, model))
         }
         if args.base is not None:
             detail["before"] = []
-            runs["before"] = _timed(detail["before"], lambda lv=level: loom_drain(args.base, lv, n))
+            runs["before"] = _timed(
+                detail["before"], lambda lv=level: loom_drain(args.base, lv, n, model)
+            )
         if found is not None and level == 1:
             detail["original"] = []
-            runs["original"] = _timed(detail["original"], lambda f=found: original_drain(f, n))
+            runs["original"] = _timed(
+                detail["original"], lambda f=found: original_drain(f, n, model)
+            )
         orig.alternate(args.rounds, **runs)
         medians = {side: _medians(v) for side, v in detail.items()}
         figures[str(level)] = medians
@@ -191,7 +204,7 @@ def main() -> None:
                 ]
             )
     print(table(rows), flush=True)
-    print(json.dumps({"messages": n, "rounds": args.rounds, "figures": figures}))
+    print(json.dumps({"model": model, "messages": n, "rounds": args.rounds, "figures": figures}))
 
 
 if __name__ == "__main__":
