@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python bench/callpath.py --base /tmp/callpath-base     (~3 minutes)
       .venv/bin/python bench/callpath.py --messages 200 --rounds 1
+      .venv/bin/python bench/callpath.py --model echo --levels 1 --messages 2000
 
 A detached agent (`--model openai/bench`) drains a full inbox of `--messages` messages
 against the test suite's fake server (tests/llm_server.py, an instant streamed echo, run
@@ -16,9 +17,9 @@ TypeScript loom (bench/original.py) is run at concurrency 1 with `openai/bench` 
 the same server; it asks for a whole JSON reply, not a stream, and has no concurrency
 setting, so at 16 it says "not measured". Rounds alternate the order; medians are shown.
 
-At concurrency 1 loom and the original also drain on their `echo` model (no HTTP), the
-floor under every call; loom's "call CPU" is its CPU per message via the wire less that
-on echo, same run.
+`--model echo` measures the floor under every model call instead: the runner's own work
+per message (claim, reply, acknowledgement, conversation file, logs) with no wire at all;
+the original then runs its echo model (`echo/a`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,6 @@ class Server:
         return accepted - 1
 
 
-LEVELS = (1, 16)
 KEY = {"OPENAI_API_KEY": "sk-bench"}
 
 
@@ -106,9 +106,7 @@ def _watch(pid: Callable[[], int], outbox: Path, count: int, timeout: float) -> 
     return {"seconds": now - first[0], "cpu": cpu, "replies": done - first[2]}
 
 
-def loom_drain(
-    base: Path | None, concurrency: int, count: int, model: str = "openai/bench"
-) -> dict[str, float]:
+def loom_drain(base: Path | None, concurrency: int, count: int, model: str) -> dict[str, float]:
     """One drain by loom (this checkout, or `base`), as a detached agent."""
     home = temp_home("tmpfs")
     with Server() as server:
@@ -130,9 +128,7 @@ def loom_drain(
     return result
 
 
-def original_drain(
-    found: orig.Original, count: int, model: str = "openai/bench"
-) -> dict[str, float]:
+def original_drain(found: orig.Original, count: int, model: str) -> dict[str, float]:
     """One drain by the original, its runner in the foreground."""
     home = temp_home("tmpfs")
     with Server() as server:
@@ -142,7 +138,9 @@ def original_drain(
         for i in range(count):
             name, data = orig.message_file(i, f"message {i}")
             (inbox / name).write_bytes(data)
-        cmd = found.cli("agent", "start", "a", "--model", model)
+        # The original's echo model is named after the agent (bench/original.py).
+        theirs = "echo/a" if model == "echo" else model
+        cmd = found.cli("agent", "start", "a", "--model", theirs)
         proc = subprocess.Popen(
             cmd,
             env=env,
@@ -191,40 +189,38 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--base", type=Path, help="a loom checkout to compare with")
     parser.add_argument("--original", help="a checkout of the original (bench/original.py)")
+    parser.add_argument("--model", default="openai/bench", help="openai/bench or echo")
+    parser.add_argument("--levels", default="1,16", help="concurrencies, comma-separated")
     args = parser.parse_args()
+    levels = [int(level) for level in args.levels.split(",")]
     found, why = orig.find(args.original)
     if found is None:
         print(f"original: {orig.NOT_MEASURED} ({why})", file=sys.stderr)
-    n = args.messages
+    n, model = args.messages, args.model
     rows = [["side", "concurrency", "msg/s", "CPU/msg", "connections", "vs before", "vs original"]]
     figures: dict[str, object] = {}
-    for level in LEVELS:
+    for level in levels:
         detail: dict[str, list[dict[str, float]]] = {"after": []}
         runs: dict[str, Callable[[], float] | None] = {
-            "after": _timed(detail["after"], lambda lv=level: loom_drain(None, lv, n))
+            "after": _timed(detail["after"], lambda lv=level: loom_drain(None, lv, n, model))
         }
         if args.base is not None:
             detail["before"] = []
-            runs["before"] = _timed(detail["before"], lambda lv=level: loom_drain(args.base, lv, n))
-        if level == 1:
-            detail["after-echo"] = []
-            runs["after-echo"] = _timed(
-                detail["after-echo"], lambda: loom_drain(None, 1, n, "echo")
+            runs["before"] = _timed(
+                detail["before"], lambda lv=level: loom_drain(args.base, lv, n, model)
             )
         if found is not None and level == 1:
             detail["original"] = []
-            runs["original"] = _timed(detail["original"], lambda f=found: original_drain(f, n))
-            detail["original-echo"] = []
-            runs["original-echo"] = _timed(
-                detail["original-echo"], lambda f=found: original_drain(f, n, "echo/a")
+            runs["original"] = _timed(
+                detail["original"], lambda f=found: original_drain(f, n, model)
             )
         orig.alternate(args.rounds, **runs)
         medians = {side: _medians(v) for side, v in detail.items()}
         figures[str(level)] = medians
-        for side in ("before", "after", "after-echo", "original", "original-echo"):
+        for side in ("before", "after", "original"):
             m = medians.get(side)
             if m is None:
-                if side == "original" or (side == "original-echo" and level == 1):
+                if side == "original":
                     rows.append([side, str(level)] + [orig.NOT_MEASURED] * 5)
                 continue
             rows.append(
@@ -239,13 +235,7 @@ def main() -> None:
                 ]
             )
     print(table(rows), flush=True)
-    one = figures["1"]
-    assert isinstance(one, dict)
-    # The original's echo drain is not subtracted the same way: it polls its inbox every
-    # 200 ms, so its CPU per message depends on how long a drain takes, not on the call.
-    call = one["after"]["cpu_ms"] - one["after-echo"]["cpu_ms"]
-    print(f"loom's call CPU (via the wire less echo, concurrency 1): {call:.2f} ms per message")
-    print(json.dumps({"messages": n, "rounds": args.rounds, "figures": figures}))
+    print(json.dumps({"model": model, "messages": n, "rounds": args.rounds, "figures": figures}))
 
 
 if __name__ == "__main__":

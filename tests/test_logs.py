@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 
 from conftest import run_loom, spawn_loom, wait_for
@@ -21,6 +23,24 @@ def test_each_line_goes_to_the_file_of_the_day_its_timestamp_names(tmp_path: Pat
     assert first == {**first, "level": "info", "event": "one", "process": "p", "msg": "1-A.msg"}
     assert second["outputs"] == ["é"] and second["path"] == str(tmp_path)
     assert "detail" not in second  # fields given as None are left out
+
+
+def test_a_line_is_stamped_with_the_utc_time_to_the_millisecond(tmp_path: Path) -> None:
+    log = Log(tmp_path / "logs", "p")
+
+    def clock() -> str:
+        return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    stamps = []
+    for _ in range(3):  # a second line within the same second reads the clock again
+        before = clock()
+        log.info("tick")
+        stamps.append((before, clock()))
+    [path] = (tmp_path / "logs").iterdir()
+    lines = [json.loads(line)["ts"] for line in path.read_text("utf-8").splitlines()]
+    for ts, (before, after) in zip(lines, stamps, strict=True):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", ts)
+        assert before <= ts <= after
 
 
 def test_a_runner_recreates_its_log_and_conversation_file_when_they_are_deleted(

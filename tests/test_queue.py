@@ -148,7 +148,7 @@ def test_acknowledge_and_read_claimed_work_on_the_claimed_file(tmp_path: Path) -
     q = make_queue(tmp_path)
     msg = new_message("cli", "x")
     q.send(msg)
-    assert q.claim(msg.filename) == q.in_progress / msg.filename
+    assert q.claim(msg.filename) == str(q.in_progress / msg.filename)
     assert q.claimed_path(msg.filename) == str(q.in_progress / msg.filename)
     assert q.read_claimed(msg.filename) == msg
     q.acknowledge(msg.filename)

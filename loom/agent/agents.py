@@ -144,7 +144,7 @@ def _write_files(spec: AgentSpec, mode: str, links: dict[str, Path] | None) -> P
     else:
         proc.forget(OPTIONS_FILE)
     if spec.system is not None:
-        atomic.write_text(proc.path / "prompt.md", spec.system)
+        atomic.write_text(proc.prompt, spec.system)
     lines = [f"{k}={v}" for k, v in spec.env.items() if not SECRET_NAME.search(k)]
     proc.write("env", "\n".join(lines))
     scope.write(proc.path, links)
@@ -170,7 +170,7 @@ def changed_settings(spec: AgentSpec, proc: ProcessDir) -> list[str]:
         changed.append("model")
     if spec.system is not None:
         try:
-            stored = (proc.path / "prompt.md").read_text("utf-8")
+            stored = proc.prompt.read_text("utf-8")
         except (OSError, UnicodeDecodeError):
             stored = None
         if stored != spec.system:
@@ -444,6 +444,8 @@ def stdin_messages(data: bytes, prompt: str | None) -> list[Message]:
 
 def answer(session: Session, messages: list[Message]) -> list[Outcome]:
     """Deliver `messages` to the inbox and answer exactly those (no recovery, SPEC 5 `--stdin`)."""
+    outcomes: list[Outcome] = []
+    session.runner.outcomes = outcomes
     session.worker.install_signals()
     session.worker.mark_started()
     status = "error"
@@ -467,7 +469,7 @@ def answer(session: Session, messages: list[Message]) -> list[Outcome]:
             session.runner.interrupted(name, session.worker.signum or signal.SIGINT)
     finally:
         session.worker.mark_stopped(status)
-    return session.runner.outcomes
+    return outcomes
 
 
 def serve(session: Session, initial: list[Message]) -> None:

@@ -39,6 +39,9 @@ from loom.tools.toolbox import Toolbox, ToolRoundsExceeded
 
 # Between the texts of successive model calls in one answer (before and after tools).
 ROUND_SEPARATOR = "\n\n"
+# A conversation-file line. `json.dumps` with keyword arguments builds a new encoder on
+# every call, and every answer writes two lines or more.
+_record_line = json.JSONEncoder(ensure_ascii=False).encode
 
 
 @dataclass
@@ -138,7 +141,7 @@ def system_prompt(proc: ProcessDir) -> str | None:
     """`prompt.md` followed by every file in `memory/`, in name order (SPEC 3); raise
     PromptUnreadable when one is not a regular file, is past PROMPT_LIMIT or unreadable."""
     parts: list[str] = []
-    base = _prompt_file(proc.path / "prompt.md", "prompt.md")
+    base = _prompt_file(proc.prompt, "prompt.md")
     if base:
         parts.append(base)
     if proc.memory.is_dir():
@@ -209,7 +212,9 @@ class AgentRunner:
     # The turns of an interactive session, sent with every request; None: no context.
     context: list[Turn] | None = None
     worker: Worker | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
+    # What happened to each message, for a caller that reports them (`agents.answer`
+    # gives a list); None: not kept, since a served agent answers messages without end.
+    outcomes: list[Outcome] | None = None
     # Called after each message is answered or failed (the foreground prints here).
     on_done: Callable[[Outcome], None] | None = None
     # The tools offered to the model; None: none.
@@ -306,7 +311,8 @@ class AgentRunner:
 
     # -- internals -----------------------------------------------------------------
     def _done(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
+        if self.outcomes is not None:
+            self.outcomes.append(outcome)
         if self.on_done is not None:
             self.on_done(outcome)
 
@@ -478,7 +484,7 @@ class AgentRunner:
         path = f"{self.proc.conversations}/{today()}.ndjson"
         ts = int(time.time() * 1000)
         lines = [
-            json.dumps({**record, "ts": ts, "msg": name}, ensure_ascii=False)
+            _record_line({**record, "ts": ts, "msg": name})
             for turn in answer.turns
             for record in _records(turn)
         ]

@@ -93,12 +93,38 @@ def warned_elsewhere() -> None:
 
 def now_iso(at: float | None = None) -> str:
     """The current UTC time (or `at`, a time.time()) as ISO 8601 with milliseconds."""
-    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if at is not None:
+        moment = datetime.fromtimestamp(at, UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Cut down, as datetime.now() does, to the millisecond: the text is the same.
+    second, ms = divmod(time.time_ns() // 1_000_000, 1000)
+    return f"{_second_text(second)}.{ms:03d}Z"
 
 
 def today() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%d")
+    """The current UTC date, `YYYY-MM-DD` (the name of a day's log or conversation file)."""
+    return _second_text(time.time_ns() // 1_000_000_000)[:10]
+
+
+# The last second formatted, and its text. Every log line and conversation record reads
+# the clock, and formatting a datetime costs a few microseconds each time; a burst of
+# messages falls within a few seconds. Keyed by the second itself, so the text follows
+# midnight and any step of the clock.
+_formatted: tuple[int, str] = (-1, "")
+
+
+def _second_text(second: int) -> str:
+    """`second` (Unix time) as `YYYY-MM-DDTHH:MM:SS` in UTC."""
+    global _formatted
+    cached, text = _formatted
+    if second != cached:
+        t = time.gmtime(second)
+        text = (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+            f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        )
+        _formatted = (second, text)  # one assignment: threads see a whole pair
+    return text
 
 
 class ProcessDir:
@@ -115,6 +141,7 @@ class ProcessDir:
         self.logs = self.path / "logs"
         self.crashes = self.path / "crashes"
         self.conversations = self.path / "conversations"
+        self.prompt = self.path / "prompt.md"  # an agent's system prompt (SPEC 3)
         self.memory = self.path / "memory"
         self.state = self.path / "state"
         self.steps = self.path / "steps"

@@ -138,6 +138,8 @@ class Queue:
         self.deferred: dict[str, float] = {}
         # Plain-string forms for the per-message operations (pathlib joins cost more
         # than the renames themselves on tmpfs).
+        self._inbox = os.fspath(inbox)
+        self._outbox = os.fspath(outbox)
         self._in_progress = os.fspath(self.in_progress)
         self._processed = os.fspath(self.processed)
         # The open group commit (`group`): messages answered but not yet acknowledged,
@@ -178,11 +180,12 @@ class Queue:
         return min(self.deferred.values()) if self.deferred else None
 
     # -- claim ---------------------------------------------------------------------
-    def claim(self, name: str) -> Path | None:
-        """Move `name` into `.in-progress/`; None when another consumer got it first."""
-        dst = self.in_progress / name
+    def claim(self, name: str) -> str | None:
+        """Move `name` into `.in-progress/` and return where it is now; None when another
+        consumer got it first."""
+        dst = f"{self._in_progress}/{name}"
         try:
-            os.rename(self.inbox / name, dst)
+            os.rename(f"{self._inbox}/{name}", dst)
         except FileNotFoundError:
             return None
         return dst
@@ -218,7 +221,7 @@ class Queue:
         """Write a reply or result into the outbox (atomic)."""
         return write_message(self.outbox, msg, filename)
 
-    def emit_answer(self, reply: Message) -> Path:
+    def emit_answer(self, reply: Message) -> None:
         """Write `reply`, the answer to a claimed message, into the outbox; then call
         `acknowledge_answered` for that message.
 
@@ -228,10 +231,9 @@ class Queue:
         the message in `.in-progress/` with its reply, which `recover` acknowledges.
         """
         if self._answered is None:
-            return self.emit(reply)
-        path = self.outbox / reply.filename
-        atomic.write_bytes(path, encode(reply), self._owed)
-        return path
+            self.emit(reply)
+            return
+        atomic.write_bytes(f"{self._outbox}/{reply.filename}", encode(reply), self._owed)
 
     def acknowledge_answered(self, name: str) -> None:
         """Acknowledge `name`, whose reply `emit_answer` wrote: at once, or inside

@@ -40,6 +40,8 @@ PAUSE_MAX_S = 30.0
 SETTLE_WAIT_S = 5.0
 # How much of an unexpected error's text goes into the failure reply and records.
 _PROBLEM_CHARS = 500
+# A section with nothing to guard (it holds no state: one serves every use).
+_UNGUARDED = contextlib.nullcontext()
 
 
 def read_claimed(queue: Queue, name: str, log: Log) -> Message | str | None:
@@ -193,17 +195,18 @@ class Worker:
         with self.interruptible():
             time.sleep(seconds)
 
-    @contextlib.contextmanager
-    def settling(self, name: str) -> Iterator[None]:
+    def settling(self, name: str) -> contextlib.AbstractContextManager[None]:
         """The section that writes the outcome of claim `name` (reply, acknowledgement).
 
         In a call thread, entered only while the claim is still this process's: after a
         stop it has been put back (or is put back here) and Stopping is raised, so a
         message is never both put back and answered. A stop waits for sections entered.
+        On the main thread a signal never cuts it short: there is nothing to guard.
         """
-        if not self._in_call_thread:
-            yield
-            return
+        return self._settling_claim(name) if self._in_call_thread else _UNGUARDED
+
+    @contextlib.contextmanager
+    def _settling_claim(self, name: str) -> Iterator[None]:
         with self._claims_changed:
             if self._stop.is_set() or self._claims.get(name) != "open":
                 self._put_back_locked(name)
@@ -234,7 +237,8 @@ class Worker:
 
     @property
     def _in_call_thread(self) -> bool:
-        return getattr(self._local, "claim", None) is not None
+        # Call threads exist only with a concurrency above 1 (`_drain_concurrently`).
+        return self.concurrency > 1 and getattr(self._local, "claim", None) is not None
 
     def abandoned(self, name: str) -> bool:
         """Whether claim `name` was put back by a stop (its outcome must not be written)."""
