@@ -1,0 +1,116 @@
+"""CPU per model call, in one process: `provider.complete` in a loop, nothing else.
+
+Run:  .venv/bin/python bench/call_cpu.py --base /tmp/callpath-base     (~1 minute)
+
+The OpenAI provider calls the test suite's fake server (tests/llm_server.py, an instant
+streamed echo of six SSE events, in a process of its own) `--calls` times after 50 calls
+of warm-up; CPU is this process's user + system time over the loop, so it is the call
+path alone: building the request, the HTTP exchange, reading and parsing the stream.
+The server's own CPU per request is shown beside it. `--base` is a checkout of loom to
+compare with, run by this interpreter with PYTHONPATH set to it; rounds alternate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def measure(calls: int) -> dict[str, float]:
+    """One round in this process (loom as found on sys.path)."""
+    from loom.providers import resolve
+    from loom.providers.base import Request, Turn
+
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "llm_server.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    try:
+        url = server.stdout.readline().split()[-1]
+        env = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": f"{url}/v1"}
+        provider, model = resolve("openai/bench", env)
+        request = Request(model, (Turn("user", "message 1"),))
+        for _ in range(50):
+            provider.complete(request, lambda text: None)
+        server_cpu = _cpu(server.pid)
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(calls):
+            provider.complete(request, lambda text: None)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        server_cpu = _cpu(server.pid) - server_cpu
+    finally:
+        server.terminate()
+        server.wait()
+        server.stdout.close()
+    return {
+        "cpu_ms": cpu * 1000 / calls,
+        "wall_ms": wall * 1000 / calls,
+        "server_ms": server_cpu * 1000 / calls,
+    }
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def round_of(base: Path | None, calls: int) -> dict[str, float]:
+    """One round in a fresh interpreter, of this checkout or of `base`."""
+    path = str(base) if base is not None else str(ROOT)
+    out = subprocess.run(
+        [sys.executable, __file__, "--round", str(calls)],
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    )
+    figures: dict[str, float] = json.loads(out.stdout)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--base", type=Path, help="a loom checkout to compare with")
+    parser.add_argument("--round", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.round is not None:
+        print(json.dumps(measure(args.round)))
+        return
+    sides: dict[str, Path | None] = {"after": None}
+    if args.base is not None:
+        sides = {"before": args.base, **sides}
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    for index in range(args.rounds):
+        order = list(sides) if index % 2 == 0 else list(reversed(sides))
+        for side in order:
+            runs[side].append(round_of(sides[side], args.calls))
+    print("side    CPU per call  wall per call  server CPU per request")
+    medians = {}
+    for side, figures in runs.items():
+        m = {k: statistics.median(f[k] for f in figures) for k in figures[0]}
+        medians[side] = m
+        print(
+            f"{side:<7} {m['cpu_ms']:.3f} ms      {m['wall_ms']:.3f} ms       "
+            f"{m['server_ms']:.3f} ms"
+        )
+    if "before" in medians:
+        ratio = medians["after"]["cpu_ms"] / medians["before"]["cpu_ms"]
+        print(f"after/before CPU per call: {ratio:.2f}x")
+    print(json.dumps({"calls": args.calls, "rounds": args.rounds, "medians": medians}))
+
+
+if __name__ == "__main__":
+    main()
