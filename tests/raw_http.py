@@ -20,6 +20,7 @@ from typing import Literal
 class Raw:
     pieces: list[bytes]
     then: Literal["keep", "close", "hold"] = "keep"
+    pause: float = 0.0  # seconds between pieces, for a server that trickles
 
 
 def reply(body: bytes, *, status: str = "200 OK", headers: str = "", chunked: bool = False) -> Raw:
@@ -125,7 +126,9 @@ class RawServer:
                 with self._lock:
                     self.requests.append(request)
                     answer = self.replies.pop(0) if self.replies else reply(b"", status="599 No")
-                for piece in answer.pieces:
+                for n, piece in enumerate(answer.pieces):
+                    if n and answer.pause and self._stop.wait(answer.pause):
+                        return
                     conn.sendall(piece)
                 if answer.then == "close":
                     return

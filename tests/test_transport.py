@@ -213,6 +213,21 @@ def test_a_silent_server_times_out_and_a_closed_port_refuses() -> None:
         client().request("GET", f"http://127.0.0.1:{port}/", {})
 
 
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [b"HTTP/1.1 102 Processing\r\n\r\n"] * 300,  # interim answers without end
+        [b"HTTP/1.1 200 OK\r\nX-Slow: "] + [b"y"] * 300,  # a header a byte at a time
+    ],
+)
+def test_a_head_that_never_ends_times_out_though_bytes_keep_coming(pieces: list[bytes]) -> None:
+    # Each piece comes well within the read timeout; the head as a whole does not.
+    with RawServer([Raw(pieces, then="close", pause=0.1)]) as server:
+        with transport.Client(timeout=1.0, connect=5, env={}) as c:
+            with pytest.raises(transport.ReadTimedOut):
+                c.request("GET", server.url, {})
+
+
 def test_finish_keeps_a_connection_whose_end_comes_and_drops_one_held_open() -> None:
     events = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\ndone\r\n"
     with RawServer([Raw([events, b"0\r\n\r\n"]), Raw([events], then="hold"), reply(b"x")]) as s:

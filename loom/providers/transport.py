@@ -268,7 +268,7 @@ class Connection:
         self.pool = pool
         self.sock = sock
         self.read_timeout = read_timeout
-        self.deadline: float | None = None  # while finishing: the end of the wait
+        self.deadline: float | None = None  # while reading a head or finishing: the end
         self.reusable = True
         # Bytes received and not yet taken: _buffer[_at:]. An index, not a slice per
         # line, so a large receive of many small chunks is not copied once per chunk.
@@ -337,6 +337,11 @@ class Connection:
         return bool(readable) or self._at < len(self._buffer)
 
     def _response(self) -> Response:
+        # The whole head, interim answers included, comes within the read timeout: a
+        # server trickling it or sending 1xx answers without end never trips a per-read
+        # timeout, and the body's progress timeout only starts after the head.
+        if self.read_timeout is not None:
+            self.deadline = time.monotonic() + self.read_timeout
         while True:
             line = self._line(first=True)
             version, _, rest = line.partition(b" ")
@@ -348,6 +353,8 @@ class Connection:
             if 100 <= status < 200 and status != 101:
                 continue  # 100 Continue and other interim answers
             break
+        self.deadline = None
+        self.sock.settimeout(self.read_timeout)  # the body's reads: each the full timeout
         connection = headers.get("connection", "").lower()
         if "close" in connection or (version == b"HTTP/1.0" and "keep-alive" not in connection):
             self.reusable = False
@@ -454,7 +461,7 @@ class Connection:
         if self.deadline is not None:
             left = self.deadline - time.monotonic()
             if left <= 0:
-                raise ReadTimedOut("the rest of the body did not come in time")
+                raise ReadTimedOut("the response did not come in time")
             self.sock.settimeout(left)
         try:
             data = self.sock.recv(RECEIVE_SIZE)
