@@ -644,6 +644,17 @@ def test_an_injected_client_is_used_and_left_open() -> None:
     assert server.requests[0].line == "POST /v1/chat/completions HTTP/1.1"
 
 
+def test_listing_models_from_a_trickling_server_gives_up_at_its_timeout() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 999\r\n\r\n"
+    # A byte at a time, each well within the timeout; the listing as a whole is not.
+    with RawServer([Raw([head] + [b" "] * 300, then="close", pause=0.1)]) as server:
+        provider = OpenAIProvider({"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": server.url})
+        with pytest.raises(ProviderError, match="for 1 s") as caught:
+            provider.list_models(1.0)
+        provider.close()
+    assert caught.value.error_type == "timeout"
+
+
 def test_stream_lines_split_anywhere_keep_their_text_and_breaks() -> None:
     # A character cut between chunks, CRLF cut between chunks, lone CRs, and a raw
     # U+2028 inside the JSON text, which is not a line break of an event stream.

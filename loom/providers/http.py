@@ -261,7 +261,8 @@ class HttpProvider(ABC):
         try:
             with self._client.request("GET", url, headers, timeout=timeout) as response:
                 limit = REPLY_LIMIT if response.ok else ERROR_BODY_LIMIT
-                text = self._reader(response, limit).text(truncate=not response.ok)
+                reader = self._reader(response, limit, timeout)
+                text = reader.text(truncate=not response.ok)
         except (transport.ReadTimedOut, transport.ConnectTimedOut):
             raise self._error(
                 f"{self.name} at {self.base_url} did not answer within {timeout:g} s.", "timeout"
@@ -287,14 +288,17 @@ class HttpProvider(ABC):
         items = data if isinstance(data, list) else []
         return [i["id"] for i in items if isinstance(i, dict) and isinstance(i.get("id"), str)]
 
-    def _reader(self, response: transport.Response, limit: int) -> ResponseReader:
-        """The response body, read within the progress timeout and `limit`."""
+    def _reader(
+        self, response: transport.Response, limit: int, timeout: float | None = None
+    ) -> ResponseReader:
+        """The response body, read within `limit` and the progress timeout (`timeout`
+        when given, else the client's, LOOM_HTTP_TIMEOUT)."""
         return ResponseReader(
             response.chunks(),
             source=self.name,
-            timeout=self._client.timeout,
+            timeout=self._client.timeout if timeout is None else timeout,
             limit=limit,
-            timeout_setting=TIMEOUT_VARIABLE,
+            timeout_setting=TIMEOUT_VARIABLE if timeout is None else "",
         )
 
     @property
