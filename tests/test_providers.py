@@ -608,9 +608,12 @@ def test_bad_timeout_setting_is_a_usage_error(value: str) -> None:
         resolve("openai/gpt-4o-mini", {"LOOM_HTTP_TIMEOUT": value})
 
 
-def test_bad_base_url_is_a_usage_error() -> None:
+@pytest.mark.parametrize(
+    "url", ["api.example.com/v1", "http://:8080/v1", "http://localhost:abc", "http://[::1"]
+)
+def test_bad_base_url_is_a_usage_error(url: str) -> None:
     with pytest.raises(UsageError, match="OPENAI_BASE_URL"):
-        resolve("openai/gpt-4o-mini", {"OPENAI_BASE_URL": "api.example.com/v1"})
+        resolve("openai/gpt-4o-mini", {"OPENAI_BASE_URL": url})
 
 
 def test_a_key_with_a_line_break_is_a_usage_error_that_does_not_show_it() -> None:

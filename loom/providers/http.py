@@ -210,6 +210,10 @@ class HttpProvider(ABC):
             raise UsageError(
                 f"{self.base_url_variable} must start with http:// or https://, not '{url}'."
             )
+        try:
+            transport.split_url(url)
+        except ValueError as exc:  # no host, a port that is not a number, a broken [IPv6]
+            raise UsageError(f"{self.base_url_variable} is not a usable URL: {exc}.") from None
         return url
 
     def _check_proxy(self, env: Mapping[str, str]) -> None:
