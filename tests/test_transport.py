@@ -5,6 +5,7 @@ and stale connections, compression, timeouts, proxies and TLS."""
 from __future__ import annotations
 
 import gzip
+import os
 import socket
 import threading
 import time
@@ -226,6 +227,26 @@ def test_a_head_that_never_ends_times_out_though_bytes_keep_coming(pieces: list[
         with transport.Client(timeout=1.0, connect=5, env={}) as c:
             with pytest.raises(transport.ReadTimedOut):
                 c.request("GET", server.url, {})
+
+
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_host_name_that_cannot_be_encoded_fails_to_connect_and_leaves_nothing_open() -> None:
+    # A label over 63 characters cannot be looked up (IDNA refuses it before any DNS).
+    name = f"{'a' * 64}.example"
+    with pytest.raises(transport.ConnectFailed, match="idna"):
+        client().request("GET", f"http://{name}/", {})
+    # Through a proxy the name is first needed for TLS, after the tunnel is set up.
+    tunnels = [Raw([b"HTTP/1.1 200 Connection established\r\n\r\n"], then="hold")] * 3
+    before = open_files()
+    with RawServer(tunnels) as proxy:
+        c = client(HTTPS_PROXY=proxy.url)
+        for _ in range(3):
+            with pytest.raises(transport.ConnectFailed, match="idna") as caught:
+                c.request("GET", f"https://{name}/", {})
+    assert open_files() == before, caught
 
 
 def test_finish_keeps_a_connection_whose_end_comes_and_drops_one_held_open() -> None:

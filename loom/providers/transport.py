@@ -481,7 +481,7 @@ def _chunk_size(line: bytes) -> int:
     return int(digits, 16)
 
 
-def _reason(exc: OSError) -> str:
+def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
@@ -591,10 +591,16 @@ class Client:
         via = origin.proxy
         host, port = (via.host, via.port) if via is not None else (origin.host, origin.port)
         try:
+            # The lookup and TLS both need the name in IDNA, and TLS fails on it only
+            # after taking the socket over, which it then leaves open: check it first.
+            origin.host.encode("idna")
+        except UnicodeError as exc:
+            raise ConnectFailed(_reason(exc)) from None
+        try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except TimeoutError:
             raise ConnectTimedOut(f"timed out connecting to {host}:{port}") from None
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
             raise ConnectFailed(_reason(exc)) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
