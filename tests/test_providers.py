@@ -627,6 +627,21 @@ def test_a_proxy_loom_cannot_use_is_a_usage_error_before_any_call() -> None:
         resolve("openai/gpt-4o-mini", {"HTTPS_PROXY": "socks5://proxy:1080"})
 
 
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("socks5://user:hunter22@proxy:1080", "only http:// proxies"),
+        ("://user:hunter22@proxy:3128", "not a proxy URL"),
+        ("1http://user:hunter22@proxy:3128", "not a proxy URL"),
+        ("http://user:hunter22@:3128", "names no host"),
+    ],
+)
+def test_a_proxy_url_loom_cannot_use_is_refused_without_its_password(value: str, says: str) -> None:
+    with pytest.raises(UsageError, match=says) as caught:
+        resolve("openai/gpt-4o-mini", {"HTTPS_PROXY": value})
+    assert "hunter22" not in str(caught.value)
+
+
 # ---------------------------------------------------------------- plumbing
 
 

@@ -117,8 +117,13 @@ def proxy_for(scheme: Scheme, host: str, env: Mapping[str, str]) -> Proxy | None
     if "://" not in value:
         value = f"http://{value}"
     parts = urlsplit(value)
-    if parts.scheme.lower() != "http" or not parts.hostname:
-        raise ValueError(f"only http:// proxies are supported, not {parts.scheme or value}://")
+    # Never the value itself: it may hold the proxy's password.
+    if not parts.scheme:
+        raise ValueError("the value is not a proxy URL")
+    if parts.scheme.lower() != "http":
+        raise ValueError(f"only http:// proxies are supported, not {parts.scheme}://")
+    if not parts.hostname:
+        raise ValueError("the proxy URL names no host")
     authorization = None
     if parts.username is not None:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
