@@ -56,12 +56,14 @@ class Request:
 class RawServer:
     replies: list[Raw]
     tls: tuple[Path, Path] | None = None  # certificate and key: serve https
+    host: str = "127.0.0.1"  # "::1" serves IPv6
     requests: list[Request] = field(default_factory=list)
     connections: int = 0
     closed: int = 0  # connections this side has closed
 
     def __post_init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._listener = socket.create_server((self.host, 0), family=family)
         self.port = self._listener.getsockname()[1]
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -74,7 +76,8 @@ class RawServer:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def __enter__(self) -> RawServer:
         return self

@@ -372,6 +372,14 @@ def test_no_proxy_exempts_hosts(proxy: Proxy) -> None:
     assert transport._exempt("anything", "*")
 
 
+def test_no_proxy_exempts_an_ipv6_host_written_with_its_port(proxy: Proxy) -> None:
+    with RawServer([reply(b"direct")], host="::1") as server:
+        c = client(HTTP_PROXY=proxy.url, NO_PROXY=f"example.com,[::1]:{server.port}")
+        assert get(server, c) == b"direct"
+    assert proxy.seen == []
+    assert server.requests[0].header("host") == f"[::1]:{server.port}"
+
+
 def test_a_proxy_that_is_not_http_is_refused() -> None:
     with pytest.raises(ValueError, match="only http:// proxies"):
         transport.proxy_for("https", "api.openai.com", {"HTTPS_PROXY": "socks5://h:1080"})

@@ -150,8 +150,11 @@ def _exempt(host: str, no_proxy: str) -> bool:
             except ValueError:
                 pass
             continue
-        name = entry.strip("[]").rsplit(":", 1)[0] if entry.count(":") == 1 else entry
-        name = name.strip("[]").lstrip(".").rstrip(".")
+        if entry.startswith("["):  # [IPv6] or [IPv6]:port
+            name = entry[1:].partition("]")[0]
+        else:  # name, name:port, IPv4:port, or a bare IPv6 address (more than one colon)
+            name = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
+        name = name.lstrip(".").rstrip(".")
         if host == name or host.endswith("." + name):
             return True
     return False
