@@ -396,6 +396,16 @@ def test_tls_refuses_a_server_its_certificates_do_not_vouch_for(
         assert get(server, client(SSL_CERT_FILE=str(ca))) == b"trusted"
 
 
+def test_tls_to_a_server_under_another_name_says_the_name_does_not_match(
+    tls: tuple[Path, Path, Path],
+) -> None:
+    ca, cert, key = tls  # the certificate is for 127.0.0.1
+    with RawServer([reply(b"x")], tls=(cert, key)) as server:
+        url = server.url.replace("127.0.0.1", "localhost")
+        with pytest.raises(transport.ConnectFailed, match="Hostname mismatch"):
+            client(SSL_CERT_FILE=str(ca)).request("GET", url, {})
+
+
 def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None:
     with RawServer([reply(b"x")]) as server:
         with pytest.raises(transport.BadHeader, match="'X-Key' header"):

@@ -619,6 +619,10 @@ class Client:
         except TimeoutError:
             sock.close()
             raise ConnectTimedOut(f"timed out setting up the connection to {host}:{port}") from None
+        except ssl.SSLCertVerificationError as exc:
+            sock.close()
+            # Why, as OpenSSL says it: an issuer not trusted, a name that does not match.
+            raise ConnectFailed(f"TLS failed: {exc.verify_message.rstrip('.')}") from None
         except ssl.SSLError as exc:
             sock.close()
             raise ConnectFailed(f"TLS failed: {exc.reason or exc}") from None
