@@ -172,6 +172,12 @@ def test_a_large_request_body_arrives_whole() -> None:
         ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n"], "longer"),
         ([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"], "closed"),
         ([b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\nshort"], "Content-Length"),
+        ([b"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\nabc"], "Content-Length"),
+        ([b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n0123456789"], "Content-Length"),
+        (
+            [b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde"],
+            "Content-Length",
+        ),
         ([b"\x00\xffgarbage\r\n\r\n"], "no HTTP status line"),
         ([b""], "without a response"),
         ([b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 70000], "KiB"),

@@ -308,11 +308,13 @@ class Connection:
             return self._chunked()
         length = headers.get("content-length")
         if length is not None:
-            try:
-                size = int(length.split(",")[0])
-            except ValueError:
-                raise Broken(f"the server sent a bad Content-Length: {length[:40]!r}") from None
-            return self._sized(size)
+            # One number of plain digits, or repeats of it (RFC 9112, 6.3): a minus, a
+            # "+" or a "_" that int() takes, or two lengths, leave the body's end unknown.
+            values = {value.strip() for value in length.split(",")}
+            size = values.pop() if len(values) == 1 else ""
+            if not (size.isascii() and size.isdigit()):
+                raise Broken(f"the server sent a bad Content-Length: {length[:40]!r}")
+            return self._sized(int(size))
         self.reusable = False
         return self._until_close()
 
