@@ -378,6 +378,13 @@ def test_no_proxy_exempts_hosts(proxy: Proxy) -> None:
     assert transport._exempt("anything", "*")
 
 
+def test_an_empty_lowercase_proxy_variable_overrides_the_uppercase_one(proxy: Proxy) -> None:
+    # As curl and Python's urllib read them: `http_proxy= loom ...` turns a proxy off.
+    with RawServer([reply(b"direct")]) as server:
+        assert get(server, client(HTTP_PROXY=proxy.url, http_proxy="")) == b"direct"
+    assert proxy.seen == []
+
+
 def test_no_proxy_exempts_an_ipv6_host_written_with_its_port(proxy: Proxy) -> None:
     with RawServer([reply(b"direct")], host="::1") as server:
         c = client(HTTP_PROXY=proxy.url, NO_PROXY=f"example.com,[::1]:{server.port}")

@@ -132,7 +132,9 @@ def proxy_for(scheme: Scheme, host: str, env: Mapping[str, str]) -> Proxy | None
 
 
 def _variable(env: Mapping[str, str], lower: str) -> str:
-    return (env.get(lower) or env.get(lower.upper()) or "").strip()
+    # The lowercase name wins even when empty, as curl and urllib read it.
+    value = env.get(lower)
+    return (env.get(lower.upper(), "") if value is None else value).strip()
 
 
 def _exempt(host: str, no_proxy: str) -> bool:
