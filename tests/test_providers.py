@@ -634,6 +634,9 @@ def test_a_proxy_loom_cannot_use_is_a_usage_error_before_any_call() -> None:
         ("://user:hunter22@proxy:3128", "not a proxy URL"),
         ("1http://user:hunter22@proxy:3128", "not a proxy URL"),
         ("http://user:hunter22@:3128", "names no host"),
+        # Unencoded, a "#", "/" or "?" ends the authority: the password is read as a port.
+        ("http://user:hunter22#x@proxy:3128", "percent-encoded"),
+        ("http://user:hunter22/x@proxy:3128", "percent-encoded"),
     ],
 )
 def test_a_proxy_url_loom_cannot_use_is_refused_without_its_password(value: str, says: str) -> None:

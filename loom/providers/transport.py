@@ -124,11 +124,19 @@ def proxy_for(scheme: Scheme, host: str, env: Mapping[str, str]) -> Proxy | None
         raise ValueError(f"only http:// proxies are supported, not {parts.scheme}://")
     if not parts.hostname:
         raise ValueError("the proxy URL names no host")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        # urllib's own text quotes the "port", which may be the start of a password.
+        raise ValueError(
+            "the proxy URL's port is not a number up to 65535 (a password holding /, ? or #"
+            " must be percent-encoded)"
+        ) from None
     authorization = None
     if parts.username is not None:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-    return Proxy(parts.hostname, parts.port or 80, authorization)
+    return Proxy(parts.hostname, port, authorization)
 
 
 def _variable(env: Mapping[str, str], lower: str) -> str:
