@@ -622,6 +622,19 @@ def test_a_key_with_a_line_break_is_a_usage_error_that_does_not_show_it() -> Non
     assert "sk-secret" not in str(info.value)
 
 
+def test_a_key_with_a_byte_that_is_not_utf8_goes_as_that_byte() -> None:
+    # Python reads such a byte of the environment as a lone surrogate (surrogateescape).
+    key = os.fsdecode(b"sk-test-\xff-key")
+    unauthorized = reply(b'{"error": {"message": "bad key"}}', status="401 Unauthorized")
+    with RawServer([unauthorized]) as server:
+        provider = OpenAIProvider({"OPENAI_API_KEY": key, "OPENAI_BASE_URL": server.url})
+        with pytest.raises(ProviderError, match="HTTP 401") as caught:
+            provider.complete(Request("gpt-4o-mini", TURNS), print)
+        provider.close()
+    assert caught.value.error_type == "auth"
+    assert server.requests[0].header("authorization") == "Bearer sk-test-\xff-key"
+
+
 def test_a_proxy_loom_cannot_use_is_a_usage_error_before_any_call() -> None:
     with pytest.raises(UsageError, match="only http:// proxies"):
         resolve("openai/gpt-4o-mini", {"HTTPS_PROXY": "socks5://proxy:1080"})

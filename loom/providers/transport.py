@@ -583,7 +583,9 @@ class Client:
             lines.append(f"Proxy-Authorization: {origin.proxy.authorization}")
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body)}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+        # A byte of the environment that is not UTF-8 came in as a lone surrogate
+        # (os.environ's surrogateescape); it goes out as that byte again.
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
         if timeout == "default":
             connection = pool.get(self.timeout, self.connect_timeout)
         else:
