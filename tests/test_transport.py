@@ -161,6 +161,41 @@ def test_a_large_request_body_arrives_whole() -> None:
         assert server.requests[0].body == body
 
 
+def test_a_large_body_taken_slowly_but_steadily_does_not_time_out() -> None:
+    # The server takes its first 8 MiB at 64 KiB every 10 ms: sending takes over a
+    # second, each part of it well within the 0.5 s timeout. The rest it takes at once,
+    # so what the buffers hold when sending ends is not a wait for the answer.
+    body = b"x" * (24 * 1024 * 1024)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    taken: list[int] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            size = len(head.partition(b"\r\n\r\n")[2])
+            while size < len(body):
+                if not (data := conn.recv(65536)):
+                    return
+                size += len(data)
+                if size < 8 * 1024 * 1024:
+                    time.sleep(0.01)
+            taken.append(size)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with listener, transport.Client(timeout=0.5, connect=5, env={}) as c:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        with c.request("POST", url, {}, body) as response:
+            assert body_of(response) == b"ok"
+    thread.join()
+    assert taken == [len(body)]
+
+
 # ---------------------------------------------------------------- broken servers
 
 

@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 HEADER_LIMIT = 64 * 1024
 MAX_HEADERS = 200
 RECEIVE_SIZE = 64 * 1024
+SEND_SIZE = 64 * 1024
 # Connections kept open between calls per server; more calls in flight open more.
 KEEP_IDLE = 32
 USER_AGENT = "loom"
@@ -297,9 +298,9 @@ class Connection:
         """Send one request and read its status and headers."""
         self.sock.settimeout(self.read_timeout)
         try:
-            self.sock.sendall(head + body if len(body) < 65536 else head)
+            self._send(head + body if len(body) < 65536 else head)
             if len(body) >= 65536:
-                self.sock.sendall(body)
+                self._send(body)
         except TimeoutError:
             self.discard()
             raise ReadTimedOut("the server took nothing for the timeout") from None
@@ -311,6 +312,13 @@ class Connection:
         except BaseException:
             self.discard()
             raise
+
+    def _send(self, data: bytes) -> None:
+        # sendall's timeout bounds the whole send, so a large body going out steadily
+        # over a slow link timed out; here each part of it gets the timeout.
+        view = memoryview(data)
+        while view:
+            view = view[self.sock.send(view[:SEND_SIZE]) :]
 
     def body(self, headers: dict[str, str]) -> Iterator[bytes]:
         """The raw body as its framing gives it: chunked, Content-Length or until close."""
