@@ -216,6 +216,7 @@ def test_a_large_body_taken_slowly_but_steadily_does_not_time_out() -> None:
         ([b"\x00\xffgarbage\r\n\r\n"], "no HTTP status line"),
         ([b""], "without a response"),
         ([b"HTTP/1.1 200 OK\r\n" + b"X: " + b"y" * 70000], "KiB"),
+        ([b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 300 + b"\r\n"], "more than 200 headers"),
     ],
 )
 def test_a_broken_response_is_one_clear_error(pieces: list[bytes], says: str) -> None:

@@ -401,14 +401,14 @@ class Connection:
                 return headers
             size += len(line)
             if size > HEADER_LIMIT:
-                break
+                raise Broken(f"the server sent more than {HEADER_LIMIT // 1024} KiB of headers")
             name, colon, value = line.partition(b":")
             if not colon:
                 continue  # not a header; ignored, as clients do
             key = name.strip().decode("latin-1").lower()
             text = value.strip().decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        raise Broken(f"the server sent more than {HEADER_LIMIT // 1024} KiB of headers")
+        raise Broken(f"the server sent more than {MAX_HEADERS} headers")
 
     def _chunked(self) -> Iterator[bytes]:
         # Chunks already received whole are handed on together (a stream's events often
