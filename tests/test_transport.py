@@ -429,6 +429,14 @@ def test_no_proxy_exempts_an_ipv6_host_written_with_its_port(proxy: Proxy) -> No
     assert server.requests[0].header("host") == f"[::1]:{server.port}"
 
 
+def test_a_proxy_trickling_its_answer_to_connect_times_out() -> None:
+    trickle = Raw([b"HTTP/1.1 200 Connection established\r\nX: "] + [b"y"] * 300, "close", 0.1)
+    with RawServer([trickle]) as proxy:
+        with transport.Client(timeout=5, connect=1.0, env={"HTTPS_PROXY": proxy.url}) as c:
+            with pytest.raises(transport.ConnectTimedOut):
+                c.request("GET", "https://api.example.com/", {})
+
+
 def test_a_proxy_that_is_not_http_is_refused() -> None:
     with pytest.raises(ValueError, match="only http:// proxies"):
         transport.proxy_for("https", "api.openai.com", {"HTTPS_PROXY": "socks5://h:1080"})

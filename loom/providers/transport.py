@@ -661,12 +661,22 @@ class Client:
         if via.authorization:
             lines.append(f"Proxy-Authorization: {via.authorization}")
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        # The whole answer comes within the connect timeout, not each read of it: a
+        # proxy trickling it would otherwise hold the call for as long as it likes.
+        timeout = sock.gettimeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
         answer = b""
         while b"\r\n\r\n" not in answer:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError  # connect() reports it as a connect timeout
+                sock.settimeout(left)
             data = sock.recv(4096)
             if not data or len(answer) > HEADER_LIMIT:
                 raise ConnectFailed("the proxy closed the connection during CONNECT")
             answer += data
+        sock.settimeout(timeout)
         status = answer.split(b"\r\n", 1)[0]
         parts = status.split(b" ", 2)
         if len(parts) < 2 or parts[1] != b"200":
