@@ -196,6 +196,26 @@ def test_a_large_body_taken_slowly_but_steadily_does_not_time_out() -> None:
     assert taken == [len(body)]
 
 
+def test_an_answer_sent_before_the_body_was_taken_is_read_though_sending_broke() -> None:
+    # As nginx refuses a body over its limit: answer at once, close, never read it.
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            conn.sendall(reply(b"too large", status="413 Payload Too Large").pieces[0])
+
+    threading.Thread(target=serve, daemon=True).start()
+    with listener, transport.Client(timeout=5, connect=5, env={}) as c:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        with c.request("POST", url, {}, b"x" * (64 * 1024 * 1024)) as response:
+            assert response.status == 413
+            assert body_of(response) == b"too large"
+
+
 # ---------------------------------------------------------------- broken servers
 
 

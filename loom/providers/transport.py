@@ -297,6 +297,7 @@ class Connection:
     def exchange(self, head: bytes, body: bytes) -> Response:
         """Send one request and read its status and headers."""
         self.sock.settimeout(self.read_timeout)
+        broke: Broken | None = None
         try:
             self._send(head + body if len(body) < 65536 else head)
             if len(body) >= 65536:
@@ -305,10 +306,17 @@ class Connection:
             self.discard()
             raise ReadTimedOut("the server took nothing for the timeout") from None
         except OSError as exc:
-            self.discard()
-            raise Broken(f"the connection broke while sending ({_reason(exc)})") from None
+            # A server may answer before it has read the whole request and close (as
+            # nginx does with 413): its answer, if it came, says more than the break.
+            self.reusable = False
+            broke = Broken(f"the connection broke while sending ({_reason(exc)})")
         try:
             return self._response()
+        except TransportError:
+            self.discard()
+            if broke is not None:
+                raise broke from None
+            raise
         except BaseException:
             self.discard()
             raise
