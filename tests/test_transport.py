@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import resource
 import socket
 import threading
 import time
@@ -136,6 +137,25 @@ def test_an_idle_connection_the_server_closed_is_not_used_again() -> None:
         wait_for(lambda: server.closed == 1, timeout=5, what="the server's close")
         assert get(server, c) == b"two"
         assert server.connections == 2
+
+
+def test_connections_are_kept_in_a_process_with_over_a_thousand_files_open() -> None:
+    # select() refuses descriptors past FD_SETSIZE (1024), which a busy process reaches.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("cannot open 1200 files here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [open(os.devnull) for _ in range(1100)]
+    try:
+        with RawServer([reply(b"one"), reply(b"two")]) as server:
+            c = client()
+            assert get(server, c) == b"one"
+            assert get(server, c) == b"two"
+            assert server.connections == 1
+    finally:
+        for f in held:
+            f.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_the_request_is_what_the_server_gets() -> None:

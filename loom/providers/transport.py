@@ -367,7 +367,11 @@ class Connection:
         try:
             if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
                 return True
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            # poll, not select: select refuses a descriptor past FD_SETSIZE (1024), and
+            # every connection of a process with that many files open looked stale.
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            readable = poller.poll(0)
         except (OSError, ValueError):
             return True
         return bool(readable) or self._at < len(self._buffer)
