@@ -181,6 +181,15 @@ def test_a_large_request_body_arrives_whole() -> None:
         assert server.requests[0].body == body
 
 
+def accept_a_request_head(listener: socket.socket) -> tuple[socket.socket, bytes]:
+    """The next connection, its request head read; and what came after the head."""
+    conn, _ = listener.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += conn.recv(65536)
+    return conn, head.partition(b"\r\n\r\n")[2]
+
+
 def test_a_large_body_taken_slowly_but_steadily_does_not_time_out() -> None:
     # The server takes its first 8 MiB at 64 KiB every 10 ms: sending takes over a
     # second, each part of it well within the 0.5 s timeout. The rest it takes at once,
@@ -191,12 +200,9 @@ def test_a_large_body_taken_slowly_but_steadily_does_not_time_out() -> None:
     taken: list[int] = []
 
     def serve() -> None:
-        conn, _ = listener.accept()
+        conn, rest = accept_a_request_head(listener)
         with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += conn.recv(65536)
-            size = len(head.partition(b"\r\n\r\n")[2])
+            size = len(rest)
             while size < len(body):
                 if not (data := conn.recv(65536)):
                     return
@@ -221,11 +227,8 @@ def test_an_answer_sent_before_the_body_was_taken_is_read_though_sending_broke()
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
-        conn, _ = listener.accept()
+        conn, _ = accept_a_request_head(listener)
         with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += conn.recv(65536)
             conn.sendall(reply(b"too large", status="413 Payload Too Large").pieces[0])
 
     threading.Thread(target=serve, daemon=True).start()
