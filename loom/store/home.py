@@ -9,7 +9,6 @@ import os
 import stat
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from loom import settings
@@ -93,11 +92,16 @@ def warned_elsewhere() -> None:
 
 def now_iso(at: float | None = None) -> str:
     """The current UTC time (or `at`, a time.time()) as ISO 8601 with milliseconds."""
+    # Imported here, as in today(): `loom send` does not import datetime.
+    from datetime import UTC, datetime
+
     moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def today() -> str:
+    from datetime import UTC, datetime
+
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
