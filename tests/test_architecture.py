@@ -119,7 +119,7 @@ def test_the_cli_starts_without_heavy_imports() -> None:
 
 # What `loom send NAME TEXT` may not import: the CLI framework (loom.cli.fast runs it
 # without), the providers' and the engine's libraries, and what only rarer paths need;
-# dataclasses (with inspect, which it imports), typing and datetime took about a sixth of
+# dataclasses (with inspect, which it imports), typing and datetime took about a third of
 # its time. `loom agent ps` has the same budget but datetime: it reads start times.
 SEND_BUDGET = (
     "typer",

@@ -37,8 +37,8 @@ class Message:
     """A loom message. `sender` is the JSON field `from`. Messages are immutable; two are
     equal (and hash alike) when their fields are, `extra` aside."""
 
-    # A plain class rather than a frozen dataclass: importing dataclasses took about a
-    # sixth of `loom send`'s time.
+    # A plain class rather than a frozen dataclass: `loom send` does not import
+    # dataclasses (docs/performance.md, "CLI start-up").
     __slots__ = ("id", "sender", "ts", "body", "origin", "error", "to", "v", "extra")
 
     id: str
