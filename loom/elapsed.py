@@ -6,9 +6,13 @@ next one beside it, and the largest unit a caller wants caps the ladder.
 
 from __future__ import annotations
 
-from typing import Literal
+# Not typing's: `loom agent ps` does not import typing (tests/test_architecture.py). mypy
+# takes it as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
 
-Unit = Literal["s", "m", "h", "d"]
+    Unit = Literal["s", "m", "h", "d"]
 # Largest first: each unit is shown with the one below it (`5m10s`, `2h05m`).
 _LADDER: tuple[tuple[Unit, int], ...] = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 

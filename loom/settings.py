@@ -12,12 +12,21 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from loom.errors import UsageError
 
-T = TypeVar("T", covariant=True)
+# Not typing's: `loom send` and `loom agent ps` do not import typing
+# (tests/test_architecture.py). mypy takes it as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Generic, TypeVar
+
+    T = TypeVar("T", covariant=True)
+else:
+    # Setting is generic for mypy alone: `Setting[float]` is only ever an annotation,
+    # never evaluated, so at run time `Generic[T]` may as well be `object`.
+    T = None
+    Generic = {T: object}
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -27,17 +36,31 @@ class SettingError(UsageError):
     """A `LOOM_*` variable whose value is not of the accepted form; exit code 2."""
 
 
-@dataclass(frozen=True)
 class Setting(Generic[T]):
     """One environment variable: `form` says what it accepts, `shown` its default as
     written in the docs, `parse` returns None for a value of the wrong form."""
 
-    name: str
-    default: T
-    shown: str
-    form: str
-    doc: str
-    parse: Callable[[str], T | None]
+    # Not a dataclass: `loom send` does not import dataclasses (tests/test_architecture.py).
+    __slots__ = ("name", "default", "shown", "form", "doc", "parse")
+
+    def __init__(
+        self,
+        name: str,
+        default: T,
+        shown: str,
+        form: str,
+        doc: str,
+        parse: Callable[[str], T | None],
+    ) -> None:
+        self.name = name
+        self.default = default
+        self.shown = shown
+        self.form = form
+        self.doc = doc
+        self.parse = parse
+
+    def __repr__(self) -> str:
+        return f"Setting({self.name!r}, default={self.default!r})"
 
     def get(self, env: Mapping[str, str] | None = None) -> T:
         """The value in `env` (default: this process's environment); unset or blank

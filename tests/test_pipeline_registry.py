@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from loom.pipeline import Pipeline, parse_definition
@@ -31,7 +29,7 @@ def test_a_third_party_operator_is_one_class_and_a_decorator() -> None:
             self.times = args.count("times")
 
         def process(self, msg: Message, key: str, now: float) -> list[Message]:
-            return [replace(msg, body=msg.body * self.times)]
+            return [msg.with_body(msg.body * self.times)]
 
     try:
         definition = parse_definition("- repeat_for_test: 3\n- map: 'length(@)'", name="t")

@@ -182,7 +182,8 @@ class Pipeline:
         extra = {k: v for k, v in msg.extra.items() if k != PARENT_FIELD}
         if renamed:
             extra[PARENT_FIELD] = filename
-        return replace(msg, to=None, extra=extra)
+        m = msg
+        return Message(m.id, m.sender, m.ts, m.body, m.origin, m.error, None, m.v, extra)
 
     def step(self, pos: int, msg: Message, key: str, now: float | None = None) -> list[Message]:
         """Run operator `pos` on one message; OperatorError when an expression fails on it."""

@@ -18,9 +18,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from random import getrandbits
-from typing import BinaryIO
 
 from loom import settings
+
+# Not typing's: `loom send` and `loom agent ps` do not import typing
+# (tests/test_architecture.py). mypy takes it as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 _fsync: bool | None = None
 # From this many files on, a batch is flushed with one syncfs rather than an fsync each;

@@ -11,9 +11,14 @@ from __future__ import annotations
 import json
 import os
 import stat
-from typing import Any, BinaryIO
 
 from loom.errors import UsageError
+
+# Not typing's: `loom send` and `loom agent ps` do not import typing
+# (tests/test_architecture.py). mypy takes it as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 KiB = 1 << 10
 MiB = 1 << 20

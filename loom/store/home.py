@@ -9,7 +9,6 @@ import os
 import stat
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from loom import settings
@@ -94,6 +93,9 @@ def warned_elsewhere() -> None:
 def now_iso(at: float | None = None) -> str:
     """The current UTC time (or `at`, a time.time()) as ISO 8601 with milliseconds."""
     if at is not None:
+        # Imported here: `loom send` does not import datetime.
+        from datetime import UTC, datetime
+
         moment = datetime.fromtimestamp(at, UTC)
         return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     # Cut down, as datetime.now() does, to the millisecond: the text is the same.

@@ -7,10 +7,15 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, TextIO
 
 from loom.store import atomic, files
 from loom.store.home import now_iso
+
+# Not typing's: `loom send` and `loom agent ps` do not import typing
+# (tests/test_architecture.py). mypy takes it as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 LEVELS = ("debug", "info", "warning", "error")
 # The original TypeScript loom writes `warn`: the same level, spelled its way.

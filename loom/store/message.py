@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any
 
 from loom.errors import UnreadableMessage, UnsupportedVersion
 from loom.store.atomic import utf8
 from loom.store.files import MESSAGE_FILE_LIMIT, FileTooLarge, NotARegularFile, read_bounded
 from loom.store.ids import new_id, new_ids
+
+# Not typing's: `loom send` and `loom agent ps` do not import typing
+# (tests/test_architecture.py). mypy takes it as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA_VERSION = 1
 # Ids are letters and digits: ULIDs, and the original loom's 16 hex chars (SPEC 2).
@@ -29,20 +33,65 @@ _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 MAX_BYTES = MESSAGE_FILE_LIMIT
 
 
-@dataclass(frozen=True, slots=True)
 class Message:
-    """A loom message. `sender` is the JSON field `from`."""
+    """A loom message. `sender` is the JSON field `from`. Messages are immutable; two are
+    equal (and hash alike) when their fields are, `extra` aside."""
+
+    # A plain class rather than a frozen dataclass: `loom send` does not import
+    # dataclasses (docs/performance.md, "CLI start-up").
+    __slots__ = ("id", "sender", "ts", "body", "origin", "error", "to", "v", "extra")
 
     id: str
     sender: str
     ts: int
     body: str
-    origin: str | None = None
-    error: bool = False
-    to: tuple[str, ...] | None = None
-    v: int = SCHEMA_VERSION
+    origin: str | None
+    error: bool
+    to: tuple[str, ...] | None
+    v: int
     # Fields written by other tools are kept, so a message survives a round trip.
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    extra: dict[str, Any]
+
+    def __init__(
+        self,
+        id: str,
+        sender: str,
+        ts: int,
+        body: str,
+        origin: str | None = None,
+        error: bool = False,
+        to: tuple[str, ...] | None = None,
+        v: int = SCHEMA_VERSION,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        fields = (id, sender, ts, body, origin, error, to, v, {} if extra is None else extra)
+        for set_field, value in zip(_SLOT_SETTERS, fields, strict=True):
+            set_field(self, value)
+
+    def _compared(self) -> tuple[object, ...]:
+        return (self.id, self.sender, self.ts, self.body, self.origin, self.error, self.to, self.v)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Message({fields})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise _frozen(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise _frozen(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickling and copying rebuild the message through its slots, not __setattr__.
+        return (_build, tuple(getattr(self, name) for name in self.__slots__))
 
     @property
     def filename(self) -> str:
@@ -113,13 +162,17 @@ class Message:
         return _build(m.id, m.sender, m.ts, body, m.origin, m.error, m.to, m.v, extra)
 
 
-# A frozen dataclass builds an instance through __init__ and one object.__setattr__ per
-# field (about 2 us); the pipe engine makes several messages per event, so messages
-# whose fields are known to be valid are built by writing the slots directly.
-_SLOT_SETTERS = tuple(
-    Message.__dict__[name].__set__
-    for name in ("id", "sender", "ts", "body", "origin", "error", "to", "v", "extra")
-)
+# Message's __setattr__ refuses every change, so its fields are written through their
+# slots' own setters. Messages whose fields are known to be valid are built without
+# __init__'s arguments (about 2 us): the pipe engine makes several messages per event.
+_SLOT_SETTERS = tuple(Message.__dict__[name].__set__ for name in Message.__slots__)
+
+
+def _frozen(sentence: str) -> AttributeError:
+    # What a frozen dataclass raises; dataclasses is imported only for it.
+    from dataclasses import FrozenInstanceError
+
+    return FrozenInstanceError(sentence)
 
 
 def _build(

@@ -7,7 +7,6 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -24,32 +23,70 @@ from loom.store.queue import IN_PROGRESS, count_messages
 ACTIVE = ("pending", "running", "idle", "restarting")
 
 
-@dataclass(frozen=True)
 class ProcessRow:
     """One line of `loom agent ps`."""
 
-    name: str
-    kind: str  # "agent" or "pipe"
-    status: str
-    model: str
-    restarts: int
-    uptime_s: float | None
-    pid: int | None
-    # Claims being answered now, out of how many at once.
-    in_flight: int = 0
-    concurrency: int = 1
-    # When a back-off after a 429 ends (ISO 8601), while it lasts; None otherwise.
-    throttled_until: str | None = None
-    # The project (loom.yml) that started it; None when started by hand.
-    project: str | None = None
-    # Tokens the agent's model calls reported (usage.json), over all its models, and
-    # per model: {"openai/gpt-4o-mini": {"input": 120, "output": 30}}.
-    input_tokens: int = 0
-    output_tokens: int = 0
-    tokens_by_model: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Plain classes, not dataclasses: `loom agent ps` does not import dataclasses
+    # (tests/test_architecture.py).
+    __slots__ = (
+        "name",
+        "kind",
+        "status",
+        "model",
+        "restarts",
+        "uptime_s",
+        "pid",
+        "in_flight",
+        "concurrency",
+        "throttled_until",
+        "project",
+        "input_tokens",
+        "output_tokens",
+        "tokens_by_model",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        status: str,
+        model: str,
+        restarts: int,
+        uptime_s: float | None,
+        pid: int | None,
+        in_flight: int = 0,
+        concurrency: int = 1,
+        throttled_until: str | None = None,
+        project: str | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        tokens_by_model: dict[str, dict[str, int]] | None = None,
+    ) -> None:
+        self.name = name
+        self.kind = kind  # "agent" or "pipe"
+        self.status = status
+        self.model = model
+        self.restarts = restarts
+        self.uptime_s = uptime_s
+        self.pid = pid
+        # Claims being answered now, out of how many at once.
+        self.in_flight = in_flight
+        self.concurrency = concurrency
+        # When a back-off after a 429 ends (ISO 8601), while it lasts; None otherwise.
+        self.throttled_until = throttled_until
+        # The project (loom.yml) that started it; None when started by hand.
+        self.project = project
+        # Tokens the agent's model calls reported (usage.json), over all its models, and
+        # per model: {"openai/gpt-4o-mini": {"input": 120, "output": 30}}.
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.tokens_by_model = {} if tokens_by_model is None else tokens_by_model
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        """The row's fields in order, as `loom agent ps --json` prints them."""
+        row: dict[str, object] = {name: getattr(self, name) for name in self.__slots__}
+        row["tokens_by_model"] = {m: dict(c) for m, c in self.tokens_by_model.items()}
+        return row
 
 
 def effective_status(proc: ProcessDir) -> tuple[str, int | None]:
@@ -129,15 +166,24 @@ def format_uptime(seconds: float | None) -> str:
     return format_elapsed(seconds)
 
 
-@dataclass(frozen=True)
 class StopResult:
     """What a stop did: `kind` is `agent` or `pipe`, `pid` the process signalled."""
 
-    name: str
-    was_running: bool
-    exited: bool
-    kind: str = "agent"
-    pid: int | None = None
+    __slots__ = ("name", "was_running", "exited", "kind", "pid")
+
+    def __init__(
+        self,
+        name: str,
+        was_running: bool,
+        exited: bool,
+        kind: str = "agent",
+        pid: int | None = None,
+    ) -> None:
+        self.name = name
+        self.was_running = was_running
+        self.exited = exited
+        self.kind = kind
+        self.pid = pid
 
 
 def stop(name: str, timeout: float = 10.0) -> StopResult:

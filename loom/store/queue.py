@@ -14,7 +14,6 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from loom.errors import UnreadableMessage, UsageError
@@ -115,13 +114,16 @@ def count_messages(directory: Path) -> int:
         return 0
 
 
-@dataclass
 class Recovery:
-    """What `Queue.recover` did with files left in `.in-progress/`."""
+    """What `Queue.recover` did with files left in `.in-progress/`: the names of the
+    messages it acknowledged, failed and requeued."""
 
-    acknowledged: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    requeued: list[str] = field(default_factory=list)
+    __slots__ = ("acknowledged", "failed", "requeued")
+
+    def __init__(self) -> None:
+        self.acknowledged: list[str] = []
+        self.failed: list[str] = []
+        self.requeued: list[str] = []
 
 
 class Queue:

@@ -13,25 +13,32 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass, field
-from typing import Any
 
 from loom.errors import LoomError
 from loom.store import atomic
 from loom.store.files import FIELD_LIMIT, load_json, read_bounded
 from loom.store.home import ProcessDir
 
+# Not typing's: `loom send` and `loom agent ps` do not import typing
+# (tests/test_architecture.py). mypy takes it as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 USAGE_FILE = "usage.json"
 USAGE_VERSION = 1
 KINDS = ("input", "output")
 
 
-@dataclass
 class Usage:
     """Token totals of one agent, per model (the agent's `model` setting when the
     tokens were spent, e.g. `openai/gpt-4o-mini`)."""
 
-    models: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Not a dataclass: `loom agent ps` does not import dataclasses.
+    __slots__ = ("models",)
+
+    def __init__(self, models: dict[str, dict[str, int]] | None = None) -> None:
+        self.models: dict[str, dict[str, int]] = {} if models is None else models
 
     @property
     def input_tokens(self) -> int:
