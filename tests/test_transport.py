@@ -284,6 +284,38 @@ def test_gzip_and_deflate_bodies_are_decoded_and_others_refused() -> None:
                 get(server, c)
 
 
+def test_a_compressed_body_is_decoded_in_bounded_pieces_and_must_be_whole() -> None:
+    bomb = gzip.compress(b"\0" * (20 * 1024 * 1024))  # 20 MiB from about 20 KiB
+    cut = gzip.compress(b"the end is missing " * 100)[:-12]
+    with RawServer(
+        [
+            reply(bomb, headers="Content-Encoding: gzip\r\n"),
+            reply(cut, headers="Content-Encoding: gzip\r\n"),
+        ]
+    ) as server:
+        c = client()
+        with c.request("GET", server.url, {}) as response:
+            sizes = [len(piece) for piece in response.chunks()]
+        assert sum(sizes) == 20 * 1024 * 1024
+        assert max(sizes) <= transport.DECODED_PIECE
+        with pytest.raises(transport.Undecodable, match="ended before its compressed stream"):
+            get(server, c)
+
+
+def test_a_body_framed_both_ways_is_read_chunked_and_its_connection_not_kept() -> None:
+    both = Raw(
+        [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\n\r\n"
+        ]
+    )
+    with RawServer([both, reply(b"next")]) as server:
+        c = client()
+        assert get(server, c) == b"hello"
+        assert get(server, c) == b"next"
+        assert server.connections == 2
+
+
 def test_a_silent_server_times_out_and_a_closed_port_refuses() -> None:
     with RawServer([Raw([b"HTTP/1.1 200 OK\r\n"], then="hold")]) as server:
         started = time.monotonic()

@@ -31,6 +31,7 @@ HEADER_LIMIT = 64 * 1024
 MAX_HEADERS = 200
 RECEIVE_SIZE = 64 * 1024
 SEND_SIZE = 64 * 1024
+DECODED_PIECE = 1024 * 1024
 # Connections kept open between calls per server; more calls in flight open more.
 KEEP_IDLE = 32
 USER_AGENT = "loom"
@@ -255,12 +256,18 @@ class Response:
             if decoder is None:
                 yield chunk
                 continue
-            try:
-                piece = decoder.decompress(chunk)
-            except zlib.error as exc:
-                raise Undecodable(f"{encoding} body could not be decoded: {exc}") from None
-            if piece:
-                yield piece
+            # At most DECODED_PIECE bytes at a time: a small compressed chunk can stand for
+            # far more than the reader's size limit, which counts what is yielded.
+            while chunk:
+                try:
+                    piece = decoder.decompress(chunk, DECODED_PIECE)
+                except zlib.error as exc:
+                    raise Undecodable(f"{encoding} body could not be decoded: {exc}") from None
+                chunk = decoder.unconsumed_tail
+                if piece:
+                    yield piece
+        if decoder is not None and not decoder.eof:
+            raise Undecodable(f"the {encoding} body ended before its compressed stream did")
         self._ended = True
         self._release()
 
@@ -331,6 +338,10 @@ class Connection:
     def body(self, headers: dict[str, str]) -> Iterator[bytes]:
         """The raw body as its framing gives it: chunked, Content-Length or until close."""
         if "chunked" in headers.get("transfer-encoding", "").lower():
+            if "content-length" in headers:
+                # Both: the length is ignored (RFC 9112, 6.3), and the connection is not
+                # trusted with another request, as the two may disagree on the body's end.
+                self.reusable = False
             return self._chunked()
         length = headers.get("content-length")
         if length is not None:
