@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import queue as queue_module
 import signal
 import threading
 import time
@@ -120,6 +121,11 @@ class Worker:
         # calls), or let them all finish (a pipe's steps, each bounded by its operator's
         # own timeout).
         self.finish_on_stop = finish_on_stop
+        # With a concurrency above 1, claims are handled by up to that many call threads,
+        # started as needed and kept: starting a thread per claim cost more CPU than the
+        # rest of an instant model call. A None in the queue ends one thread.
+        self._calls: queue_module.SimpleQueue[str | None] = queue_module.SimpleQueue()
+        self._call_threads = 0
         self.queue = queue
         self.handler = handler
         self.log = log
@@ -327,6 +333,7 @@ class Worker:
         finally:
             watch.close()
             self._abandon_open()
+            self._end_call_threads()
 
     def handle(self, name: str) -> None:
         """Handle one claimed message behind the fault barrier.
@@ -445,10 +452,7 @@ class Worker:
                     self._claims[name] = "open"
                     if len(self._claims) == 1:
                         self.proc.set_status("running")
-                thread = threading.Thread(
-                    target=self._handle_in_thread, args=(name,), name=f"call {name}", daemon=True
-                )
-                thread.start()
+                self._start_call(name)
         except BaseException:
             # A fault here (a full disk) sends the loop to recovery, which must find no
             # claim of this process still in flight.
@@ -457,6 +461,23 @@ class Worker:
         self._raise_fault()
         self._run_due()
         return worked
+
+    def _start_call(self, name: str) -> None:
+        """Hand claim `name` to a call thread (one more, while fewer than `concurrency`)."""
+        if self._call_threads < self.concurrency:
+            self._call_threads += 1
+            number = self._call_threads
+            threading.Thread(target=self._call_loop, name=f"call {number}", daemon=True).start()
+        self._calls.put(name)
+
+    def _call_loop(self) -> None:
+        while (name := self._calls.get()) is not None:
+            self._handle_in_thread(name)
+
+    def _end_call_threads(self) -> None:
+        for _ in range(self._call_threads):
+            self._calls.put(None)
+        self._call_threads = 0
 
     def _wait_for_slot(self, all_ended: bool = False) -> bool:
         """Wait until fewer than `concurrency` claims are in flight (`all_ended`: none);
