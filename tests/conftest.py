@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llm_server import LLMServer
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables that would make a test depend on the machine it runs on.
 _DROP_PREFIXES = ("LOOM_", "OPENAI_", "ANTHROPIC_", "OPENROUTER_", "OLLAMA_")
+# A proxy of the machine's would take the tests' calls to their local servers elsewhere.
+_DROP_NAMES = {f"{n}_proxy" for n in ("http", "https", "all", "no")}
 FAST_INTERVALS = {
     "LOOM_SUPERVISOR_RESCAN": "0.5",
     "LOOM_SUPERVISOR_LINGER": "0.5",
@@ -41,7 +44,7 @@ def loom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     (loom warns about a home open to others); tests of modes set their own umask.
     """
     for key in list(os.environ):
-        if key.startswith(_DROP_PREFIXES):
+        if key.startswith(_DROP_PREFIXES) or key.lower() in _DROP_NAMES:
             monkeypatch.delenv(key, raising=False)
     home = tmp_path / "home"
     monkeypatch.setenv("LOOM_HOME", str(home))
@@ -146,6 +149,13 @@ def kill_supervisor(home: Path, signum: int = signal.SIGKILL) -> None:
         return
     if raw.isdigit() and pid_is_loom(int(raw)):
         os.kill(int(raw), signum)
+
+
+@pytest.fixture
+def server() -> Iterator[LLMServer]:
+    """The test suite's fake model server (tests/llm_server.py), for one test."""
+    with LLMServer() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,6 @@ from loom.api import send
 from loom.store.queue import list_messages, read_message
 
 pytestmark = pytest.mark.usefixtures("stop_all")
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as s:
-        yield s
 
 
 def agent_dir(home: Path, name: str = "a") -> Path:

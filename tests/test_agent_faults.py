@@ -28,12 +28,6 @@ from llm_server import (
 SECRET = "sk-test-9f8e7d6c5b4a"
 
 
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as s:
-        yield s
-
-
 def openai_env(server: LLMServer) -> dict[str, str]:
     return {**server.env(), "OPENAI_API_KEY": SECRET, "LOOM_HTTP_TIMEOUT": "2"}
 

@@ -5,7 +5,6 @@ status; `-n`, `--json`, and the errors of the other agent commands."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,12 +13,6 @@ from llm_server import WIRE_MODELS, LLMServer, Reply, Status
 
 KEY = "sk-test-history-1f2e3d"
 MODELS = WIRE_MODELS
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as fake:
-        yield fake
 
 
 def ask(server: LLMServer, wire: str, body: str) -> int:

@@ -5,20 +5,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from conftest import run_loom
 from llm_server import LLMServer, Status
 
 KEY = "sk-test-openai-3f9c1a77"
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as fake:
-        yield fake
 
 
 def env_for(server: LLMServer) -> dict[str, str]:

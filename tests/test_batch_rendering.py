@@ -5,7 +5,6 @@ is. Through the real CLI and supervisor, against the fake OpenAI server."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,12 +30,6 @@ agents:
   - name: digest
     model: openai/m
 """
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as s:
-        yield s
 
 
 def user_turns(server: LLMServer) -> list[str]:

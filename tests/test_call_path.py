@@ -4,7 +4,6 @@ against a server that closes after each answer or keeps a stream open after its 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,6 @@ pytestmark = pytest.mark.usefixtures("stop_all")
 
 MODELS = ["openai/m", "anthropic/claude-x", "ollama/m"]
 KEYS = {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "sk-ant-test"}
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as s:
-        yield s
 
 
 def answers(home: Path) -> list[str]:

@@ -104,12 +104,6 @@ class Terminal:
 
 
 @pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as s:
-        yield s
-
-
-@pytest.fixture
 def term(tmp_path: Path, server: LLMServer) -> Iterator[Terminal]:
     t = Terminal(tmp_path, {**server.env(), "OPENAI_API_KEY": "sk-test"})
     yield t

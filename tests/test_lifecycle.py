@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,6 @@ from llm_server import Hang, LLMServer
 from loom.store.home import pid_alive
 
 MODEL = "openai/gpt-test"
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as s:
-        yield s
 
 
 def openai_env(server: LLMServer) -> dict[str, str]:

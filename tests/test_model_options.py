@@ -4,7 +4,6 @@ wire in its own field, and an option the provider does not know is refused befor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,6 @@ KEYS = {
     "OPENROUTER_API_KEY": "sk-or-test-9e2b7d",
 }
 OPTIONS = ["-o", "temperature", "0.2", "-o", "max_tokens", "200", "-o", "seed", "7"]
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as fake:
-        yield fake
 
 
 def env_for(server: LLMServer) -> dict[str, str]:

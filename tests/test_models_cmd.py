@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 
-import pytest
 from conftest import run_loom
 from llm_server import LLMServer
 
@@ -16,12 +14,6 @@ KEYS = {
     "ANTHROPIC_API_KEY": "sk-ant-test-c4d81e55",
     "OPENROUTER_API_KEY": "sk-or-test-9e2b7d11",
 }
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as fake:
-        yield fake
 
 
 def closed_port() -> int:

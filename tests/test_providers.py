@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -111,12 +110,6 @@ TURNS = (
     Turn("assistant", "first answer"),
     Turn("user", "hello there"),
 )
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as fake:
-        yield fake
 
 
 @pytest.fixture(params=CASES, ids=str)

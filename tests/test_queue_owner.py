@@ -8,7 +8,6 @@ import os
 import signal
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,6 @@ from llm_server import LLMServer, Slow, Status
 MODEL = "openai/gpt-test"
 # Whatever a test starts in the background (supervisor, runners) is killed afterwards.
 pytestmark = pytest.mark.usefixtures("stop_all")
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as s:
-        yield s
 
 
 def env_for(server: LLMServer) -> dict[str, str]:

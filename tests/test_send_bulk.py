@@ -53,12 +53,6 @@ def stop_all(loom_home: Path) -> Iterator[None]:
             os.kill(int(raw), signal.SIGKILL)
 
 
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as s:
-        yield s
-
-
 def start(name: str, model: str = "echo", env: dict[str, str] | None = None) -> None:
     r = run_loom("agent", "start", name, "--model", model, "-d", env=env)
     assert r.returncode == 0, r.stderr

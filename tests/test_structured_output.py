@@ -5,7 +5,6 @@ Through the providers and the real CLI, against the fake LLM server."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,12 +29,6 @@ LABEL = {
 SCHEMA = json.dumps(LABEL)
 KEYS = {"OPENAI_API_KEY": "sk-test-openai-3f9c1a", "ANTHROPIC_API_KEY": "sk-ant-test-c4d81e"}
 MODELS = ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", "ollama/qwen2.5:3b"]
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as fake:
-        yield fake
 
 
 def env_for(server: LLMServer) -> dict[str, str]:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,6 @@ MODELS = {
     "anthropic": ("anthropic/claude-test", "ANTHROPIC_API_KEY"),
     "ollama": ("ollama/qwen3:8b", None),
 }
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with LLMServer() as fake:
-        yield fake
 
 
 @pytest.fixture
