@@ -20,13 +20,13 @@ import pytest
 from conftest import run_loom, spawn_loom, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from llm_server import LLMServer, Reply
+from llm_server import LLMServer, Reply, Slow
 
 from loom.errors import UnreadableMessage
 from loom.store.home import pid_is_loom
 from loom.store.ids import new_id
 from loom.store.logs import Log
-from loom.store.message import MAX_BYTES, new_message
+from loom.store.message import MAX_BYTES, Message, new_message
 from loom.store.queue import Queue, read_message
 
 FAST = {"LOOM_RESTART_BASE": "0.05", "LOOM_RESTART_JITTER": "0.05"}
@@ -382,6 +382,103 @@ def test_a_full_disk_pauses_the_runner_and_it_resumes_when_space_returns(
     assert runner.poll() is None
     runner.send_signal(signal.SIGTERM)
     runner.wait(timeout=20)
+
+
+def serve_detached(
+    home: Path, model: str, env: dict[str, str], log: Path, reap: list[subprocess.Popen[bytes]]
+) -> Path:
+    """A detached agent `a` of concurrency 4, run as the supervisor runs it."""
+    agent = home / "agents/a"
+    agent.mkdir(parents=True, mode=0o700)
+    home.chmod(0o700)
+    (agent / "model").write_text(f"{model}\n")
+    (agent / "concurrency").write_text("4\n")
+    with open(log, "wb") as err:
+        runner = spawn_loom(
+            "agent", "serve", "a", env={"LOOM_HOME": str(home), **env}, stdout=err, stderr=err
+        )
+    reap.append(runner)
+    wait_for(lambda: (agent / "status").is_file() and (agent / "inbox/.processed").is_dir())
+    return agent
+
+
+def answered_once(agent: Path, sent: list[Message]) -> None:
+    """Wait until every message of `sent` is processed; check each has one reply."""
+    inbox = agent / "inbox"
+    wait_for(
+        lambda: all(places(inbox, m.filename) == [".processed"] for m in sent),
+        timeout=60,
+        what="all answered",
+    )
+    replies = [json.loads(p.read_bytes()) for p in (agent / "outbox").glob("*.msg")]
+    parents = sorted(str(r["origin"]).rsplit("/", 1)[-1] for r in replies)
+    assert parents == sorted(m.filename for m in sent)
+    wait_for(lambda: (agent / "status").read_text().strip() == "idle", what="idle again")
+
+
+def test_a_full_disk_with_calls_in_flight_pauses_and_every_message_is_answered_once(
+    small_disk: Path, tmp_path: Path, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    # The disk is full before the claims: the status, the replies and the logs all fail.
+    log = tmp_path / "stderr.txt"
+    agent = serve_detached(small_disk / "home", "echo", {}, log, reap)
+    runner = reap[-1]
+    sent = [new_message("test", f"message {i}") for i in range(12)]
+    staged = small_disk / "staged"
+    staged.mkdir()
+    for msg in sent:
+        (staged / msg.filename).write_bytes(msg.to_bytes())
+    filler = fill(small_disk)
+    inbox = agent / "inbox"
+    for msg in sent:
+        os.rename(staged / msg.filename, inbox / msg.filename)
+    wait_for(
+        lambda: any(places(inbox, m.filename) == [".in-progress"] for m in sent), what="claimed"
+    )
+    kept = holds_for(
+        lambda: all(places(inbox, m.filename) in (["inbox"], [".in-progress"]) for m in sent), 2.0
+    )
+    assert kept, [places(inbox, m.filename) for m in sent]
+    assert runner.poll() is None, log.read_text()
+    filler.unlink()
+    answered_once(agent, sent)
+    assert runner.poll() is None, log.read_text()
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=20) == 0, log.read_text()
+
+
+def test_a_disk_that_fills_while_calls_are_in_flight_pauses_and_loses_nothing(
+    small_disk: Path, tmp_path: Path, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    # Four calls are at the model when the disk fills: their replies and the status
+    # they leave behind fail in four call threads, which go on serving once space returns.
+    log = tmp_path / "stderr.txt"
+    with LLMServer() as server:
+        server.script(*[Slow(1.5, f"answer {i}") for i in range(4)])
+        env = {**server.env(), "OPENAI_API_KEY": "sk-test"}
+        agent = serve_detached(small_disk / "home", "openai/gpt-test", env, log, reap)
+        runner = reap[-1]
+        sent = [new_message("test", f"message {i}") for i in range(4)]
+        queue = Queue(agent / "inbox", agent / "outbox")
+        for msg in sent:
+            queue.send(msg)
+        wait_for(lambda: server.open_now == 4, timeout=15, what="four calls at the model")
+        filler = fill(small_disk)
+        wait_for(lambda: len(server.requests) == 4 and server.open_now == 0, what="calls ended")
+        assert holds_for(lambda: not list((agent / "outbox").glob("*.msg")), 1.0)
+        assert runner.poll() is None, log.read_text()
+        filler.unlink()
+        answered_once(agent, sent)
+        # Then the kept call threads answer more, four at a time.
+        server.script(*[Slow(0.5, f"more {i}") for i in range(8)])
+        more = [new_message("test", f"more {i}") for i in range(8)]
+        for msg in more:
+            queue.send(msg)
+        wait_for(lambda: server.open_now == 4, timeout=15, what="four calls at once again")
+        answered_once(agent, sent + more)
+        assert runner.poll() is None, log.read_text()
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=20) == 0, log.read_text()
 
 
 # -- the reader and the writer, on real files ---------------------------------------------

@@ -449,9 +449,11 @@ class Worker:
                     continue
                 worked = True
                 with self._claims_changed:
-                    self._claims[name] = "open"
-                    if len(self._claims) == 1:
+                    # Status first: if it cannot be written (a full disk), the claim is
+                    # not in flight, and recovery finds it in `.in-progress/`.
+                    if not self._claims:
                         self.proc.set_status("running")
+                    self._claims[name] = "open"
                 self._start_call(name)
         except BaseException:
             # A fault here (a full disk) sends the loop to recovery, which must find no
@@ -514,9 +516,16 @@ class Worker:
         finally:
             with self._claims_changed:
                 self._claims.pop(name, None)
-                if not self._claims and not self._stop.is_set():
-                    self.proc.set_status("idle")
-                self._claims_changed.notify_all()
+                try:
+                    if not self._claims and not self._stop.is_set():
+                        self.proc.set_status("idle")
+                except OSError as exc:
+                    # A full disk here too: the loop re-raises it, and the call thread,
+                    # kept for the next claim, lives on.
+                    if self._fault is None:
+                        self._fault = exc
+                finally:
+                    self._claims_changed.notify_all()
 
     def _abandon_open(self) -> None:
         """On the way out: put back every claim whose call has not finished, and wait
