@@ -456,24 +456,33 @@ def test_a_full_disk_with_calls_in_flight_pauses_and_every_message_is_answered_o
     assert runner.wait(timeout=20) == 0, log.read_text()
 
 
+def calls_cut_off_by_a_full_disk(
+    server: LLMServer, disk: Path, log: Path, reap: list[subprocess.Popen[bytes]], count: int
+) -> tuple[Path, Queue, list[Message], Path]:
+    """A detached agent of concurrency 4 on `disk` (served by `server`) with four slow
+    calls in flight out of `count` messages; the disk fills, then the calls end."""
+    server.script(*[Slow(1.0, f"answer {i}") for i in range(4)])
+    env = {**server.env(), "OPENAI_API_KEY": "sk-test"}
+    agent = serve_detached(disk / "home", "openai/gpt-test", env, log, reap)
+    sent = [new_message("test", f"message {i}") for i in range(count)]
+    queue = Queue(agent / "inbox", agent / "outbox")
+    for msg in sent:
+        queue.send(msg)
+    wait_for(lambda: server.open_now == 4, timeout=15, what="four calls at the model")
+    filler = fill(disk)
+    wait_for(lambda: len(server.requests) == 4 and server.open_now == 0, what="calls ended")
+    return agent, queue, sent, filler
+
+
 def test_a_disk_that_fills_while_calls_are_in_flight_pauses_and_loses_nothing(
     small_disk: Path, tmp_path: Path, reap: list[subprocess.Popen[bytes]]
 ) -> None:
-    # Four calls are at the model when the disk fills: their replies and the status
-    # they leave behind fail in four call threads, which go on serving once space returns.
+    # Their replies and the status they leave behind fail in four call threads, which
+    # go on serving once space returns.
     log = tmp_path / "stderr.txt"
     with LLMServer() as server:
-        server.script(*[Slow(1.5, f"answer {i}") for i in range(4)])
-        env = {**server.env(), "OPENAI_API_KEY": "sk-test"}
-        agent = serve_detached(small_disk / "home", "openai/gpt-test", env, log, reap)
+        agent, queue, sent, filler = calls_cut_off_by_a_full_disk(server, small_disk, log, reap, 4)
         runner = reap[-1]
-        sent = [new_message("test", f"message {i}") for i in range(4)]
-        queue = Queue(agent / "inbox", agent / "outbox")
-        for msg in sent:
-            queue.send(msg)
-        wait_for(lambda: server.open_now == 4, timeout=15, what="four calls at the model")
-        filler = fill(small_disk)
-        wait_for(lambda: len(server.requests) == 4 and server.open_now == 0, what="calls ended")
         assert holds_for(lambda: not list((agent / "outbox").glob("*.msg")), 1.0)
         assert runner.poll() is None, log.read_text()
         filler.unlink()
@@ -488,6 +497,25 @@ def test_a_disk_that_fills_while_calls_are_in_flight_pauses_and_loses_nothing(
         assert runner.poll() is None, log.read_text()
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(timeout=20) == 0, log.read_text()
+
+
+def test_a_runner_killed_while_a_full_disk_holds_its_calls_loses_nothing(
+    small_disk: Path, tmp_path: Path, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    # SIGKILL while paused with replies unwritten; the next runner, once space returns,
+    # answers each message exactly once.
+    log = tmp_path / "stderr.txt"
+    with LLMServer() as server:
+        agent, _, sent, filler = calls_cut_off_by_a_full_disk(server, small_disk, log, reap, 6)
+        reap[-1].kill()
+        reap[-1].wait(timeout=10)
+        filler.unlink()
+        env = {**server.env(), "OPENAI_API_KEY": "sk-test", "LOOM_HOME": str(small_disk / "home")}
+        runner = spawn_loom("agent", "serve", "a", env=env, stdout=subprocess.DEVNULL)
+        reap.append(runner)
+        answered_once(agent, sent)
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=20) == 0
 
 
 # -- the reader and the writer, on real files ---------------------------------------------
