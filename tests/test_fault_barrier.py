@@ -280,32 +280,33 @@ def test_hostile_routed_outbox_files_are_skipped_and_routing_goes_on(weave: Weav
 
 
 # -- model replies -------------------------------------------------------------------
-def test_a_model_reply_with_a_lone_surrogate_is_written_once(loom_home: Path) -> None:
-    with LLMServer() as server:
-        server.script(Reply("half \ud83d of an emoji"))
-        env = {**server.env(), "OPENAI_API_KEY": "sk-test", **FAST}
-        r = run_loom("agent", "start", "a", "--model", "openai/gpt-test", "-d", env=env)
-        assert r.returncode == 0, r.stderr
-        agent = loom_home / "agents/a"
-        try:
-            pid = wait_for(lambda: (agent / "pid").read_text().strip(), what="runner started")
-            msg = new_message("test", "hello")
-            Queue(agent / "inbox", agent / "outbox").send(msg)
-            wait_for(
-                lambda: places(agent / "inbox", msg.filename) == [".processed"],
-                timeout=30,
-                what="the message answered",
-            )
-            [reply] = [p for p in (agent / "outbox").iterdir() if p.suffix == ".msg"]
-            assert json.loads(reply.read_bytes())["body"] == "half \ud83d of an emoji"
-            assert len(server.requests) == 1
-            assert (agent / "pid").read_text().strip() == pid
-            assert not (agent / "crashes").is_dir() or not os.listdir(agent / "crashes")
-        finally:
-            run_loom("agent", "stop", "a")
-            raw = (loom_home / "supervisor.pid").read_text().strip()
-            if raw.isdigit() and pid_is_loom(int(raw)):
-                os.kill(int(raw), signal.SIGKILL)
+def test_a_model_reply_with_a_lone_surrogate_is_written_once(
+    server: LLMServer, loom_home: Path
+) -> None:
+    server.script(Reply("half \ud83d of an emoji"))
+    env = {**server.env(), "OPENAI_API_KEY": "sk-test", **FAST}
+    r = run_loom("agent", "start", "a", "--model", "openai/gpt-test", "-d", env=env)
+    assert r.returncode == 0, r.stderr
+    agent = loom_home / "agents/a"
+    try:
+        pid = wait_for(lambda: (agent / "pid").read_text().strip(), what="runner started")
+        msg = new_message("test", "hello")
+        Queue(agent / "inbox", agent / "outbox").send(msg)
+        wait_for(
+            lambda: places(agent / "inbox", msg.filename) == [".processed"],
+            timeout=30,
+            what="the message answered",
+        )
+        [reply] = [p for p in (agent / "outbox").iterdir() if p.suffix == ".msg"]
+        assert json.loads(reply.read_bytes())["body"] == "half \ud83d of an emoji"
+        assert len(server.requests) == 1
+        assert (agent / "pid").read_text().strip() == pid
+        assert not (agent / "crashes").is_dir() or not os.listdir(agent / "crashes")
+    finally:
+        run_loom("agent", "stop", "a")
+        raw = (loom_home / "supervisor.pid").read_text().strip()
+        if raw.isdigit() and pid_is_loom(int(raw)):
+            os.kill(int(raw), signal.SIGKILL)
 
 
 # -- a full disk -----------------------------------------------------------------------
@@ -395,22 +396,30 @@ def test_a_full_disk_pauses_the_runner_and_it_resumes_when_space_returns(
     runner.wait(timeout=20)
 
 
+def spawn_serve(
+    home: Path, env: dict[str, str], log: Path, reap: list[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
+    """`loom agent serve a`, as the supervisor runs a detached agent; output to `log`."""
+    with open(log, "ab") as err:
+        runner = spawn_loom(
+            "agent", "serve", "a", env={"LOOM_HOME": str(home), **env}, stdout=err, stderr=err
+        )
+    reap.append(runner)
+    return runner
+
+
 def serve_detached(
     home: Path, model: str, env: dict[str, str], log: Path, reap: list[subprocess.Popen[bytes]]
-) -> Path:
-    """A detached agent `a` of concurrency 4, run as the supervisor runs it."""
+) -> tuple[Path, subprocess.Popen[bytes]]:
+    """A new detached agent `a` of concurrency 4, served; its folder and its runner."""
     agent = home / "agents/a"
     agent.mkdir(parents=True, mode=0o700)
     home.chmod(0o700)
     (agent / "model").write_text(f"{model}\n")
     (agent / "concurrency").write_text("4\n")
-    with open(log, "wb") as err:
-        runner = spawn_loom(
-            "agent", "serve", "a", env={"LOOM_HOME": str(home), **env}, stdout=err, stderr=err
-        )
-    reap.append(runner)
+    runner = spawn_serve(home, env, log, reap)
     wait_for(lambda: (agent / "status").is_file() and (agent / "inbox/.processed").is_dir())
-    return agent
+    return agent, runner
 
 
 def answered_once(agent: Path, sent: list[Message]) -> None:
@@ -432,8 +441,7 @@ def test_a_full_disk_with_calls_in_flight_pauses_and_every_message_is_answered_o
 ) -> None:
     # The disk is full before the claims: the status, the replies and the logs all fail.
     log = tmp_path / "stderr.txt"
-    agent = serve_detached(small_disk / "home", "echo", {}, log, reap)
-    runner = reap[-1]
+    agent, runner = serve_detached(small_disk / "home", "echo", {}, log, reap)
     sent = [new_message("test", f"message {i}") for i in range(12)]
     staged = small_disk / "staged"
     staged.mkdir()
@@ -456,66 +464,74 @@ def test_a_full_disk_with_calls_in_flight_pauses_and_every_message_is_answered_o
     assert runner.wait(timeout=20) == 0, log.read_text()
 
 
-def calls_cut_off_by_a_full_disk(
-    server: LLMServer, disk: Path, log: Path, reap: list[subprocess.Popen[bytes]], count: int
-) -> tuple[Path, Queue, list[Message], Path]:
-    """A detached agent of concurrency 4 on `disk` (served by `server`) with four slow
-    calls in flight out of `count` messages; the disk fills, then the calls end."""
-    server.script(*[Slow(1.0, f"answer {i}") for i in range(4)])
+@dataclass
+class CutOff:
+    """A detached agent whose four calls in flight ended on a full disk."""
+
+    agent: Path
+    runner: subprocess.Popen[bytes]
+    queue: Queue
+    sent: list[Message]
+    filler: Path  # delete it to give the space back
+    env: dict[str, str]
+
+
+@pytest.fixture
+def cut_off(
+    server: LLMServer, small_disk: Path, tmp_path: Path, reap: list[subprocess.Popen[bytes]]
+) -> CutOff:
+    """Six messages to an agent of concurrency 4: four of them are at the model (slow
+    calls) when the disk fills, and those calls then end with nowhere to write."""
+    server.script(*[Slow(2.0, f"answer {i}") for i in range(4)])
     env = {**server.env(), "OPENAI_API_KEY": "sk-test"}
-    agent = serve_detached(disk / "home", "openai/gpt-test", env, log, reap)
-    sent = [new_message("test", f"message {i}") for i in range(count)]
+    agent, runner = serve_detached(
+        small_disk / "home", "openai/gpt-test", env, tmp_path / "log", reap
+    )
+    sent = [new_message("test", f"message {i}") for i in range(6)]
     queue = Queue(agent / "inbox", agent / "outbox")
     for msg in sent:
         queue.send(msg)
     wait_for(lambda: server.open_now == 4, timeout=15, what="four calls at the model")
-    filler = fill(disk)
+    filler = fill(small_disk)
     wait_for(lambda: len(server.requests) == 4 and server.open_now == 0, what="calls ended")
-    return agent, queue, sent, filler
+    return CutOff(agent, runner, queue, sent, filler, env)
 
 
 def test_a_disk_that_fills_while_calls_are_in_flight_pauses_and_loses_nothing(
-    small_disk: Path, tmp_path: Path, reap: list[subprocess.Popen[bytes]]
+    cut_off: CutOff, server: LLMServer, tmp_path: Path
 ) -> None:
     # Their replies and the status they leave behind fail in four call threads, which
     # go on serving once space returns.
-    log = tmp_path / "stderr.txt"
-    with LLMServer() as server:
-        agent, queue, sent, filler = calls_cut_off_by_a_full_disk(server, small_disk, log, reap, 4)
-        runner = reap[-1]
-        assert holds_for(lambda: not list((agent / "outbox").glob("*.msg")), 1.0)
-        assert runner.poll() is None, log.read_text()
-        filler.unlink()
-        answered_once(agent, sent)
-        # Then the kept call threads answer more, four at a time.
-        server.script(*[Slow(0.5, f"more {i}") for i in range(8)])
-        more = [new_message("test", f"more {i}") for i in range(8)]
-        for msg in more:
-            queue.send(msg)
-        wait_for(lambda: server.open_now == 4, timeout=15, what="four calls at once again")
-        answered_once(agent, sent + more)
-        assert runner.poll() is None, log.read_text()
-        runner.send_signal(signal.SIGTERM)
-        assert runner.wait(timeout=20) == 0, log.read_text()
+    agent, runner, log = cut_off.agent, cut_off.runner, tmp_path / "log"
+    assert holds_for(lambda: not list((agent / "outbox").glob("*.msg")), 1.0)
+    assert runner.poll() is None, log.read_text()
+    cut_off.filler.unlink()
+    answered_once(agent, cut_off.sent)
+    # Then the kept call threads answer more, four at a time.
+    server.script(*[Slow(0.5, f"more {i}") for i in range(8)])
+    more = [new_message("test", f"more {i}") for i in range(8)]
+    for msg in more:
+        cut_off.queue.send(msg)
+    wait_for(lambda: server.open_now == 4, timeout=15, what="four calls at once again")
+    answered_once(agent, cut_off.sent + more)
+    assert runner.poll() is None, log.read_text()
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=20) == 0, log.read_text()
 
 
 def test_a_runner_killed_while_a_full_disk_holds_its_calls_loses_nothing(
-    small_disk: Path, tmp_path: Path, reap: list[subprocess.Popen[bytes]]
+    cut_off: CutOff, small_disk: Path, tmp_path: Path, reap: list[subprocess.Popen[bytes]]
 ) -> None:
     # SIGKILL while paused with replies unwritten; the next runner, once space returns,
     # answers each message exactly once.
-    log = tmp_path / "stderr.txt"
-    with LLMServer() as server:
-        agent, _, sent, filler = calls_cut_off_by_a_full_disk(server, small_disk, log, reap, 6)
-        reap[-1].kill()
-        reap[-1].wait(timeout=10)
-        filler.unlink()
-        env = {**server.env(), "OPENAI_API_KEY": "sk-test", "LOOM_HOME": str(small_disk / "home")}
-        runner = spawn_loom("agent", "serve", "a", env=env, stdout=subprocess.DEVNULL)
-        reap.append(runner)
-        answered_once(agent, sent)
-        runner.send_signal(signal.SIGTERM)
-        assert runner.wait(timeout=20) == 0
+    cut_off.runner.kill()
+    cut_off.runner.wait(timeout=10)
+    cut_off.filler.unlink()
+    log = tmp_path / "log"
+    runner = spawn_serve(small_disk / "home", cut_off.env, log, reap)
+    answered_once(cut_off.agent, cut_off.sent)
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=20) == 0, log.read_text()
 
 
 # -- the reader and the writer, on real files ---------------------------------------------
