@@ -16,6 +16,8 @@ from conftest import run_loom, wait_for
 from home_kit import stop_all  # noqa: F401
 from llm_server import WIRE_MODELS, LLMServer, Reply
 
+from loom.store.message import new_message
+
 KEY = "sk-test-tokens-5c4d3e"
 MODELS = WIRE_MODELS
 
@@ -136,3 +138,81 @@ def test_a_hostile_usage_file_reads_as_no_tokens(server: LLMServer, loom_home: P
         assert r.returncode == 0, r.stderr
         [ps] = json.loads(r.stdout)
         assert (ps["input_tokens"], ps["output_tokens"]) == (0, 0)
+
+
+BURST = 40
+
+
+def burst(server: LLMServer, loom_home: Path) -> dict[str, Any]:
+    """A detached agent answers BURST messages sent at once (faster than usage.json is
+    rewritten); its env for later commands."""
+    env = env_for(server, "openai")
+    server.script(*[Reply("ok", input_tokens=7, output_tokens=2)] * BURST)
+    start = ("agent", "start", "a", "--model", "openai/gpt-test", "-d")
+    assert run_loom(*start, env=env).returncode == 0
+    lines = "".join(f"question {i}\n" for i in range(BURST))
+    assert run_loom("send", "a", "--lines", input=lines).returncode == 0
+    outbox = loom_home / "agents" / "a" / "outbox"
+    wait_for(lambda: len(list(outbox.glob("*.msg"))) == BURST, 30, "the burst's replies")
+    return env
+
+
+def totals(loom_home: Path) -> dict[str, Any] | None:
+    try:
+        usage: dict[str, Any] = json.loads((loom_home / "agents" / "a" / "usage.json").read_text())
+    except FileNotFoundError:
+        return None
+    return usage["models"]
+
+
+WHOLE_BURST = {"openai/gpt-test": {"input": 7 * BURST, "output": 2 * BURST}}
+
+
+@pytest.mark.usefixtures("stop_all")
+def test_the_totals_of_a_burst_are_written_whole_once_the_agent_is_idle(
+    server: LLMServer, loom_home: Path
+) -> None:
+    burst(server, loom_home)
+    # Rewritten at most twice a second while answers come, then once the burst is over.
+    wait_for(lambda: totals(loom_home) == WHOLE_BURST, 10, "the burst's totals")
+    [ps] = json.loads(run_loom("agent", "ps", "--json").stdout)
+    assert (ps["input_tokens"], ps["output_tokens"]) == (7 * BURST, 2 * BURST)
+
+
+@pytest.mark.usefixtures("stop_all")
+def test_an_agent_stopped_right_after_a_burst_has_written_all_its_tokens(
+    server: LLMServer, loom_home: Path
+) -> None:
+    burst(server, loom_home)
+    assert run_loom("agent", "stop", "a").returncode == 0
+    assert totals(loom_home) == WHOLE_BURST
+
+
+def test_a_foreground_runner_writes_the_tokens_of_every_message_it_answered(
+    server: LLMServer, loom_home: Path
+) -> None:
+    server.script(*[Reply("ok", input_tokens=5, output_tokens=1)] * 10)
+    # Envelopes on stdin are ten messages, answered one after the other and fast.
+    stdin = b"\n".join(new_message("t", f"question {i}").to_bytes() for i in range(10))
+    r = run_loom(
+        "agent", "start", "a", "--model", "openai/gpt-test", "--stdin",
+        input=stdin.decode(), env=env_for(server, "openai"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("ok") == 10
+    assert totals(loom_home) == {"openai/gpt-test": {"input": 50, "output": 10}}
+
+
+@pytest.mark.usefixtures("stop_all")
+def test_a_usage_file_that_cannot_be_written_stops_no_answer_and_is_said_once(
+    server: LLMServer, loom_home: Path
+) -> None:
+    (loom_home / "agents" / "a" / "usage.json").mkdir(parents=True)  # cannot be replaced
+    burst(server, loom_home)
+    assert run_loom("agent", "stop", "a").returncode == 0
+    processed = loom_home / "agents" / "a" / "inbox" / ".processed"
+    assert len(list(processed.glob("*.msg"))) == BURST
+    logs = "".join(p.read_text() for p in (loom_home / "agents" / "a").glob("logs/*"))
+    errors = [json.loads(line) for line in logs.splitlines() if '"error"' in line]
+    assert len(errors) == 1, errors
+    assert "usage.json" in errors[0]["error"]

@@ -24,7 +24,7 @@ from loom.agent.batches import DEFAULT_INPUT, prompt_text
 from loom.agent.gate import CallGate
 from loom.agent.retry import MAX_RETRY_AFTER_S, RetryPolicy
 from loom.agent.structured import SchemaMismatch, check_reply, correction
-from loom.errors import ProviderError, UsageError
+from loom.errors import ProviderError, UsageError, is_disk_full
 from loom.providers.base import Completion, Provider, Request, TextSink, Turn
 from loom.providers.options import split_limit
 from loom.store import atomic
@@ -249,10 +249,29 @@ class AgentRunner:
         return []
 
     def next_deadline(self) -> float | None:
-        return None
+        return self.usage.due()
 
     def on_deadline(self) -> None:
-        return None
+        self._usage(self.usage.flush)
+
+    def close(self) -> None:
+        self._usage(self.usage.flush)
+
+    def _count(self, tokens_in: int | None, tokens_out: int | None) -> None:
+        self._usage(lambda: self.usage.add(self.model, tokens_in, tokens_out))
+
+    def _usage(self, update: Callable[[], None]) -> None:
+        """Count tokens or write the totals owed (`UsageCounter`); a usage.json that
+        cannot be written is said once and stops no answer."""
+        try:
+            update()
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise
+            # Tried again after a while; the messages go on being answered.
+            if not self.usage.failing:
+                self.usage.failing = True
+                self.log.error("usage.json not written", error=f"{type(exc).__name__}: {exc}")
 
     def handle(self, name: str) -> None:
         """Answer the claimed message `name`: reply and acknowledge, or fail it."""
@@ -291,7 +310,7 @@ class AgentRunner:
         # since its reply is out.
         try:
             self._remember(name, answer)
-            self.usage.add(self.model, answer.input_tokens, answer.output_tokens)
+            self._count(answer.input_tokens, answer.output_tokens)
         finally:
             self.queue.acknowledge_answered(name)
         self.log.info(
@@ -459,7 +478,7 @@ class AgentRunner:
         )
         tokens_in = answer.input_tokens if answer is not None else None
         tokens_out = answer.output_tokens if answer is not None else None
-        self.usage.add(self.model, tokens_in, tokens_out)
+        self._count(tokens_in, tokens_out)
         self.log.error(
             "failed",
             msg=name,

@@ -84,6 +84,9 @@ class PipeProcess:
         for pos in self.pipeline.due(now):
             self._timer(pos, now)
 
+    def close(self) -> None:
+        return None  # every step's state is written as it is taken
+
     # -- one inbox message ---------------------------------------------------------
     def _process(self, name: str, *, resume: bool) -> None:
         msg = read_claimed(self.queue, name, self.log)

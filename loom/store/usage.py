@@ -1,7 +1,12 @@
 """What an agent's model calls cost: token totals per model in `usage.json` (SPEC 3).
 
 The runner that owns the agent's queue is the file's only writer: it loads the totals
-when it starts, adds each answer's tokens and rewrites the file atomically. `ps`,
+when it starts, adds each answer's tokens and rewrites the file atomically: after an
+answer that comes alone at once, and while answers come in a burst at most every
+WRITE_EVERY_S (then once more when the burst ends, and on the way out). A rewrite costs
+more than the rest of an answer's bookkeeping, so a backlog does not pay one per
+message; a runner killed (SIGKILL) in a burst loses at most that last part second of
+totals, never a message. `ps`,
 `stats` and `metrics.prom` read this one small file instead of the logs. The logs say
 the same per message (`replied` lines), but `loom gc` compresses and deletes old logs
 and `metrics.state.json` exists only where a supervisor ran, so totals counted from
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 from loom.errors import LoomError
 from loom.store import atomic
@@ -27,6 +33,10 @@ if TYPE_CHECKING:
 
 USAGE_FILE = "usage.json"
 USAGE_VERSION = 1
+# While answers come faster than this, the totals are rewritten at most this often.
+WRITE_EVERY_S = 0.5
+# After a rewrite failed (not a full disk, which pauses the runner), the next try.
+RETRY_S = 30.0
 KINDS = ("input", "output")
 
 
@@ -96,10 +106,33 @@ class UsageCounter:
         self.proc = proc
         self.usage = read(proc)
         self._lock = threading.Lock()  # the runner answers from several threads
+        self._owed = False  # totals counted that the file does not hold yet
+        self._next = 0.0  # monotonic time before which the file is not rewritten
+        self.failing = False  # the last rewrite failed (said once per failure)
 
     def add(self, model: str, input_tokens: int | None, output_tokens: int | None) -> None:
-        """Count one answer's tokens and rewrite `usage.json`."""
+        """Count one answer's tokens; rewrite `usage.json` now unless it was rewritten
+        less than WRITE_EVERY_S ago (then `due` says when)."""
         with self._lock:
             if self.usage.add(model, input_tokens, output_tokens):
-                text = json.dumps(self.usage.to_json(), ensure_ascii=False, sort_keys=True)
-                atomic.write_text(self.proc.path / USAGE_FILE, text + "\n")
+                self._owed = True
+                if time.monotonic() >= self._next:
+                    self._write()
+
+    def due(self) -> float | None:
+        """Monotonic time at which owed totals are to be written, if any are owed."""
+        return self._next if self._owed else None
+
+    def flush(self) -> None:
+        """Write the owed totals now (a burst ended, or the runner stops)."""
+        with self._lock:
+            if self._owed:
+                self._write()
+
+    def _write(self) -> None:
+        # A file that cannot be written is tried again after a while, not in a loop.
+        self._next = time.monotonic() + RETRY_S
+        text = json.dumps(self.usage.to_json(), ensure_ascii=False, sort_keys=True)
+        atomic.write_text(self.proc.path / USAGE_FILE, text + "\n")
+        self._owed = self.failing = False
+        self._next = time.monotonic() + WRITE_EVERY_S

@@ -97,6 +97,9 @@ class Handler(Protocol):
     def on_deadline(self) -> None:
         """Do timed work (window timeouts, throttle releases)."""
 
+    def close(self) -> None:
+        """Write what is still owed (an agent's token totals) before the queue is given up."""
+
 
 class Worker:
     """Serves one inbox until stopped by a signal, `stop()`, or (with `once`) an empty inbox."""
@@ -275,6 +278,8 @@ class Worker:
         """Write the final status on the way out, so `ps` never believes a dead pid,
         then give the queue up (after the files, so a next owner's are not overwritten)."""
         try:
+            with contextlib.suppress(OSError):  # a full disk: the stop goes on
+                self.handler.close()
             current = self.proc.status
             # The supervisor owns restarting/dead (SPEC 8); a CLI stop already wrote stopped;
             # `pending` asks for the next start (`loom up`, a stopping supervisor).
