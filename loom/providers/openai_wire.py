@@ -66,6 +66,7 @@ class OpenAIWireProvider(HttpProvider):
         reasoning: list[str] = []
         calls = PendingCalls()
         usage = Usage()
+        secrets = self._secrets
         for _event, data in parse_sse(reply):
             if data == DONE:
                 return Completion(
@@ -74,14 +75,20 @@ class OpenAIWireProvider(HttpProvider):
                     tool_calls=calls.done(),
                     reasoning="".join(reasoning),
                 )
-            chunk = decode_object(data, self.name, self._secrets)
+            chunk = decode_object(data, self.name, secrets)
             if "error" in chunk:
                 raise self._chunk_error(chunk["error"])
+            if "usage" in chunk and isinstance(chunk["usage"], dict):
+                usage = _usage(chunk["usage"])
             delta = _first_choice(chunk, "delta", self.name)
+            if not delta:
+                continue
             text = _text(delta, self.name)
             if text:
                 parts.append(text)
                 on_text(text)
+            if delta.keys() <= _TEXT_ONLY:
+                continue  # text alone: nearly every event of a stream
             thought = _reasoning(delta)
             if thought:
                 reply.progress()
@@ -94,8 +101,6 @@ class OpenAIWireProvider(HttpProvider):
                 arguments = _dict(fragment.get("function")).get("arguments")
                 if isinstance(arguments, str) and arguments:
                     calls.extend(index, arguments)
-            if isinstance(chunk.get("usage"), dict):
-                usage = _usage(chunk["usage"])
         raise stream_interrupted(self.name)
 
     def _whole(self, payload: dict[str, Any]) -> Completion:
@@ -129,6 +134,9 @@ class OpenAIWireProvider(HttpProvider):
             transient=transient,
         )
 
+
+# The keys of a delta that carries no reasoning and no tool call.
+_TEXT_ONLY = frozenset(("content", "role"))
 
 # OpenAI's schema: content may be null when the turn is only tool calls.
 _DIALECT = ChatDialect(

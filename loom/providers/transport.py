@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import math
 import os
 import re
 import select
@@ -39,6 +40,8 @@ USER_AGENT = "loom"
 Scheme = Literal["http", "https"]
 # What a header may hold: a token name, and a value without line breaks or other control
 # characters (which would end the header early and let the rest pass as another).
+# The most request heads a client keeps checked (one per agent model and URL, in use).
+KEEP_HEADS = 64
 _NAME_OK = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _FIELD_OK = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 
@@ -296,6 +299,16 @@ class Connection:
         self.read_timeout = read_timeout
         self.deadline: float | None = None  # while reading a head or finishing: the end
         self.reusable = True
+        # A plain socket is put in non-blocking mode once and waited on with its own
+        # poll objects: a socket timeout costs an ioctl per change of it and a poll
+        # before every send. TLS keeps the socket's timeout (its buffer hides bytes
+        # from poll).
+        self._plain = not isinstance(sock, ssl.SSLSocket)
+        self._readable = select.poll()
+        self._readable.register(sock, select.POLLIN)
+        self._writable: select.poll | None = None
+        if self._plain:
+            sock.setblocking(False)
         # Bytes received and not yet taken: _buffer[_at:]. An index, not a slice per
         # line, so a large receive of many small chunks is not copied once per chunk.
         self._buffer = b""
@@ -303,7 +316,8 @@ class Connection:
 
     def exchange(self, head: bytes, body: bytes) -> Response:
         """Send one request and read its status and headers."""
-        self.sock.settimeout(self.read_timeout)
+        if not self._plain:
+            self.sock.settimeout(self.read_timeout)
         broke: Broken | None = None
         try:
             self._send(head + body if len(body) < 65536 else head)
@@ -333,7 +347,14 @@ class Connection:
         # over a slow link timed out; here each part of it gets the timeout.
         view = memoryview(data)
         while view:
-            view = view[self.sock.send(view[:SEND_SIZE]) :]
+            try:
+                view = view[self.sock.send(view[:SEND_SIZE]) :]
+            except BlockingIOError:
+                if self._writable is None:
+                    self._writable = select.poll()
+                    self._writable.register(self.sock, select.POLLOUT)
+                if not self._writable.poll(_poll_ms(self.read_timeout)):
+                    raise TimeoutError from None
 
     def body(self, headers: dict[str, str]) -> Iterator[bytes]:
         """The raw body as its framing gives it: chunked, Content-Length or until close."""
@@ -376,13 +397,11 @@ class Connection:
     def stale(self) -> bool:
         """Whether the idle connection has news (the server closed it, or sent junk)."""
         try:
-            if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            if not self._plain and self.sock.pending():  # type: ignore[attr-defined]
                 return True
             # poll, not select: select refuses a descriptor past FD_SETSIZE (1024), and
             # every connection of a process with that many files open looked stale.
-            poller = select.poll()
-            poller.register(self.sock, select.POLLIN)
-            readable = poller.poll(0)
+            readable = self._readable.poll(0)
         except (OSError, ValueError):
             return True
         return bool(readable) or self._at < len(self._buffer)
@@ -405,7 +424,8 @@ class Connection:
                 continue  # 100 Continue and other interim answers
             break
         self.deadline = None
-        self.sock.settimeout(self.read_timeout)  # the body's reads: each the full timeout
+        if not self._plain:
+            self.sock.settimeout(self.read_timeout)  # the body's reads: each the full timeout
         connection = headers.get("connection", "").lower()
         if "close" in connection or (version == b"HTTP/1.0" and "keep-alive" not in connection):
             self.reusable = False
@@ -509,13 +529,15 @@ class Connection:
         return line
 
     def _receive(self, *, eof_ok: bool = False) -> bytes:
+        timeout = self.read_timeout
         if self.deadline is not None:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
+            timeout = self.deadline - time.monotonic()
+            if timeout <= 0:
                 raise ReadTimedOut("the response did not come in time")
-            self.sock.settimeout(left)
+            if not self._plain:
+                self.sock.settimeout(timeout)
         try:
-            data = self.sock.recv(RECEIVE_SIZE)
+            data = self._recv(timeout) if self._plain else self.sock.recv(RECEIVE_SIZE)
         except TimeoutError:
             raise ReadTimedOut("the server sent nothing for the timeout") from None
         except OSError as exc:
@@ -523,6 +545,21 @@ class Connection:
         if not data and not eof_ok:
             raise Broken("the server closed the connection before the response ended")
         return data
+
+    def _recv(self, timeout: float | None) -> bytes:
+        """One receive of the non-blocking plain socket, once it is readable."""
+        while True:
+            if not self._readable.poll(_poll_ms(timeout)):
+                raise TimeoutError
+            try:
+                return self.sock.recv(RECEIVE_SIZE)
+            except BlockingIOError:
+                continue  # readable, then not: wait again
+
+
+def _poll_ms(timeout: float | None) -> int | None:
+    """A timeout in seconds as `poll` takes it: whole milliseconds, rounded up."""
+    return None if timeout is None else max(0, math.ceil(timeout * 1000))
 
 
 def _chunk_size(line: bytes) -> int:
@@ -588,6 +625,8 @@ class Client:
         self._pools: dict[tuple[str, str, int], Pool] = {}
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
+        # Checked request heads by (method, URL, headers): `request`.
+        self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[Pool, str]] = {}
 
     def request(
         self,
@@ -599,6 +638,31 @@ class Client:
         timeout: float | None | Literal["default"] = "default",
     ) -> Response:
         """Send a request and return its response once the headers have come."""
+        # An agent sends the same request line and headers call after call: they are
+        # parsed and checked once, then reused.
+        key = (method, url, tuple(headers.items()))
+        known = self._heads.get(key)
+        if known is None:
+            known = self._head(method, url, headers)
+            if len(self._heads) >= KEEP_HEADS:
+                self._heads.clear()
+            self._heads[key] = known
+        pool, lines = known
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines = f"{lines}Content-Length: {len(body)}\r\n"
+        # A byte of the environment that is not UTF-8 came in as a lone surrogate
+        # (os.environ's surrogateescape); it goes out as that byte again.
+        head = f"{lines}\r\n".encode("utf-8", "surrogateescape")
+        if timeout == "default":
+            connection = pool.get(self.timeout, self.connect_timeout)
+        else:
+            # A timeout of its own bounds the whole wait, connecting included.
+            bound = self.connect_timeout if timeout is None else min(timeout, self.connect_timeout)
+            connection = pool.get(timeout, bound)
+        return connection.exchange(head, body)
+
+    def _head(self, method: str, url: str, headers: Mapping[str, str]) -> tuple[Pool, str]:
+        """The pool for `url` and the request's head up to its Content-Length, checked."""
         scheme, host, port, target = split_url(url)
         pool = self._pool(scheme, host, port)
         origin = pool.origin
@@ -612,18 +676,7 @@ class Client:
             lines.append(f"{key}: {value}")
         if origin.proxy is not None and scheme == "http" and origin.proxy.authorization:
             lines.append(f"Proxy-Authorization: {origin.proxy.authorization}")
-        if body or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {len(body)}")
-        # A byte of the environment that is not UTF-8 came in as a lone surrogate
-        # (os.environ's surrogateescape); it goes out as that byte again.
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
-        if timeout == "default":
-            connection = pool.get(self.timeout, self.connect_timeout)
-        else:
-            # A timeout of its own bounds the whole wait, connecting included.
-            bound = self.connect_timeout if timeout is None else min(timeout, self.connect_timeout)
-            connection = pool.get(timeout, bound)
-        return connection.exchange(head, body)
+        return pool, "".join(f"{line}\r\n" for line in lines)
 
     def __enter__(self) -> Client:
         return self

@@ -18,6 +18,7 @@ from loom.errors import UsageError
 # (tests/test_architecture.py). mypy takes it as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, BinaryIO
 
 KiB = 1 << 10
@@ -221,11 +222,24 @@ def read_input(
         raise UsageError(f"cannot read {label or os.fspath(path)}: {exc.strerror}") from None
 
 
+# The C scanner of json.loads's own decoder: it reads one value from a position and
+# says where it ended. A text that is exactly one value (a stream event, a state file)
+# needs nothing more; anything else goes through json.loads, which judges it.
+_scan: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]
+
+
 def load_json(data: str | bytes) -> Any:
     """`json.loads`, with JSON nested too deeply for the decoder (which raises
     RecursionError) reported as the ValueError of any other bad JSON, so every reader
     of a file that may be hostile handles both with one `except ValueError`."""
     try:
+        if isinstance(data, str):
+            try:
+                value, end = _scan(data, 0)
+            except StopIteration:  # no value at the start (whitespace?): json.loads says
+                end = -1
+            if end == len(data):
+                return value
         return json.loads(data)
     except RecursionError:
         raise ValueError("JSON nested too deeply to decode") from None
