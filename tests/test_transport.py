@@ -222,6 +222,23 @@ def test_a_large_body_taken_slowly_but_steadily_does_not_time_out() -> None:
     assert taken == [len(body)]
 
 
+def test_a_server_that_takes_nothing_of_a_large_body_times_out_the_send() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    held: list[socket.socket] = []
+    thread = threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True)
+    thread.start()
+    started = time.monotonic()
+    with listener, transport.Client(timeout=0.3, connect=5, env={}) as c:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        with pytest.raises(transport.ReadTimedOut, match="took nothing"):
+            c.request("POST", url, {}, b"x" * (24 * 1024 * 1024))
+    assert time.monotonic() - started < 4
+    thread.join()
+    for conn in held:
+        conn.close()
+
+
 def test_an_answer_sent_before_the_body_was_taken_is_read_though_sending_broke() -> None:
     # As nginx refuses a body over its limit: answer at once, close, never read it.
     listener = socket.create_server(("127.0.0.1", 0))
