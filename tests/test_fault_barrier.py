@@ -620,3 +620,73 @@ def test_generated_hostile_files_never_stop_the_weave(weave: Weave) -> None:
     drop_and_settle()
     assert weave.pids() == before
     weave.round_trip()
+
+
+# -- a thread limit ------------------------------------------------------------------
+# Loaded by the runner's interpreter from PYTHONPATH: the threads for model calls past
+# the first `LIMIT` cannot be started, as at a process or thread limit (which cannot be
+# imposed on root, who runs the suite in CI).
+THREAD_LIMIT = """\
+import os
+import threading
+
+LIMIT = int(os.environ["CALL_THREAD_LIMIT"])
+_start = threading.Thread.start
+
+
+def start(self):
+    if self.name.startswith("call ") and int(self.name.split()[1]) > LIMIT:
+        raise RuntimeError("can't start new thread")
+    return _start(self)
+
+
+threading.Thread.start = start
+"""
+
+
+def thread_limit(tmp_path: Path, limit: int) -> dict[str, str]:
+    """The environment of a runner that can start only `limit` call threads."""
+    folder = tmp_path / "limit"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(THREAD_LIMIT)
+    return {"PYTHONPATH": str(folder), "CALL_THREAD_LIMIT": str(limit)}
+
+
+def test_a_runner_that_cannot_start_all_its_call_threads_answers_with_those_it_has(
+    server: LLMServer, tmp_path: Path, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    server.script(*[Slow(0.5, f"answer {i}") for i in range(8)])
+    env = {**server.env(), "OPENAI_API_KEY": "sk-test", **thread_limit(tmp_path, 2)}
+    home = tmp_path / "home"
+    agent, runner = serve_detached(home, "openai/gpt-test", env, tmp_path / "log", reap)
+    sent = [new_message("test", f"message {i}") for i in range(8)]
+    queue = Queue(agent / "inbox", agent / "outbox")
+    for msg in sent:
+        queue.send(msg)
+    answered_once(agent, sent)
+    assert server.max_open == 2  # of concurrency 4
+    assert runner.poll() is None
+    log = "".join(p.read_text() for p in (agent / "logs").glob("*.ndjson"))
+    warnings = [json.loads(line) for line in log.splitlines() if "fewer calls" in line]
+    assert len(warnings) == 1
+    assert warnings[0]["detail"] == "2 of 4 (a thread limit)"
+
+
+def test_a_runner_that_cannot_start_a_call_thread_ends_and_the_next_answers_once(
+    server: LLMServer, tmp_path: Path, reap: list[subprocess.Popen[bytes]]
+) -> None:
+    env = {**server.env(), "OPENAI_API_KEY": "sk-test"}
+    home = tmp_path / "home"
+    log = tmp_path / "log"
+    agent, runner = serve_detached(
+        home, "openai/gpt-test", {**env, **thread_limit(tmp_path, 0)}, log, reap
+    )
+    msg = new_message("test", "message 0")
+    Queue(agent / "inbox", agent / "outbox").send(msg)
+    assert runner.wait(timeout=30) != 0
+    assert "cannot start a thread for a model call: can't start new thread" in log.read_text()
+    assert places(agent / "inbox", msg.filename) == [".in-progress"]
+    assert not server.requests
+
+    spawn_serve(home, env, log, reap)  # no limit now: recovery takes the claim back
+    answered_once(agent, [msg])

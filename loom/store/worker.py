@@ -129,6 +129,7 @@ class Worker:
         # rest of an instant model call. A None in the queue ends one thread.
         self._calls: queue_module.SimpleQueue[str | None] = queue_module.SimpleQueue()
         self._call_threads = 0
+        self._short_of_threads = False  # a call thread could not be started (said once)
         self.queue = queue
         self.handler = handler
         self.log = log
@@ -472,9 +473,27 @@ class Worker:
     def _start_call(self, name: str) -> None:
         """Hand claim `name` to a call thread (one more, while fewer than `concurrency`)."""
         if self._call_threads < self.concurrency:
-            self._call_threads += 1
-            number = self._call_threads
-            threading.Thread(target=self._call_loop, name=f"call {number}", daemon=True).start()
+            number = self._call_threads + 1
+            thread = threading.Thread(target=self._call_loop, name=f"call {number}", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError as exc:  # "can't start new thread": a process or thread limit
+                if self._call_threads == 0:
+                    # Nobody to hand it to: the claim stays in `.in-progress/` for
+                    # recovery, and the runner ends with why (the supervisor restarts it).
+                    with self._claims_changed:
+                        self._claims.pop(name, None)
+                        self._claims_changed.notify_all()
+                    raise RuntimeError(f"cannot start a thread for a model call: {exc}") from None
+                if not self._short_of_threads:
+                    self._short_of_threads = True
+                    self.log.warning(
+                        "fewer calls in flight",
+                        error=str(exc),
+                        detail=f"{self._call_threads} of {self.concurrency} (a thread limit)",
+                    )
+            else:
+                self._call_threads = number
         self._calls.put(name)
 
     def _call_loop(self) -> None:
