@@ -1,6 +1,11 @@
 """CPU per model call, in one process: `provider.complete` in a loop, nothing else.
 
 Run:  .venv/bin/python bench/call_cpu.py --base /tmp/callpath-base     (~1 minute)
+      .venv/bin/python bench/call_cpu.py --words 300 --calls 200 --base /tmp/callpath-base
+
+`--words N` makes the prompt N words long; the server streams its echo one event per
+word (plus the opening, closing and usage events), so a long answer shows the cost of
+each stream event.
 
 The OpenAI provider calls the test suite's fake server (tests/llm_server.py, an instant
 streamed echo of six SSE events, in a process of its own) `--calls` times after 50 calls
@@ -24,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(calls: int) -> dict[str, float]:
+def measure(calls: int, words: int = 2) -> dict[str, float]:
     """One round in this process (loom as found on sys.path)."""
     from loom.providers import resolve
     from loom.providers.base import Request, Turn
@@ -39,7 +44,9 @@ def measure(calls: int) -> dict[str, float]:
         url = server.stdout.readline().split()[-1]
         env = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": f"{url}/v1"}
         provider, model = resolve("openai/bench", env)
-        request = Request(model, (Turn("user", "message 1"),))
+        # The server echoes the prompt as one stream event per word.
+        prompt = "message 1" if words <= 2 else " ".join(f"word{i}" for i in range(words))
+        request = Request(model, (Turn("user", prompt),))
         for _ in range(50):
             provider.complete(request, lambda text: None)
         server_cpu = _cpu(server.pid)
@@ -64,11 +71,11 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def round_of(base: Path | None, calls: int) -> dict[str, float]:
+def round_of(base: Path | None, calls: int, words: int) -> dict[str, float]:
     """One round in a fresh interpreter, of this checkout or of `base`."""
     path = str(base) if base is not None else str(ROOT)
     out = subprocess.run(
-        [sys.executable, __file__, "--round", str(calls)],
+        [sys.executable, __file__, "--round", str(calls), "--words", str(words)],
         env={**os.environ, "PYTHONPATH": path},
         capture_output=True,
         text=True,
@@ -84,10 +91,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--base", type=Path, help="a loom checkout to compare with")
+    parser.add_argument(
+        "--words", type=int, default=2, help="words of the prompt: stream events per answer"
+    )
     parser.add_argument("--round", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.round is not None:
-        print(json.dumps(measure(args.round)))
+        print(json.dumps(measure(args.round, args.words)))
         return
     sides: dict[str, Path | None] = {"after": None}
     if args.base is not None:
@@ -96,7 +106,7 @@ def main() -> None:
     for index in range(args.rounds):
         order = list(sides) if index % 2 == 0 else list(reversed(sides))
         for side in order:
-            runs[side].append(round_of(sides[side], args.calls))
+            runs[side].append(round_of(sides[side], args.calls, args.words))
     print("side    CPU per call  wall per call  server CPU per request")
     medians = {}
     for side, figures in runs.items():
@@ -109,7 +119,8 @@ def main() -> None:
     if "before" in medians:
         ratio = medians["after"]["cpu_ms"] / medians["before"]["cpu_ms"]
         print(f"after/before CPU per call: {ratio:.2f}x")
-    print(json.dumps({"calls": args.calls, "rounds": args.rounds, "medians": medians}))
+    summary = {"calls": args.calls, "words": args.words, "rounds": args.rounds}
+    print(json.dumps({**summary, "medians": medians}))
 
 
 if __name__ == "__main__":
