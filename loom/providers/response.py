@@ -43,10 +43,14 @@ class ResponseReader:
         self._clock = clock
         self._read = 0
         self._deadline = self._next_deadline()
+        self._progressed = False  # the last chunk brought a part of the answer
+        self._received = 0.0  # the clock when the last chunk came
 
     def progress(self) -> None:
         """A part of the answer arrived: the wait for the next one starts now."""
-        self._deadline = self._next_deadline()
+        # Called for each event; the clock is read once per chunk (`_bounded`): the wait
+        # counts from when the chunk that brought this part came.
+        self._progressed = True
 
     def __iter__(self) -> Iterator[str]:
         """The body's lines, without their line breaks (\\n, \\r\\n or \\r)."""
@@ -99,8 +103,14 @@ class ResponseReader:
 
     def _bounded(self, *, truncate: bool = False) -> Iterator[bytes]:
         for chunk in self._chunks:
-            if self._deadline is not None and self._clock() > self._deadline:
-                raise self._stalled()
+            if self._timeout is not None:
+                now = self._clock()
+                if self._progressed:
+                    self._progressed = False
+                    self._deadline = self._received + self._timeout
+                if self._deadline is not None and now > self._deadline:
+                    raise self._stalled()
+                self._received = now
             self._read += len(chunk)
             if self._read > self._limit and not truncate:
                 raise ProviderError(
