@@ -294,14 +294,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_json(200, {"accepted": fake.connections})
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
-        if self.path.endswith(("/v1/models", "/api/tags")):
+        path = self.path.split("?", 1)[0]  # routed by path; the query is recorded
+        if path.endswith(("/v1/models", "/api/tags")):
             fake.record(Recorded("GET", self.path, headers, None, time.time()))
-        if fake.models_status is not None and self.path.endswith(("/v1/models", "/api/tags")):
+        if fake.models_status is not None and path.endswith(("/v1/models", "/api/tags")):
             message = f"refused, given {headers.get('authorization') or headers.get('x-api-key')}"
             self.send_json(fake.models_status, {"error": {"message": message}})
-        elif self.path.endswith("/api/tags"):
+        elif path.endswith("/api/tags"):
             self.send_json(200, {"models": [{"name": m, "model": m} for m in fake.models]})
-        elif self.path.endswith("/v1/models"):
+        elif path.endswith("/v1/models"):
             # OpenAI, OpenRouter and Anthropic (told apart by its x-api-key) all list
             # `data[].id`; Anthropic adds `type` and `display_name`.
             anthropic = "x-api-key" in headers
@@ -326,7 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         fake = self.server.fake
         fake.record(Recorded("POST", self.path, headers, body, time.time()))
-        wire = wire_for(self.path)
+        wire = wire_for(self.path.split("?", 1)[0])  # routed by path; the query is recorded
         if wire is None:
             self.send_json(404, {"error": f"no endpoint {self.path}"})
             return

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -206,6 +207,20 @@ def test_request_carries_system_prompt_turns_and_credentials(
         assert sent.headers["authorization"] == f"Bearer {KEYS[str(case.key_variable)]}"
     if case.key_variable is None:
         assert "authorization" not in sent.headers
+
+
+def test_a_base_url_with_a_query_and_a_space_keeps_the_query_after_the_path(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    # As Azure OpenAI's deployments take `?api-version=`; a space goes out encoded.
+    base = env[case.base_url_variable]
+    env = {**env, case.base_url_variable: f"{base}/my deployment?api-version=2024-06-01"}
+    completion, _ = call(case, env)
+    assert completion.text.endswith("hello there")
+    prefix = urlsplit(base).path  # /v1 for the OpenAI wire, "" for the others
+    folder = f"{prefix}/my%20deployment"
+    endpoint = case.path.removeprefix(prefix)
+    assert server.last.path == f"{folder}{endpoint}?api-version=2024-06-01"
 
 
 def test_no_system_prompt_sends_only_the_turns(

@@ -181,6 +181,7 @@ class HttpProvider(ABC):
         default client (its timeouts then apply) and is left open by `close`."""
         self.model = model or self.prefix
         self.base_url = self._base_url(env.get(self.base_url_variable, "").strip())
+        self._endpoint = transport.with_path(self.base_url, self.path)
         self._api_key = env.get(self.key_variable, "").strip() if self.key_variable else ""
         if any(ord(c) < 32 or ord(c) == 127 for c in self._api_key):
             raise UsageError(
@@ -259,7 +260,7 @@ class HttpProvider(ABC):
         """The model ids the server offers (GET `models_path`), waiting at most `timeout`
         seconds; a redacted ProviderError when it cannot say."""
         self.check()
-        url = self.base_url + self.models_path
+        url = transport.with_path(self.base_url, self.models_path)
         headers = {**COMMON_HEADERS, **self._headers(), "Accept": "application/json"}
         del headers["Content-Type"]
         try:
@@ -349,7 +350,7 @@ class HttpProvider(ABC):
     def _stream(self, request: Request) -> Iterator[transport.Response]:
         """POST the request and yield the successful response; every failure, including
         those the caller raises while reading, leaves as a redacted ProviderError."""
-        url = self.base_url + self.path
+        url = self._endpoint
         body = json.dumps(self._body(request), separators=(",", ":")).encode()
         started = False
         try:

@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 HEADER_LIMIT = 64 * 1024
 MAX_HEADERS = 200
@@ -100,6 +100,17 @@ class Proxy:
     authorization: str | None = None
 
 
+# The characters of a path or query sent as they are (RFC 3986 pchar, and "/" and "%").
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+
+
+def with_path(base: str, path: str) -> str:
+    """`base` with `path` added to the end of its path; its query (as Azure's
+    `?api-version=`) stays after it, and a fragment is dropped."""
+    parts = urlsplit(base)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + path, parts.query, ""))
+
+
 def split_url(url: str) -> tuple[Scheme, str, int, str]:
     """`(scheme, host, port, target)` of an http(s) URL; ValueError when it is not one."""
     parts = urlsplit(url)
@@ -107,7 +118,11 @@ def split_url(url: str) -> tuple[Scheme, str, int, str]:
     if scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http:// or https:// URL: {url!r}")
     port = parts.port or (443 if scheme == "https" else 80)
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # What may not go raw into a request line (a space, a control character, non-ASCII)
+    # is percent-encoded; escapes already there are kept.
+    target = quote(parts.path or "/", safe=_PATH_SAFE)
+    if parts.query:
+        target += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
     return ("https" if scheme == "https" else "http"), parts.hostname, port, target
 
 
