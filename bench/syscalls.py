@@ -2,6 +2,10 @@
 
 Run:  .venv/bin/python bench/syscalls.py                     (300 and 1,000 messages)
       .venv/bin/python bench/syscalls.py --counts 30,1000 --where disk --fsync on
+      .venv/bin/python bench/syscalls.py --model openai/bench --counts 300 --fsync off
+
+`--model openai/bench` puts each message through the OpenAI wire instead, against the
+test suite's fake server (tests/llm_server.py, in a process of its own, untraced).
 
 The runner is the real CLI as the supervisor starts it (`loom agent serve a`, model
 `echo`), under `strace -f -o TRACE` (every call, every thread). The bench waits until
@@ -25,6 +29,7 @@ is printed too (a runner never calls it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -39,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import LOOM, cleanup, env_for, temp_home  # noqa: E402
+from callpath import KEY, Server  # noqa: E402
 
 from loom.store.message import new_message  # noqa: E402
 
@@ -53,14 +59,19 @@ FSYNCS = ("fsync", "fdatasync")
 TIMEOUT_S = 300.0
 
 
+# The model of agent `a`, and what its runner's environment needs for it (`main`).
+MODEL = "echo"
+MODEL_ENV: dict[str, str] = {}
+
+
 def prepare(count: int, where: str) -> Path:
-    """A home with agent `a` (model echo) and `count` messages waiting in its inbox."""
+    """A home with agent `a` (model MODEL) and `count` messages waiting in its inbox."""
     home = temp_home(where)
     os.chmod(home, 0o700)
     agent = home / "agents" / "a"
     inbox = agent / "inbox"
     inbox.mkdir(parents=True)
-    (agent / "model").write_text("echo\n")
+    (agent / "model").write_text(f"{MODEL}\n")
     for i in range(count):
         msg = new_message("bench", f"message {i}")
         (inbox / msg.filename).write_bytes(msg.to_bytes())
@@ -88,7 +99,7 @@ def run(home: Path, count: int, fsync: bool, trace: Path, summary: bool) -> None
     processed = agent / "inbox" / ".processed"
     tracer = subprocess.Popen(
         command(trace, summary),
-        env=env_for(home, fsync),
+        env={**env_for(home, fsync), **MODEL_ENV},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -182,16 +193,23 @@ def main() -> None:
     parser.add_argument("--fsync", choices=("on", "off", "both"), default="both")
     parser.add_argument("--where", choices=("tmpfs", "disk"), default="disk")
     parser.add_argument("--keep", type=Path, help="copy each window trace into this folder")
+    parser.add_argument("--model", default="echo", help="echo or openai/bench")
     args = parser.parse_args()
     if shutil.which("strace") is None:
         raise SystemExit("bench/syscalls.py needs strace (apt-get install strace)")
     counts = [int(c) for c in args.counts.split(",")]
     modes = {"on": [True], "off": [False], "both": [False, True]}[args.fsync]
     print("command: " + " ".join(command(Path("TRACE"), False)) + "  (and with -c)")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    for fsync in modes:
-        for count in counts:
-            report(count, fsync, args.where, measure(count, fsync, args.where, args.keep))
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, model {args.model}")
+    with contextlib.ExitStack() as stack:
+        global MODEL
+        MODEL = args.model
+        if args.model != "echo":
+            server = stack.enter_context(Server())
+            MODEL_ENV.update({**server.env(), **KEY})
+        for fsync in modes:
+            for count in counts:
+                report(count, fsync, args.where, measure(count, fsync, args.where, args.keep))
 
 
 if __name__ == "__main__":
