@@ -222,6 +222,22 @@ def test_continue_sends_the_previous_turns(term: Terminal, server: LLMServer) ->
 
 
 @needs_tmux
+def test_the_tokens_of_each_answer_are_in_usage_json_while_the_chat_waits(
+    term: Terminal, server: LLMServer, loom_home: Path
+) -> None:
+    server.script(*[Reply("ok", input_tokens=7, output_tokens=2)] * 3)
+    chat(term)
+    for number, question in enumerate(("one", "two", "three"), start=2):
+        term.type(question)
+        term.keys("Enter")
+        term.at_prompt(number)
+    # Answered fast, one after the other: each one's tokens are written as it is done,
+    # so `ps` shows them while the chat waits and a closed terminal loses none.
+    usage = json.loads((loom_home / "agents" / "chat" / "usage.json").read_text())
+    assert usage["models"] == {MODEL: {"input": 21, "output": 6}}
+
+
+@needs_tmux
 def test_without_continue_a_session_starts_afresh(term: Terminal, server: LLMServer) -> None:
     env = {**server.env(), "OPENAI_API_KEY": "sk-test"}
     r = run_loom("agent", "start", "chat", "--model", MODEL, "--stdin", input="before", env=env)

@@ -322,6 +322,27 @@ def test_a_slow_steady_answer_is_not_cut_by_the_timeout(
     assert completion.text == text and len(deltas) == 6
 
 
+def test_a_sink_slower_than_the_timeout_is_not_taken_for_a_silent_server(
+    case: Case, server: LLMServer, env: dict[str, str]
+) -> None:
+    # The server streams steadily; what takes the time is passing the text on (a
+    # paused pipe, a slow terminal), three times the timeout for one read's events.
+    text = "one two three four five six seven eight"
+    server.script(Reply(text, pause=0.1))
+    provider, model_id = resolve(case.model, {**env, "LOOM_HTTP_TIMEOUT": "0.5"})
+    deltas: list[str] = []
+
+    def slow(delta: str) -> None:
+        deltas.append(delta)
+        time.sleep(0.3)
+
+    try:
+        completion = provider.complete(Request(model_id, TURNS), slow)
+    finally:
+        provider.close()
+    assert completion.text == text and "".join(deltas) == text
+
+
 def test_tool_call_fragments_count_as_progress(
     case: Case, server: LLMServer, env: dict[str, str]
 ) -> None:

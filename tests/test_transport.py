@@ -333,6 +333,14 @@ def test_a_body_framed_both_ways_is_read_chunked_and_its_connection_not_kept() -
         assert server.connections == 2
 
 
+def test_a_timeout_longer_than_poll_can_wait_is_no_limit() -> None:
+    # poll takes a C int of milliseconds: about 24 days.
+    with RawServer([reply(b"ok")]) as server:
+        with transport.Client(timeout=3e6, connect=5, env={}) as c:
+            with c.request("POST", server.url, {}, b"x" * (1 << 20)) as response:
+                assert body_of(response) == b"ok"
+
+
 def test_a_silent_server_times_out_and_a_closed_port_refuses() -> None:
     with RawServer([Raw([b"HTTP/1.1 200 OK\r\n"], then="hold")]) as server:
         started = time.monotonic()

@@ -258,7 +258,10 @@ class AgentRunner:
         self._usage(self.usage.flush)
 
     def _count(self, tokens_in: int | None, tokens_out: int | None) -> None:
-        self._usage(lambda: self.usage.add(self.model, tokens_in, tokens_out))
+        # Deferred only while the worker's loop serves: it writes what is owed when due
+        # (`on_deadline`). A chat or `--stdin` answers outside it and writes at once.
+        defer = self.worker is not None and self.worker.serving
+        self._usage(lambda: self.usage.add(self.model, tokens_in, tokens_out, defer))
 
     def _usage(self, update: Callable[[], None]) -> None:
         """Count tokens or write the totals owed (`UsageCounter`); a usage.json that

@@ -44,12 +44,13 @@ class ResponseReader:
         self._read = 0
         self._deadline = self._next_deadline()
         self._progressed = False  # the last chunk brought a part of the answer
-        self._received = 0.0  # the clock when the last chunk came
+        self._taken = 0.0  # the clock when such a chunk had been taken in
 
     def progress(self) -> None:
         """A part of the answer arrived: the wait for the next one starts now."""
         # Called for each event; the clock is read once per chunk (`_bounded`): the wait
-        # counts from when the chunk that brought this part came.
+        # counts from when the chunk that brought this part had been taken in, its
+        # events passed on (to a sink that may be slow: that is not the server's wait).
         self._progressed = True
 
     def __iter__(self) -> Iterator[str]:
@@ -104,13 +105,11 @@ class ResponseReader:
     def _bounded(self, *, truncate: bool = False) -> Iterator[bytes]:
         for chunk in self._chunks:
             if self._timeout is not None:
-                now = self._clock()
                 if self._progressed:
                     self._progressed = False
-                    self._deadline = self._received + self._timeout
-                if self._deadline is not None and now > self._deadline:
+                    self._deadline = self._taken + self._timeout
+                if self._deadline is not None and self._clock() > self._deadline:
                     raise self._stalled()
-                self._received = now
             self._read += len(chunk)
             if self._read > self._limit and not truncate:
                 raise ProviderError(
@@ -120,6 +119,8 @@ class ResponseReader:
                     transient=False,
                 )
             yield chunk
+            if self._progressed and self._timeout is not None:
+                self._taken = self._clock()
 
     def _stalled(self) -> ProviderError:
         setting = f" ({self._setting})" if self._setting else ""

@@ -573,8 +573,14 @@ class Connection:
 
 
 def _poll_ms(timeout: float | None) -> int | None:
-    """A timeout in seconds as `poll` takes it: whole milliseconds, rounded up."""
-    return None if timeout is None else max(0, math.ceil(timeout * 1000))
+    """A timeout in seconds as `poll` takes it: whole milliseconds, rounded up; past what
+    poll can wait (a C int of milliseconds, about 24 days), no limit."""
+    if timeout is None or timeout * 1000 >= _POLL_MAX_MS:
+        return None
+    return max(0, math.ceil(timeout * 1000))
+
+
+_POLL_MAX_MS = 2**31 - 1
 
 
 def _chunk_size(line: bytes) -> int:

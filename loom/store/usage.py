@@ -1,9 +1,10 @@
 """What an agent's model calls cost: token totals per model in `usage.json` (SPEC 3).
 
 The runner that owns the agent's queue is the file's only writer: it loads the totals
-when it starts, adds each answer's tokens and rewrites the file atomically: after an
-answer that comes alone at once, and while answers come in a burst at most every
-WRITE_EVERY_S (then once more when the burst ends, and on the way out). A rewrite costs
+when it starts, adds each answer's tokens and rewrites the file atomically after each
+answer; a runner serving its inbox (detached, or `serve`) does so at most every
+WRITE_EVERY_S while answers come in a burst, then once more when the burst ends and on
+the way out (a chat and `--stdin` write after each answer). A rewrite costs
 more than the rest of an answer's bookkeeping, so a backlog does not pay one per
 message; a runner killed (SIGKILL) in a burst loses at most that last part second of
 totals, never a message. `ps`,
@@ -110,13 +111,16 @@ class UsageCounter:
         self._next = 0.0  # monotonic time before which the file is not rewritten
         self.failing = False  # the last rewrite failed (said once per failure)
 
-    def add(self, model: str, input_tokens: int | None, output_tokens: int | None) -> None:
-        """Count one answer's tokens; rewrite `usage.json` now unless it was rewritten
-        less than WRITE_EVERY_S ago (then `due` says when)."""
+    def add(
+        self, model: str, input_tokens: int | None, output_tokens: int | None, defer: bool
+    ) -> None:
+        """Count one answer's tokens and rewrite `usage.json`; with `defer` (a loop that
+        writes what `due` says is owed), not if it was rewritten less than
+        WRITE_EVERY_S ago."""
         with self._lock:
             if self.usage.add(model, input_tokens, output_tokens):
                 self._owed = True
-                if time.monotonic() >= self._next:
+                if not defer or time.monotonic() >= self._next:
                     self._write()
 
     def due(self) -> float | None:

@@ -130,6 +130,8 @@ class Worker:
         self._calls: queue_module.SimpleQueue[str | None] = queue_module.SimpleQueue()
         self._call_threads = 0
         self._short_of_threads = False  # a call thread could not be started (said once)
+        # Inside `serve`'s loop, which runs the handler's timed work (`on_deadline`).
+        self.serving = False
         self.queue = queue
         self.handler = handler
         self.log = log
@@ -315,6 +317,7 @@ class Worker:
         self.own()
         self.queue.ensure()
         watch = watcher([self.queue.inbox])
+        self.serving = True
         try:
             recovered = False
             while not self._stop.is_set():
@@ -337,6 +340,8 @@ class Worker:
                 if not worked:
                     self._wait(watch)
         finally:
+            # From here, what a call thread still settling counts is written at once.
+            self.serving = False
             watch.close()
             self._abandon_open()
             self._end_call_threads()
