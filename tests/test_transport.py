@@ -341,6 +341,16 @@ def test_a_timeout_longer_than_poll_can_wait_is_no_limit() -> None:
                 assert body_of(response) == b"ok"
 
 
+def test_a_path_is_sent_percent_encoded_a_non_utf8_byte_as_that_byte() -> None:
+    # os.environ gives a byte that is not UTF-8 as a lone surrogate.
+    assert transport.split_url("http://h/my models/\udcff?q=a b") == (
+        "http",
+        "h",
+        80,
+        "/my%20models/%FF?q=a%20b",
+    )
+
+
 def test_a_silent_server_times_out_and_a_closed_port_refuses() -> None:
     with RawServer([Raw([b"HTTP/1.1 200 OK\r\n"], then="hold")]) as server:
         started = time.monotonic()

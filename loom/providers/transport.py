@@ -120,9 +120,10 @@ def split_url(url: str) -> tuple[Scheme, str, int, str]:
     port = parts.port or (443 if scheme == "https" else 80)
     # What may not go raw into a request line (a space, a control character, non-ASCII)
     # is percent-encoded; escapes already there are kept.
-    target = quote(parts.path or "/", safe=_PATH_SAFE)
+    # A byte of the environment that is not UTF-8 (a lone surrogate) is that byte again.
+    target = quote(parts.path or "/", safe=_PATH_SAFE, errors="surrogateescape")
     if parts.query:
-        target += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
+        target += "?" + quote(parts.query, safe=_PATH_SAFE + "?", errors="surrogateescape")
     return ("https" if scheme == "https" else "http"), parts.hostname, port, target
 
 
