@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import run_loom, spawn_loom, wait_for
+from hypothesis import given
+from hypothesis import strategies as st
 
-from loom.store.files import CONFIG_LIMIT, MESSAGE_BODY_LIMIT, PROMPT_LIMIT
+from loom.store.files import CONFIG_LIMIT, MESSAGE_BODY_LIMIT, PROMPT_LIMIT, load_json
 
 
 def fifo(tmp_path: Path) -> Path:
@@ -166,3 +168,26 @@ def test_a_bad_memory_file_fails_the_message_not_the_runner(
         json.loads(p.read_text())["body"] for p in (loom_home / "agents/a/outbox").iterdir()
     )
     assert "second" in bodies and any("larger than" in b for b in bodies)
+
+
+JSONISH = st.text(alphabet='{}[]":,0123456789.eE+- \t\n\r\x0b\u2028abtrufnlsNI\\', max_size=12)
+# Around a value: JSON's whitespace, and characters that only look like it.
+SPACES = st.text(alphabet=" \t\n\r\x0b\x0c\x1c\x85\u2028\u3000x", max_size=3)
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+).map(json.dumps)
+
+
+def outcome(parse: Callable[[str], object], text: str) -> tuple[str, str]:
+    try:
+        return "value", repr(parse(text))
+    except ValueError:
+        return "refused", ""
+
+
+@given(st.one_of(JSONISH, st.tuples(SPACES, VALUES, SPACES).map("".join)))
+def test_load_json_takes_and_refuses_what_json_loads_does(text: str) -> None:
+    # load_json reads a text that is one value with the decoder's scanner directly.
+    assert outcome(load_json, text) == outcome(json.loads, text)

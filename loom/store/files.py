@@ -238,7 +238,8 @@ def load_json(data: str | bytes) -> Any:
                 value, end = _scan(data, 0)
             except StopIteration:  # no value at the start (whitespace?): json.loads says
                 end = -1
-            if end == len(data):
+            # Only JSON's own whitespace may follow (a file's last newline).
+            if end == len(data) or (end > 0 and not data[end:].strip(" \t\n\r")):
                 return value
         return json.loads(data)
     except RecursionError:
