@@ -235,10 +235,12 @@ def test_ps_does_not_believe_a_dead_pid(loom_home: Path, reap: list) -> None:
     p = spawn_loom("agent", "start", "a", "--model", "echo")
     reap.append(p)
     a = agent_dir(loom_home)
+    # The runner writes its pid, then its status: both, before it is killed.
     wait_for(lambda: (a / "pid").exists() and (a / "pid").read_text().strip(), what="pid")
+    status = a / "status"
+    wait_for(lambda: status.exists() and status.read_text().strip() == "idle", what="idle")
     p.kill()
     p.wait()
-    assert (a / "status").read_text().strip() == "idle"
     rows = json.loads(run_loom("agent", "ps", "--all", "--json").stdout)
     assert rows[0]["status"] == "error" and rows[0]["pid"] is None
     table = run_loom("agent", "ps", "--all").stdout.splitlines()
