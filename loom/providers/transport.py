@@ -37,11 +37,14 @@ DECODED_PIECE = 1024 * 1024
 KEEP_IDLE = 32
 USER_AGENT = "loom"
 
+# The most request heads a client keeps checked (one per agent model and URL, in use).
+KEEP_HEADS = 64
+# The longest wait poll takes: a C int of milliseconds (about 24 days).
+_POLL_MAX_MS = 2**31 - 1
+
 Scheme = Literal["http", "https"]
 # What a header may hold: a token name, and a value without line breaks or other control
 # characters (which would end the header early and let the rest pass as another).
-# The most request heads a client keeps checked (one per agent model and URL, in use).
-KEEP_HEADS = 64
 _NAME_OK = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _FIELD_OK = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
 
@@ -413,7 +416,7 @@ class Connection:
     def stale(self) -> bool:
         """Whether the idle connection has news (the server closed it, or sent junk)."""
         try:
-            if not self._plain and self.sock.pending():  # type: ignore[attr-defined]
+            if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
                 return True
             # poll, not select: select refuses a descriptor past FD_SETSIZE (1024), and
             # every connection of a process with that many files open looked stale.
@@ -574,14 +577,11 @@ class Connection:
 
 
 def _poll_ms(timeout: float | None) -> int | None:
-    """A timeout in seconds as `poll` takes it: whole milliseconds, rounded up; past what
-    poll can wait (a C int of milliseconds, about 24 days), no limit."""
+    """A timeout in seconds as `poll` takes it: whole milliseconds, rounded up; past
+    what poll can wait, no limit."""
     if timeout is None or timeout * 1000 >= _POLL_MAX_MS:
         return None
     return max(0, math.ceil(timeout * 1000))
-
-
-_POLL_MAX_MS = 2**31 - 1
 
 
 def _chunk_size(line: bytes) -> int:
