@@ -7,6 +7,7 @@ with the pid it had, and a normal message is still answered end to end.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -23,11 +24,12 @@ from hypothesis import strategies as st
 from llm_server import LLMServer, Reply, Slow
 
 from loom.errors import UnreadableMessage
-from loom.store.home import pid_is_loom
+from loom.store.home import ProcessDir, pid_is_loom
 from loom.store.ids import new_id
 from loom.store.logs import Log
 from loom.store.message import MAX_BYTES, Message, new_message
 from loom.store.queue import Queue, read_message
+from loom.store.usage import RETRY_S, WRITE_EVERY_S, UsageCounter, read
 
 FAST = {"LOOM_RESTART_BASE": "0.05", "LOOM_RESTART_JITTER": "0.05"}
 PIPE = "tag~first→last"
@@ -690,3 +692,32 @@ def test_a_runner_that_cannot_start_a_call_thread_ends_and_the_next_answers_once
 
     spawn_serve(home, env, log, reap)  # no limit now: recovery takes the claim back
     answered_once(agent, [msg])
+
+
+def test_token_totals_a_full_disk_kept_from_the_file_are_written_soon_after(
+    small_disk: Path,
+) -> None:
+    # A runner's UsageCounter on the real small disk: the failed rewrite is owed and
+    # due again within WRITE_EVERY_S, not after the long wait of a file that cannot be
+    # written at all (RETRY_S), so the totals follow once the pause is over.
+    proc = ProcessDir(small_disk, "agents", "a")
+    proc.path.mkdir(parents=True)
+    counter = UsageCounter(proc)
+    filler = fill(small_disk)
+    with pytest.raises(OSError) as full:
+        counter.add("openai/m", 7, 2, defer=False)
+    assert full.value.errno == errno.ENOSPC
+    due = counter.due()
+    assert due is not None and due <= time.monotonic() + WRITE_EVERY_S
+    filler.unlink()
+    counter.flush()
+    assert read(proc).models == {"openai/m": {"input": 7, "output": 2}}
+    assert counter.due() is None
+
+    # A usage.json that is a folder cannot be replaced: tried again only after RETRY_S.
+    (proc.path / "usage.json").unlink()
+    (proc.path / "usage.json").mkdir()
+    with pytest.raises(OSError):
+        counter.add("openai/m", 1, 1, defer=False)
+    due = counter.due()
+    assert due is not None and due > time.monotonic() + RETRY_S / 2

@@ -21,7 +21,7 @@ import json
 import threading
 import time
 
-from loom.errors import LoomError
+from loom.errors import LoomError, is_disk_full
 from loom.store import atomic
 from loom.store.files import FIELD_LIMIT, load_json, read_bounded
 from loom.store.home import ProcessDir
@@ -134,9 +134,14 @@ class UsageCounter:
                 self._write()
 
     def _write(self) -> None:
-        # A file that cannot be written is tried again after a while, not in a loop.
-        self._next = time.monotonic() + RETRY_S
         text = json.dumps(self.usage.to_json(), ensure_ascii=False, sort_keys=True)
-        atomic.write_text(self.proc.path / USAGE_FILE, text + "\n")
+        try:
+            atomic.write_text(self.proc.path / USAGE_FILE, text + "\n")
+        except OSError as exc:
+            # Tried again after a while, not in a loop; soon after a full disk, which
+            # pauses the runner until writes succeed again.
+            later = WRITE_EVERY_S if is_disk_full(exc) else RETRY_S
+            self._next = time.monotonic() + later
+            raise
         self._owed = self.failing = False
         self._next = time.monotonic() + WRITE_EVERY_S
