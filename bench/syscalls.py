@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,19 +60,22 @@ FSYNCS = ("fsync", "fdatasync")
 TIMEOUT_S = 300.0
 
 
-# The model of agent `a`, and what its runner's environment needs for it (`main`).
-MODEL = "echo"
-MODEL_ENV: dict[str, str] = {}
+@dataclass
+class Model:
+    """Agent `a`'s model, and what its runner's environment needs for it."""
+
+    name: str
+    env: dict[str, str]
 
 
-def prepare(count: int, where: str) -> Path:
-    """A home with agent `a` (model MODEL) and `count` messages waiting in its inbox."""
+def prepare(count: int, where: str, model: str) -> Path:
+    """A home with agent `a` on `model` and `count` messages waiting in its inbox."""
     home = temp_home(where)
     os.chmod(home, 0o700)
     agent = home / "agents" / "a"
     inbox = agent / "inbox"
     inbox.mkdir(parents=True)
-    (agent / "model").write_text(f"{MODEL}\n")
+    (agent / "model").write_text(f"{model}\n")
     for i in range(count):
         msg = new_message("bench", f"message {i}")
         (inbox / msg.filename).write_bytes(msg.to_bytes())
@@ -93,13 +97,15 @@ def command(trace: Path, summary: bool) -> list[str]:
     ]
 
 
-def run(home: Path, count: int, fsync: bool, trace: Path, summary: bool) -> None:
+def run(
+    home: Path, count: int, fsync: bool, trace: Path, summary: bool, model_env: dict[str, str]
+) -> None:
     """Run the traced runner until `count` messages are processed (or, for 0, it is idle)."""
     agent = home / "agents" / "a"
     processed = agent / "inbox" / ".processed"
     tracer = subprocess.Popen(
         command(trace, summary),
-        env={**env_for(home, fsync), **MODEL_ENV},
+        env={**env_for(home, fsync), **model_env},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -153,13 +159,15 @@ def summary_counts(trace: Path) -> Counter[str]:
     return counts
 
 
-def measure(count: int, fsync: bool, where: str, keep: Path | None) -> dict[str, Counter[str]]:
+def measure(
+    count: int, fsync: bool, where: str, keep: Path | None, model: Model
+) -> dict[str, Counter[str]]:
     results: dict[str, Counter[str]] = {}
     for label, n, summary in (("window", count, False), ("run", count, True), ("empty", 0, True)):
-        home = prepare(n, where)
+        home = prepare(n, where, model.name)
         trace = home / "trace.txt"
         try:
-            run(home, n, fsync, trace, summary)
+            run(home, n, fsync, trace, summary, model.env)
             counts = summary_counts(trace) if summary else window_counts(trace)
             if keep is not None and label == "window":
                 shutil.copy(trace, keep / f"trace-{count}-fsync-{int(fsync)}.txt")
@@ -202,14 +210,14 @@ def main() -> None:
     print("command: " + " ".join(command(Path("TRACE"), False)) + "  (and with -c)")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, model {args.model}")
     with contextlib.ExitStack() as stack:
-        global MODEL
-        MODEL = args.model
-        if args.model != "echo":
+        model = Model(args.model, {})
+        if args.model != "echo":  # the OpenAI wire, to a server of its own
             server = stack.enter_context(Server())
-            MODEL_ENV.update({**server.env(), **KEY})
+            model.env.update({**server.env(), **KEY})
         for fsync in modes:
             for count in counts:
-                report(count, fsync, args.where, measure(count, fsync, args.where, args.keep))
+                found = measure(count, fsync, args.where, args.keep, model)
+                report(count, fsync, args.where, found)
 
 
 if __name__ == "__main__":
