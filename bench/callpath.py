@@ -3,6 +3,7 @@
 Run:  .venv/bin/python bench/callpath.py --base /tmp/callpath-base     (~3 minutes)
       .venv/bin/python bench/callpath.py --messages 200 --rounds 1
       .venv/bin/python bench/callpath.py --model echo --levels 1 --messages 2000
+      .venv/bin/python bench/callpath.py --delay 0.005 --levels 1,4 --messages 600
 
 A detached agent (`--model openai/bench`) drains a full inbox of `--messages` messages
 against the test suite's fake server (tests/llm_server.py, an instant streamed echo, run
@@ -16,6 +17,9 @@ connections the server accepted show whether the runner kept them alive.
 TypeScript loom (bench/original.py) is run at concurrency 1 with `openai/bench` against
 the same server; it asks for a whole JSON reply, not a stream, and has no concurrency
 setting, so at 16 it says "not measured". Rounds alternate the order; medians are shown.
+
+`--delay S` makes the server wait S seconds before each answer, a model that takes time
+(e.g. 0.005): each message then also pays the runner's wake-up from an idle wait.
 
 `--model echo` measures the floor under every model call instead: the runner's own work
 per message (claim, reply, acknowledgement, conversation file, logs) with no wire at all;
@@ -51,12 +55,17 @@ from _common import (  # noqa: E402
 
 
 class Server:
-    """tests/llm_server.py in a process of its own."""
+    """tests/llm_server.py in a process of its own; each answer after `delay` seconds."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
 
     def __enter__(self) -> Server:
         script = Path(__file__).resolve().parent.parent / "tests" / "llm_server.py"
         self._proc = subprocess.Popen(
-            [sys.executable, str(script), "--port", "0"], stdout=subprocess.PIPE, text=True
+            [sys.executable, str(script), "--port", "0", "--delay", str(self.delay)],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self._proc.stdout is not None
         self.url = self._proc.stdout.readline().split()[-1]
@@ -106,10 +115,12 @@ def _watch(pid: Callable[[], int], outbox: Path, count: int, timeout: float) -> 
     return {"seconds": now - first[0], "cpu": cpu, "replies": done - first[2]}
 
 
-def loom_drain(base: Path | None, concurrency: int, count: int, model: str) -> dict[str, float]:
+def loom_drain(
+    base: Path | None, concurrency: int, count: int, model: str, delay: float = 0.0
+) -> dict[str, float]:
     """One drain by loom (this checkout, or `base`), as a detached agent."""
     home = temp_home("tmpfs")
-    with Server() as server:
+    with Server(delay) as server:
         env = {**env_for(home), **server.env(), **KEY}
         if base is not None:
             env["PYTHONPATH"] = str(base)
@@ -128,10 +139,12 @@ def loom_drain(base: Path | None, concurrency: int, count: int, model: str) -> d
     return result
 
 
-def original_drain(found: orig.Original, count: int, model: str) -> dict[str, float]:
+def original_drain(
+    found: orig.Original, count: int, model: str, delay: float = 0.0
+) -> dict[str, float]:
     """One drain by the original, its runner in the foreground."""
     home = temp_home("tmpfs")
-    with Server() as server:
+    with Server(delay) as server:
         env = {**env_for(home), **KEY, "OPENAI_BASE_URL": server.url}
         inbox = home / "agents" / "a" / "inbox"
         inbox.mkdir(parents=True)
@@ -191,28 +204,31 @@ def main() -> None:
     parser.add_argument("--original", help="a checkout of the original (bench/original.py)")
     parser.add_argument("--model", default="openai/bench", help="openai/bench or echo")
     parser.add_argument("--levels", default="1,16", help="concurrencies, comma-separated")
+    parser.add_argument(
+        "--delay", type=float, default=0.0, help="seconds the server waits before each answer"
+    )
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
     found, why = orig.find(args.original)
     if found is None:
         print(f"original: {orig.NOT_MEASURED} ({why})", file=sys.stderr)
-    n, model = args.messages, args.model
+    n, model, delay = args.messages, args.model, args.delay
     rows = [["side", "concurrency", "msg/s", "CPU/msg", "connections", "vs before", "vs original"]]
     figures: dict[str, object] = {}
     for level in levels:
         detail: dict[str, list[dict[str, float]]] = {"after": []}
         runs: dict[str, Callable[[], float] | None] = {
-            "after": _timed(detail["after"], lambda lv=level: loom_drain(None, lv, n, model))
+            "after": _timed(detail["after"], lambda lv=level: loom_drain(None, lv, n, model, delay))
         }
         if args.base is not None:
             detail["before"] = []
             runs["before"] = _timed(
-                detail["before"], lambda lv=level: loom_drain(args.base, lv, n, model)
+                detail["before"], lambda lv=level: loom_drain(args.base, lv, n, model, delay)
             )
         if found is not None and level == 1:
             detail["original"] = []
             runs["original"] = _timed(
-                detail["original"], lambda f=found: original_drain(f, n, model)
+                detail["original"], lambda f=found: original_drain(f, n, model, delay)
             )
         orig.alternate(args.rounds, **runs)
         medians = {side: _medians(v) for side, v in detail.items()}
@@ -235,7 +251,17 @@ def main() -> None:
                 ]
             )
     print(table(rows), flush=True)
-    print(json.dumps({"model": model, "messages": n, "rounds": args.rounds, "figures": figures}))
+    print(
+        json.dumps(
+            {
+                "model": model,
+                "messages": n,
+                "rounds": args.rounds,
+                "delay": delay,
+                "figures": figures,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

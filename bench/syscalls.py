@@ -3,6 +3,7 @@
 Run:  .venv/bin/python bench/syscalls.py                     (300 and 1,000 messages)
       .venv/bin/python bench/syscalls.py --counts 30,1000 --where disk --fsync on
       .venv/bin/python bench/syscalls.py --model openai/bench --counts 300 --fsync off
+      .venv/bin/python bench/syscalls.py --model openai/bench --concurrency 4 --fsync off
 
 `--model openai/bench` puts each message through the OpenAI wire instead, against the
 test suite's fake server (tests/llm_server.py, in a process of its own, untraced).
@@ -66,16 +67,19 @@ class Model:
 
     name: str
     env: dict[str, str]
+    concurrency: int = 1
 
 
-def prepare(count: int, where: str, model: str) -> Path:
+def prepare(count: int, where: str, model: Model) -> Path:
     """A home with agent `a` on `model` and `count` messages waiting in its inbox."""
     home = temp_home(where)
     os.chmod(home, 0o700)
     agent = home / "agents" / "a"
     inbox = agent / "inbox"
     inbox.mkdir(parents=True)
-    (agent / "model").write_text(f"{model}\n")
+    (agent / "model").write_text(f"{model.name}\n")
+    if model.concurrency > 1:
+        (agent / "concurrency").write_text(f"{model.concurrency}\n")
     for i in range(count):
         msg = new_message("bench", f"message {i}")
         (inbox / msg.filename).write_bytes(msg.to_bytes())
@@ -164,7 +168,7 @@ def measure(
 ) -> dict[str, Counter[str]]:
     results: dict[str, Counter[str]] = {}
     for label, n, summary in (("window", count, False), ("run", count, True), ("empty", 0, True)):
-        home = prepare(n, where, model.name)
+        home = prepare(n, where, model)
         trace = home / "trace.txt"
         try:
             run(home, n, fsync, trace, summary, model.env)
@@ -202,15 +206,19 @@ def main() -> None:
     parser.add_argument("--where", choices=("tmpfs", "disk"), default="disk")
     parser.add_argument("--keep", type=Path, help="copy each window trace into this folder")
     parser.add_argument("--model", default="echo", help="echo or openai/bench")
+    parser.add_argument("--concurrency", type=int, default=1, help="the agent's calls in flight")
     args = parser.parse_args()
     if shutil.which("strace") is None:
         raise SystemExit("bench/syscalls.py needs strace (apt-get install strace)")
     counts = [int(c) for c in args.counts.split(",")]
     modes = {"on": [True], "off": [False], "both": [False, True]}[args.fsync]
     print("command: " + " ".join(command(Path("TRACE"), False)) + "  (and with -c)")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, model {args.model}")
+    print(
+        f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"model {args.model}, concurrency {args.concurrency}"
+    )
     with contextlib.ExitStack() as stack:
-        model = Model(args.model, {})
+        model = Model(args.model, {}, args.concurrency)
         if args.model != "echo":  # the OpenAI wire, to a server of its own
             server = stack.enter_context(Server())
             model.env.update({**server.env(), **KEY})

@@ -577,6 +577,8 @@ class LLMServer:
         self._call_numbers = itertools.count(1)
         self._lock = threading.Lock()
         self._queue: deque[Behaviour] = deque()
+        # What an unscripted request gets.
+        self.default: Behaviour = Reply()
         self._requests: list[Recorded] = []
         # Model requests being answered now, and the most there ever were at once.
         self.open_now = 0
@@ -610,7 +612,7 @@ class LLMServer:
 
     def next_behaviour(self) -> Behaviour:
         with self._lock:
-            return self._queue.popleft() if self._queue else Reply()
+            return self._queue.popleft() if self._queue else self.default
 
     def record(self, request: Recorded) -> None:
         with self._lock:
@@ -693,8 +695,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Serve a fake LLM API for tests.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--delay", type=float, default=0.0, help="seconds each unscripted answer waits"
+    )
     args = parser.parse_args()
     server = LLMServer(args.host, args.port)
+    if args.delay > 0:
+        server.default = Slow(args.delay)
     print(f"listening on {server.url}", flush=True)
     try:
         server.serve_forever()

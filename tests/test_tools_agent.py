@@ -287,3 +287,27 @@ def test_a_detached_agent_keeps_its_tools(
             raw = pidfile.read_text().strip() if pidfile.exists() else ""
             if raw.isdigit() and pid_is_loom(int(raw)):
                 os.kill(int(raw), signal.SIGKILL)
+
+
+def test_plugins_installed_while_an_agent_serves_are_offered_from_the_next_message(
+    server: LLMServer, loom_home: Path, tmp_path: Path, reap: list
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    model, _ = MODELS["openai"]
+    runner = spawn_loom("agent", "start", "a", "--model", model, env=env_for(server), cwd=work)
+    reap.append(runner)
+    wait_for(lambda: (loom_home / "agents/a/status").exists(), what="the runner to start")
+    assert run_loom("send", "a", "one").returncode == 0
+    wait_for(lambda: len(server.requests) == 1, what="the first request")
+    assert offered(server.last) == []  # no plugin folder at all
+
+    install_example(loom_home / "plugins", "calc")
+    assert run_loom("send", "a", "two").returncode == 0
+    wait_for(lambda: len(server.requests) == 2, what="the second request")
+    assert offered(server.last) == ["calc"]
+
+    install_example(work / ".loom" / "plugins", "clock")  # the project's come first
+    assert run_loom("send", "a", "three").returncode == 0
+    wait_for(lambda: len(server.requests) == 3, what="the third request")
+    assert offered(server.last) == ["calc", "clock"]

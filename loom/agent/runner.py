@@ -16,19 +16,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from loom import wording
 from loom.agent.batches import DEFAULT_INPUT, prompt_text
 from loom.agent.gate import CallGate
+from loom.agent.prompt import SystemPrompt
 from loom.agent.retry import MAX_RETRY_AFTER_S, RetryPolicy
 from loom.agent.structured import SchemaMismatch, check_reply, correction
-from loom.errors import ProviderError, UsageError, is_disk_full
+from loom.errors import ProviderError, is_disk_full
 from loom.providers.base import Completion, Provider, Request, TextSink, Turn
 from loom.providers.options import split_limit
 from loom.store import atomic
-from loom.store.files import PROMPT_LIMIT, read_bounded_text
 from loom.store.home import ProcessDir, now_iso, today
 from loom.store.logs import Log
 from loom.store.message import Message
@@ -129,45 +128,6 @@ class EmptyAnswer(ProviderError):
         )
 
 
-class PromptUnreadable(ProviderError):
-    """prompt.md or a memory file cannot be read: the request cannot be built, so the
-    message fails (not retried) and the runner goes on with the next one."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason, error_type="prompt_unreadable", transient=False)
-
-
-def system_prompt(proc: ProcessDir) -> str | None:
-    """`prompt.md` followed by every file in `memory/`, in name order (SPEC 3); raise
-    PromptUnreadable when one is not a regular file, is past PROMPT_LIMIT or unreadable."""
-    parts: list[str] = []
-    base = _prompt_file(proc.prompt, "prompt.md")
-    if base:
-        parts.append(base)
-    if proc.memory.is_dir():
-        for entry in sorted(proc.memory.iterdir()):
-            # Hidden files are an editor's or a writer's temporaries; folders hold notes
-            # the user keeps aside.
-            if entry.name.startswith(".") or entry.is_dir():
-                continue
-            text = _prompt_file(entry, "memory file")
-            if text:
-                parts.append(f"# Memory: {entry.name}\n\n{text}")
-    return "\n\n".join(parts) or None
-
-
-def _prompt_file(path: Path, what: str) -> str:
-    """The stripped text of one prompt file; "" when it does not exist (any more)."""
-    try:
-        return read_bounded_text(path, PROMPT_LIMIT, what).strip()
-    except FileNotFoundError:
-        return ""
-    except OSError as exc:
-        raise PromptUnreadable(f"cannot read {what} {path}: {exc.strerror}") from None
-    except UsageError as exc:
-        raise PromptUnreadable(str(exc)) from None
-
-
 class _ResumingSink:
     """Forwards streamed text, skipping what an earlier attempt already forwarded.
 
@@ -236,6 +196,7 @@ class AgentRunner:
         # Token totals per model, kept in usage.json by this process, the queue's owner.
         self.usage = UsageCounter(self.proc)
         self._conversation = atomic.Appender()
+        self._system = SystemPrompt(self.proc)
 
     # -- Handler -------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -341,7 +302,7 @@ class AgentRunner:
     def _answer(self, answer: Answer, name: str) -> Answer:
         """Call the model; while it asks for tools, run them and call it again. The
         calls are added to `answer` as they return, so a failure still knows their cost."""
-        system = system_prompt(self.proc)
+        system = self._system.text()
         tools = self.toolbox.offer() if self.toolbox is not None else ()
         rounds = 0
         corrected = False

@@ -3,6 +3,7 @@ asks, and every call and result logged (SPEC 12)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,7 +14,7 @@ from loom.providers.base import ToolCall, ToolResult, ToolSpec
 from loom.store.logs import Log
 from loom.tools.discovery import CACHE, find, global_folder, search_folders
 from loom.tools.invoke import Invocation, invoke, parse_arguments
-from loom.tools.scope import agent_folders
+from loom.tools.scope import TOOLS_DIR, agent_folders
 from loom.tools.settings import ROUNDS_VARIABLE, ToolSettings
 
 # How much of a tool's arguments or result a log line keeps; the conversation file
@@ -65,12 +66,21 @@ class Toolbox:
         }
         # The working folder and home do not change while the runner lives.
         self._shared = search_folders(home, cwd)
+        # The folders a plugin can be in, as strings: most agents have none of them, and
+        # asking whether they exist tells so more cheaply than listing them (`offer`).
+        self._candidates = [
+            os.fspath(agent_dir / TOOLS_DIR),
+            *(os.fspath(f) for _, f in self._shared),
+        ]
         self._cache = global_folder(home) / CACHE
         self._usable: dict[str, Path] = {}
         self._reported: set[tuple[str, str]] = set()
 
     def offer(self) -> tuple[ToolSpec, ...]:
         """The usable tools now; problems are logged once each."""
+        if not any(os.access(path, os.F_OK) for path in self._candidates):
+            self._usable = {}
+            return ()
         folders = agent_folders(self.agent_dir, self._shared)
         plugins = find(folders, self.env, self.settings, cache_dir=self._cache)
         self._usable = {}
