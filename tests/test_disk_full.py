@@ -74,6 +74,15 @@ def replies(home: Path, agent: str) -> list[str]:
     return sorted(p.name for p in (home / "agents" / agent / "outbox").glob("*.msg"))
 
 
+def supervisor_events(home: Path) -> list[str]:
+    """The events of the supervisor's log lines written whole so far."""
+    events = []
+    for path in sorted((home / "supervisor/logs").glob("*.ndjson")):
+        *whole, _rest = path.read_text().split("\n")
+        events += [json.loads(line)["event"] for line in whole]
+    return events
+
+
 def test_the_supervisor_waits_out_a_full_disk_and_resumes_routing(
     small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reap: list
 ) -> None:
@@ -123,8 +132,13 @@ def test_the_supervisor_waits_out_a_full_disk_and_resumes_routing(
         processed = home / "agents/b/inbox/.processed"
         assert [p.name for p in processed.glob("*.msg")].count(late.filename) == 1
         assert (home / "agents/a/outbox" / late.filename).exists()
-        log = "".join(p.read_text() for p in (home / "supervisor/logs").glob("*.ndjson"))
-        events = [json.loads(line)["event"] for line in log.splitlines()]
+        # Said once the whole round of work that delivered it went through, so it can
+        # come after b's answer.
+        events = wait_for(
+            lambda: RESUMED in (found := supervisor_events(home)) and found,
+            10,
+            "the resumed line",
+        )
         assert events.count(RESUMED) == 1 and events.count(DISK_FULL) <= 1
         assert sup.poll() is None
     finally:
