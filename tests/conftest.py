@@ -104,6 +104,16 @@ def spawn_loom(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subp
     return subprocess.Popen(loom_cmd(*args), env=full_env, **kw)
 
 
+def logged_events(process: Path) -> list[str]:
+    """The events of the log lines a process (a folder with `logs/`) has written whole
+    so far; a line still being written is left out."""
+    events = []
+    for path in sorted((process / "logs").glob("*.ndjson")):
+        *whole, _rest = path.read_text().split("\n")
+        events += [json.loads(line)["event"] for line in whole]
+    return events
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
     """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -4,7 +4,6 @@ itself with nothing lost; the CLI says so in one line instead of a traceback."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import signal
@@ -14,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_loom, spawn_loom, wait_for
+from conftest import logged_events, run_loom, spawn_loom, wait_for
 
 from loom.store.message import new_message
 from loom.store.queue import write_message
@@ -74,15 +73,6 @@ def replies(home: Path, agent: str) -> list[str]:
     return sorted(p.name for p in (home / "agents" / agent / "outbox").glob("*.msg"))
 
 
-def supervisor_events(home: Path) -> list[str]:
-    """The events of the supervisor's log lines written whole so far."""
-    events = []
-    for path in sorted((home / "supervisor/logs").glob("*.ndjson")):
-        *whole, _rest = path.read_text().split("\n")
-        events += [json.loads(line)["event"] for line in whole]
-    return events
-
-
 def test_the_supervisor_waits_out_a_full_disk_and_resumes_routing(
     small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reap: list
 ) -> None:
@@ -135,7 +125,7 @@ def test_the_supervisor_waits_out_a_full_disk_and_resumes_routing(
         # Said once the whole round of work that delivered it went through, so it can
         # come after b's answer.
         events = wait_for(
-            lambda: RESUMED in (found := supervisor_events(home)) and found,
+            lambda: RESUMED in (found := logged_events(home / "supervisor")) and found,
             10,
             "the resumed line",
         )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import run_loom, spawn_loom, wait_for
+from conftest import logged_events, run_loom, spawn_loom, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from llm_server import LLMServer, Reply, Slow
@@ -389,9 +389,10 @@ def test_a_full_disk_pauses_the_runner_and_it_resumes_when_space_returns(
     wait_for(lambda: places(inbox, msg.filename) == [".processed"], timeout=60, what="answered")
     [reply] = [p for p in (agent / "outbox").iterdir() if p.suffix == ".msg"]
     assert json.loads(reply.read_bytes())["body"] == msg.body
-    log = "".join(p.read_text() for p in (agent / "logs").iterdir())
-    events = [json.loads(line)["event"] for line in log.splitlines()]
-    assert "resumed" in events
+    # Said once a whole drain went through, so after the message's own lines.
+    events = wait_for(
+        lambda: "resumed" in (found := logged_events(agent)) and found, what="the resumed line"
+    )
     assert "failed" not in events and "unreadable" not in events
     assert runner.poll() is None
     runner.send_signal(signal.SIGTERM)
