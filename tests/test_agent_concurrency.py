@@ -261,3 +261,30 @@ def test_concurrency_and_rate_in_loom_yml_are_stored_and_restart_on_change(
         assert ps()["concurrency"] == 5
     finally:
         run_loom("down", cwd=work)
+
+
+def test_status_stays_running_through_a_backlog_with_calls_in_flight(
+    server: LLMServer, loom_home: Path
+) -> None:
+    # An instant model: the calls in flight often all end before the next claim. The
+    # first answer takes a moment, so the drain is seen under way.
+    server.script(Slow(0.3))
+    sent = send_many(600)
+    start(server, "--concurrency", "2")
+    folder = agent_dir(loom_home)
+    inbox = folder / "inbox"
+    seen_running = False
+    idle_with_work: list[tuple[int, int]] = []
+    deadline = time.monotonic() + 60
+    while not settled(loom_home, sent):
+        assert time.monotonic() < deadline, "the backlog was not answered in time"
+        status = (folder / "status").read_text().strip()
+        seen_running = seen_running or status == "running"
+        if seen_running and status == "idle":
+            waiting = (len(list_messages(inbox)), len(list_messages(inbox / ".in-progress")))
+            if waiting != (0, 0):
+                idle_with_work.append(waiting)
+    assert seen_running, "the drain ended before its status was seen"
+    assert idle_with_work == [], f"idle while messages waited (pending, claimed): {idle_with_work}"
+    wait_for(lambda: (folder / "status").read_text().strip() == "idle", what="idle at the end")
+    assert set(replies_by_parent(loom_home)) == set(sent)

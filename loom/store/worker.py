@@ -152,6 +152,10 @@ class Worker:
         # reply) or "abandoned" (put back on stop; its thread must write nothing).
         self._claims: dict[str, str] = {}
         self._claims_changed = threading.Condition()
+        # Both guarded by `_claims_changed`: the main thread is claiming from the inbox,
+        # and the status this worker last wrote is `running`.
+        self._draining = False
+        self._running = False
         self._fault: BaseException | None = None
         self._local = threading.local()
         # A chat on a terminal: Ctrl-C cancels the section in hand (a reply, the line
@@ -452,6 +456,8 @@ class Worker:
     def _drain_concurrently(self) -> bool:
         worked = False
         try:
+            with self._claims_changed:
+                self._draining = True
             for name in self.queue.pending():
                 if not self._wait_for_slot():
                     break
@@ -462,8 +468,9 @@ class Worker:
                 with self._claims_changed:
                     # Status first: if it cannot be written (a full disk), the claim is
                     # not in flight, and recovery finds it in `.in-progress/`.
-                    if not self._claims:
+                    if not self._running:
                         self.proc.set_status("running")
+                        self._running = True
                     self._claims[name] = "open"
                 self._start_call(name)
         except BaseException:
@@ -471,6 +478,11 @@ class Worker:
             # claim of this process still in flight.
             self._wait_for_slot(all_ended=True)
             raise
+        finally:
+            with self._claims_changed:
+                self._draining = False
+                if not self._claims:
+                    self._set_idle()
         self._raise_fault()
         self._run_due()
         return worked
@@ -546,8 +558,8 @@ class Worker:
             with self._claims_changed:
                 self._claims.pop(name, None)
                 try:
-                    if not self._claims and not self._stop.is_set():
-                        self.proc.set_status("idle")
+                    if not self._claims and not self._draining:
+                        self._set_idle()
                 except OSError as exc:
                     # A full disk here too: the loop re-raises it, and the call thread,
                     # kept for the next claim, lives on.
@@ -555,6 +567,16 @@ class Worker:
                         self._fault = exc
                 finally:
                     self._claims_changed.notify_all()
+
+    def _set_idle(self) -> None:
+        """With `_claims_changed` held: the last claim in flight has ended and none is
+        coming (the inbox has been claimed to its end), so the process waits now.
+
+        Not while the main thread still claims: a backlog is one stretch of work, even
+        when the calls in flight all end before the next claim is made."""
+        if self._running and not self._stop.is_set():
+            self.proc.set_status("idle")
+            self._running = False
 
     def _abandon_open(self) -> None:
         """On the way out: put back every claim whose call has not finished, and wait
