@@ -4,6 +4,7 @@ that have not changed."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -94,3 +95,16 @@ def test_each_message_gets_the_prompt_files_as_they_are_then(
     assert run_loom("send", "a", "four").returncode == 0
     assert system_of(server, 4) is None
     assert runner.poll() is None
+
+
+def test_a_prompt_file_stat_cannot_look_at_fails_its_message_as_unreadable(
+    loom_home: Path,
+) -> None:
+    agent = loom_home / "agents" / "a"
+    agent.mkdir(parents=True)
+    (agent / "prompt.md").symlink_to("prompt.md")  # a loop: stat fails with ELOOP
+    r = run_loom("agent", "start", "a", "--model", "echo", "--stdin", input="hi")
+    assert r.returncode == 1
+    assert f"prompt.md {agent / 'prompt.md'} is a symbolic link, not a regular file" in r.stderr
+    [record] = (agent / "inbox" / ".failed").glob("*.error.json")
+    assert json.loads(record.read_text())["error_type"] == "prompt_unreadable"

@@ -28,6 +28,7 @@ SETTLED_NS = 3_000_000_000
 
 # What a stat says of one file, or None when it does not exist.
 _Seen = tuple[int, int, int, int, int, int] | None
+_UNKNOWN = (0, 0, 0, 0, 0, 0)
 
 
 class PromptUnreadable(ProviderError):
@@ -117,6 +118,10 @@ def _seen(path: Path) -> _Seen:
         info = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError:
+        # A link loop, a folder that cannot be searched: the read says what is wrong
+        # (PromptUnreadable), and mode 0 keeps it from being reused.
+        return _UNKNOWN
     return (
         info.st_dev,
         info.st_ino,
