@@ -1,19 +1,15 @@
 """The system prompt (SPEC 3): prompt.md, then memory/ in name order, read as the files
-are when each message is answered, even though a runner reuses what it read of files
-that have not changed."""
+are when each message is answered."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from conftest import run_loom, spawn_loom, wait_for
 from llm_server import LLMServer
-
-from loom.agent.prompt import SETTLED_NS
 
 KEY = "sk-test-prompt"
 
@@ -26,20 +22,9 @@ def system_of(server: LLMServer, count: int) -> str | None:
     return systems[0] if systems else None
 
 
-def settle(*paths: Path) -> None:
-    """Wait until every path last changed SETTLED_NS ago: what a runner reads of such
-    files it reuses while a stat says they are the same."""
-    latest = max(max(p.stat().st_mtime_ns, p.stat().st_ctime_ns) for p in paths)
-    wait_for(
-        lambda: time.time_ns() > latest + SETTLED_NS,
-        timeout=SETTLED_NS / 1e9 + 10,
-        what="the prompt files to settle",
-    )
-
-
 def rewrite(path: Path, text: str) -> None:
     """Replace `path`'s text keeping its size and modification time, as `rsync -t`
-    can: only the change time tells."""
+    can."""
     before = path.stat()
     assert len(text.encode()) == before.st_size
     path.write_text(text)
@@ -57,7 +42,6 @@ def test_each_message_gets_the_prompt_files_as_they_are_then(
     (memory / "b.md").write_text("second\n")
     (memory / "a.md").write_text("first\n")
     (memory / ".b.md.swp").write_text("an editor's\n")
-    settle(prompt, memory, memory / "a.md", memory / "b.md")
     env = {**server.env(), "OPENAI_API_KEY": KEY}
     runner = spawn_loom(
         "agent", "start", "a", "--model", "openai/m", env=env, stdout=subprocess.DEVNULL

@@ -21,7 +21,7 @@ from typing import Any
 from loom import wording
 from loom.agent.batches import DEFAULT_INPUT, prompt_text
 from loom.agent.gate import CallGate
-from loom.agent.prompt import SystemPrompt
+from loom.agent.prompt import system_prompt
 from loom.agent.retry import MAX_RETRY_AFTER_S, RetryPolicy
 from loom.agent.structured import SchemaMismatch, check_reply, correction
 from loom.errors import ProviderError, is_disk_full
@@ -196,7 +196,6 @@ class AgentRunner:
         # Token totals per model, kept in usage.json by this process, the queue's owner.
         self.usage = UsageCounter(self.proc)
         self._conversation = atomic.Appender()
-        self._system = SystemPrompt(self.proc)
 
     # -- Handler -------------------------------------------------------------------
     def recover(self) -> list[str]:
@@ -302,7 +301,7 @@ class AgentRunner:
     def _answer(self, answer: Answer, name: str) -> Answer:
         """Call the model; while it asks for tools, run them and call it again. The
         calls are added to `answer` as they return, so a failure still knows their cost."""
-        system = self._system.text()
+        system = system_prompt(self.proc)
         tools = self.toolbox.offer() if self.toolbox is not None else ()
         rounds = 0
         corrected = False
