@@ -477,12 +477,13 @@ class Worker:
             # A fault here (a full disk) sends the loop to recovery, which must find no
             # claim of this process still in flight.
             self._wait_for_slot(all_ended=True)
-            raise
-        finally:
             with self._claims_changed:
                 self._draining = False
-                if not self._claims:
-                    self._set_idle()
+            raise
+        with self._claims_changed:
+            self._draining = False
+            if not self._claims:
+                self._set_idle()
         self._raise_fault()
         self._run_due()
         return worked
