@@ -8,7 +8,6 @@ its size or time stamps moving.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from loom.errors import ProviderError, UsageError
@@ -27,29 +26,19 @@ class PromptUnreadable(ProviderError):
 def system_prompt(proc: ProcessDir) -> str | None:
     """`prompt.md` followed by every file in `memory/`, in name order (SPEC 3); raise
     PromptUnreadable when one is not a regular file, is past PROMPT_LIMIT or unreadable."""
-    return _read(proc, _entries(proc.memory))
-
-
-def _entries(memory: Path) -> tuple[str, ...]:
-    """The names in `memory/` that may be prompt files, in name order; hidden files are
-    an editor's or a writer's temporaries."""
-    if not memory.is_dir():
-        return ()
-    return tuple(sorted(n for n in os.listdir(memory) if not n.startswith(".")))
-
-
-def _read(proc: ProcessDir, names: tuple[str, ...]) -> str | None:
     parts: list[str] = []
     base = _prompt_file(proc.prompt, "prompt.md")
     if base:
         parts.append(base)
-    for name in names:
-        entry = proc.memory / name
-        if entry.is_dir():
-            continue  # folders hold notes the user keeps aside
-        text = _prompt_file(entry, "memory file")
-        if text:
-            parts.append(f"# Memory: {name}\n\n{text}")
+    if proc.memory.is_dir():
+        for entry in sorted(proc.memory.iterdir()):
+            # Hidden files are an editor's or a writer's temporaries; folders hold notes
+            # the user keeps aside.
+            if entry.name.startswith(".") or entry.is_dir():
+                continue
+            text = _prompt_file(entry, "memory file")
+            if text:
+                parts.append(f"# Memory: {entry.name}\n\n{text}")
     return "\n\n".join(parts) or None
 
 
