@@ -67,7 +67,7 @@ class Toolbox:
         # The working folder and home do not change while the runner lives.
         self._shared = search_folders(home, cwd)
         # The folders a plugin can be in, as strings: most agents have none of them, and
-        # asking whether they exist tells so more cheaply than listing them (`offer`).
+        # a stat tells so more cheaply than listing them (`offer`).
         self._candidates = [
             os.fspath(agent_dir / TOOLS_DIR),
             *(os.fspath(f) for _, f in self._shared),
@@ -78,7 +78,7 @@ class Toolbox:
 
     def offer(self) -> tuple[ToolSpec, ...]:
         """The usable tools now; problems are logged once each."""
-        if not any(os.access(path, os.F_OK) for path in self._candidates):
+        if not any(map(_may_exist, self._candidates)):
             self._usable = {}
             return ()
         folders = agent_folders(self.agent_dir, self._shared)
@@ -145,6 +145,18 @@ class Toolbox:
             cwd=self.cwd,
             on_progress=progress,
         )
+
+
+def _may_exist(path: str) -> bool:
+    """False only when `path` is certainly not there; any other answer (a link loop, a
+    folder that cannot be searched) goes to discovery, which says what is wrong."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _fields(update: dict[str, Any]) -> dict[str, Any]:
