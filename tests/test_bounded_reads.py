@@ -15,7 +15,13 @@ from conftest import run_loom, spawn_loom, wait_for
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loom.store.files import CONFIG_LIMIT, MESSAGE_BODY_LIMIT, PROMPT_LIMIT, load_json
+from loom.store.files import (
+    CONFIG_LIMIT,
+    MESSAGE_BODY_LIMIT,
+    PROMPT_LIMIT,
+    json_encoder,
+    load_json,
+)
 
 
 def fifo(tmp_path: Path) -> Path:
@@ -191,3 +197,35 @@ def outcome(parse: Callable[[str], object], text: str) -> tuple[str, str]:
 def test_load_json_takes_and_refuses_what_json_loads_does(text: str) -> None:
     # load_json reads a text that is one value with the decoder's scanner directly.
     assert outcome(load_json, text) == outcome(json.loads, text)
+
+
+# Any JSON value, and text with every code point: lone surrogates, controls, non-BMP.
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=6)
+ENCODABLE = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | ANY_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ANY_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+SEPARATORS = st.sampled_from([(", ", ": "), (",", ":"), (" ,", " :  ")])
+
+
+@given(ENCODABLE, st.booleans(), SEPARATORS)
+def test_json_encoder_writes_what_json_encoder_does(
+    value: object, ascii_only: bool, separators: tuple[str, str]
+) -> None:
+    # The encoder built once (log lines, messages, request bodies) and the standard one.
+    mine = json_encoder(ensure_ascii=ascii_only, separators=separators)
+    standard = json.JSONEncoder(ensure_ascii=ascii_only, separators=separators)
+    assert mine(value) == standard.encode(value)
+
+
+def test_json_encoder_calls_its_default_and_refuses_a_value_that_contains_itself() -> None:
+    encode = json_encoder(ensure_ascii=False, default=str)
+    assert encode({"at": Path("/x"), "n": [1.5]}) == '{"at": "/x", "n": [1.5]}'
+    with pytest.raises(TypeError):
+        json_encoder()({"at": Path("/x")})
+    looped: list[object] = []
+    looped.append(looped)
+    with pytest.raises(RecursionError):
+        encode(looped)
+    assert encode(["after", "the", "refusal"]) == '["after", "the", "refusal"]'

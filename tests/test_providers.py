@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from conftest import run_loom
+from hypothesis import given
+from hypothesis import strategies as st
 from llm_server import (
     CallTool,
     Drop,
@@ -40,6 +42,7 @@ from loom.providers import register, resolve
 from loom.providers.base import Completion, Request, ToolSpec, Turn, Usage
 from loom.providers.openai import OpenAIProvider
 from loom.providers.redact import REDACTED, redact
+from loom.providers.response import ResponseReader
 from loom.providers.sse import parse_sse
 from loom.providers.transport import Client
 
@@ -743,6 +746,29 @@ def test_stream_lines_split_anywhere_keep_their_text_and_breaks() -> None:
     assert completion.text == "\u00e9\u2028x"
 
 
+# Bytes a stream's lines are made of: the three line breaks, a character of two, three
+# and four bytes, bytes that are not UTF-8, and "data:" to make events of.
+STREAM_BYTES = st.lists(
+    st.sampled_from([b"\r", b"\n", b"\r\n", b"a", b" ", "\u00e9\u2028\U0001f600".encode(), b"\xff"])
+    | st.sampled_from([b"\xe2\x82", b"\xf0", b"data: ", b":"]),
+    max_size=40,
+).map(b"".join)
+
+
+@given(STREAM_BYTES, st.lists(st.floats(0, 1), max_size=8))
+def test_stream_lines_are_the_bodys_lines_however_it_is_cut(body: bytes, cuts: list[float]) -> None:
+    # The lines of the whole body, each decoded alone; chunks may be cut anywhere (between
+    # CR and LF, inside a character) and may be empty.
+    expected = re.split(rb"\r\n|\r|\n", body)
+    if expected[-1] == b"":
+        expected.pop()
+    at = sorted(round(cut * len(body)) for cut in cuts)
+    chunks = [body[a:b] for a, b in zip([0, *at], [*at, len(body)], strict=True)]
+    reader = ResponseReader(chunks, source="test", timeout=None, limit=1 << 20)
+    lines = [line for batch in reader.batches() for line in batch]
+    assert lines == [line.decode("utf-8", "replace") for line in expected]
+
+
 def test_sse_parser_follows_the_event_stream_rules() -> None:
     lines = [
         ": a comment",
@@ -751,11 +777,14 @@ def test_sse_parser_follows_the_event_stream_rules() -> None:
         "data:line two",
         "",
         "",
-        "data: {}\r",
+        "data: {}",
         "",
         "data: cut off before its blank line",
     ]
-    assert list(parse_sse(lines)) == [("greeting", "line one\nline two"), ("message", "{}")]
+    # In batches as a reader gives them, cut anywhere.
+    for cut in range(len(lines) + 1):
+        events = parse_sse([lines[:cut], [], lines[cut:]])
+        assert list(events) == [("greeting", "line one\nline two"), ("message", "{}")]
 
 
 def test_fake_server_runs_standalone_and_takes_a_script() -> None:

@@ -10,7 +10,6 @@ their results, until it answers or the round limit is reached (SPEC 12).
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import threading
 import time
@@ -28,6 +27,7 @@ from loom.errors import ProviderError, is_disk_full
 from loom.providers.base import Completion, Provider, Request, TextSink, Turn
 from loom.providers.options import split_limit
 from loom.store import atomic
+from loom.store.files import json_encoder
 from loom.store.home import ProcessDir, now_iso, today
 from loom.store.logs import Log
 from loom.store.message import Message
@@ -38,9 +38,8 @@ from loom.tools.toolbox import Toolbox, ToolRoundsExceeded
 
 # Between the texts of successive model calls in one answer (before and after tools).
 ROUND_SEPARATOR = "\n\n"
-# A conversation-file line. `json.dumps` with keyword arguments builds a new encoder on
-# every call, and every answer writes two lines or more.
-_record_line = json.JSONEncoder(ensure_ascii=False).encode
+# A conversation-file line, built once (`json_encoder`): every answer writes two or more.
+_record_line = json_encoder(ensure_ascii=False)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from loom.store.files import (
     BULK_INPUT_LIMIT,
     MESSAGE_BODY_LIMIT,
     FileTooLarge,
+    json_encoder,
     read_bounded,
     read_stream_bounded,
     size_text,
@@ -30,7 +31,7 @@ BAD_LINES_SHOWN = 20
 # A line this much shorter than a message file cannot outgrow one once JSON escapes it
 # (a control character becomes six bytes, the fields around the body are small).
 _SAFE_LINE = MAX_BYTES // 6 - 64 * 1024
-_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_compact = json_encoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _no_constant(name: str) -> Any:

@@ -10,7 +10,6 @@ compiled expression is safe to share.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from jmespath import exceptions as jexc
 from loom.pipeline.compiler import compile_tree, required_text
 from loom.pipeline.errors import ArgError, ExpressionError
 from loom.pipeline.functions import ENVELOPE_FIELDS, FUNCTIONS, LoomFunctions, parse_body
+from loom.store.files import json_encoder
 from loom.store.message import Message
 
 __all__ = [
@@ -36,8 +36,8 @@ __all__ = [
 
 # Error texts quote the offending value; a 10 MB body must not end up in a log line.
 _MAX_ERROR = 300
-# `json.dumps` with keyword arguments builds a new encoder on every call.
-_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# Built once (`json_encoder`): `JSONEncoder.encode` builds a C encoder on every call.
+_compact = json_encoder(ensure_ascii=False, separators=(",", ":"))
 # The functions that read the message rather than the body (loom.pipeline.functions).
 _ENVELOPE_FUNCTIONS = frozenset({"envelope", "sender", "is_error", "origin_root"})
 # What `on_body` hands the compiled closures as the message: they never read it.

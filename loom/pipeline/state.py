@@ -14,7 +14,6 @@ commit did not happen.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,13 @@ from typing import Any
 from loom.errors import NeedsOperator
 from loom.pipeline.spec import OperatorSpec
 from loom.store import atomic, files
-from loom.store.files import load_json
+from loom.store.files import json_encoder, load_json
 
 STATE_VERSION = 1
 JOURNAL = "journal.ndjson"
 COMPACT_EVERY = 2000
-# `json.dumps` with keyword arguments builds a new encoder on every call.
-_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# Built once (`json_encoder`): `JSONEncoder.encode` builds a C encoder on every call.
+_compact = json_encoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class Saved:

@@ -97,7 +97,7 @@ class AnthropicProvider(HttpProvider):
         thinking: list[str] = []
         calls = PendingCalls()
         usage: dict[str, Any] = {}
-        for event, data in parse_sse(reply):
+        for event, data in parse_sse(reply.batches()):
             payload = decode_object(data, self.name, self._secrets)
             kind = payload.get("type", event)
             index = payload.get("index")

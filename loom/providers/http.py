@@ -23,7 +23,7 @@ from loom.providers import transport
 from loom.providers.base import Completion, Provider, Request, TextSink
 from loom.providers.redact import redact
 from loom.providers.response import ResponseReader
-from loom.store.files import MESSAGE_FILE_LIMIT, KiB, load_json
+from loom.store.files import MESSAGE_FILE_LIMIT, KiB, json_encoder, load_json
 
 TIMEOUT_VARIABLE = settings.HTTP_TIMEOUT.name
 CONNECT_TIMEOUT = 10.0
@@ -43,6 +43,9 @@ DRAIN_WAIT = 0.5
 DRAIN_LIMIT = 64 * KiB
 # Sent with every request besides the provider's own headers. Compression is declined:
 # a stream of small events gains little from it and costs CPU on both sides.
+# A request body: compact and ASCII, built once (`json_encoder`).
+_encode_body = json_encoder(separators=(",", ":"))
+
 COMMON_HEADERS = {
     "User-Agent": transport.USER_AGENT,
     "Accept-Encoding": "identity",
@@ -351,7 +354,7 @@ class HttpProvider(ABC):
         """POST the request and yield the successful response; every failure, including
         those the caller raises while reading, leaves as a redacted ProviderError."""
         url = self._endpoint
-        body = json.dumps(self._body(request), separators=(",", ":")).encode()
+        body = _encode_body(self._body(request)).encode()
         started = False
         try:
             with self._client.request(

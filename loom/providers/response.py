@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from loom.errors import ProviderError
 from loom.store.files import size_text
 
-_LINE_BREAKS = b"\r\n"
+_CR, _LF = ord("\r"), ord("\n")
 
 
 class ResponseReader:
@@ -55,30 +55,51 @@ class ResponseReader:
 
     def __iter__(self) -> Iterator[str]:
         """The body's lines, without their line breaks (\\n, \\r\\n or \\r)."""
-        # Split the bytes, then decode each whole line: `bytes.splitlines` breaks at
-        # exactly these three (`str.splitlines` also at U+2028 and others, which JSON may
-        # hold raw), and no byte of a multi-byte UTF-8 character is CR or LF.
-        held = bytearray()  # the start of a line not yet ended
+        for lines in self.batches():
+            yield from lines
+
+    def batches(self) -> Iterator[list[str]]:
+        """The body's lines as lists: the lines that each chunk ends, decoded together.
+
+        A stream's events mostly come several to a chunk, so they are split and decoded
+        once per chunk rather than once per line. Lines break at exactly \\n, \\r\\n and
+        \\r (`str.splitlines` also breaks at U+2028 and others, which JSON may hold raw);
+        no byte of a multi-byte UTF-8 character is CR or LF, so decoding several lines at
+        once gives what decoding each would.
+        """
+        pending: list[bytes] = []  # the start of a line not yet ended
         after_cr = False  # the last chunk ended with CR: an LF opening the next is its pair
         for chunk in self._bounded():
             if after_cr and chunk[:1] == b"\n":
                 chunk = chunk[1:]
-            if not chunk:
                 after_cr = False
+            if not chunk:
                 continue
-            after_cr = chunk[-1:] == b"\r"
-            lines = chunk.splitlines()
-            ended = chunk[-1] in _LINE_BREAKS
-            last = len(lines) if ended else len(lines) - 1
-            if last == 0:
-                held += lines[0]
-                continue
-            yield (held + lines[0]).decode("utf-8", "replace")
-            for line in lines[1:last]:
-                yield line.decode("utf-8", "replace")
-            held = bytearray() if ended else bytearray(lines[-1])
-        if held:
-            yield held.decode("utf-8", "replace")
+            last = chunk[-1]
+            after_cr = last == _CR
+            if last == _LF or after_cr:
+                end = len(chunk)
+            else:
+                end = max(chunk.rfind(b"\n"), chunk.rfind(b"\r")) + 1
+                if not end:
+                    pending.append(chunk)
+                    continue
+            if pending:
+                pending.append(chunk[:end])
+                block = b"".join(pending)
+                pending = []
+            else:
+                block = chunk[:end]
+            if end < len(chunk):
+                pending.append(chunk[end:])
+            text = block.decode("utf-8", "replace")
+            if "\r" in text:
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            lines = text.split("\n")
+            lines.pop()  # the block ends with a line break: nothing after it
+            yield lines
+        if pending:
+            yield [b"".join(pending).decode("utf-8", "replace")]
 
     def drain(self, limit: int) -> bool:
         """Read and drop what is left of the body, at most `limit` more bytes; whether the

@@ -1,4 +1,4 @@
-"""A Server-Sent Events parser over text lines, as `httpx.Response.iter_lines()` yields them.
+"""A Server-Sent Events parser over a body's lines, in the batches `ResponseReader` reads.
 
 It follows the WHATWG event-stream rules that matter for model APIs: `data:` lines of one
 event join with newlines, a blank line dispatches, `:` lines are comments, `id:` and
@@ -8,6 +8,7 @@ event join with newlines, a blank line dispatches, `:` lines are comments, `id:`
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import chain
 
 DEFAULT_EVENT = "message"
 
@@ -16,12 +17,14 @@ DEFAULT_EVENT = "message"
 DONE = "[DONE]"
 
 
-def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
-    """Yield `(event, data)` for each dispatched event; `event` defaults to "message"."""
+def parse_sse(batches: Iterable[list[str]]) -> Iterator[tuple[str, str]]:
+    """Yield `(event, data)` for each dispatched event; `event` defaults to "message".
+
+    `batches` are lists of lines without their line breaks (`ResponseReader.batches`).
+    """
     event = ""
     data: list[str] = []
-    for raw in lines:
-        line = raw.rstrip("\r\n")
+    for line in chain.from_iterable(batches):
         if line.startswith("data:"):
             # Nearly every line of a model's stream: the general case below, made short.
             data.append(line[6:] if line.startswith(" ", 5) else line[5:])

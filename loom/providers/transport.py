@@ -477,13 +477,19 @@ class Connection:
         # come several to a read); only before a read that may wait is the rest yielded.
         ready: list[bytes] = []
         while True:
-            line = self._buffered_line()
-            if line is None:
+            end = self._buffer.find(b"\n", self._at)
+            if end >= 0:  # _buffered_line, inline: it runs once per chunk
+                line = self._buffer[self._at : end]
+                self._at = end + 1
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+            else:
                 if ready:
                     yield b"".join(ready)
                     ready = []
                 line = self._line()
-            size = _chunk_size(line)
+            # Plain hex digits, nearly always; _chunk_size judges the rest.
+            size = int(line, 16) if line and not line.strip(_HEX) else _chunk_size(line)
             if size == 0:
                 if ready:
                     yield b"".join(ready)
@@ -584,9 +590,12 @@ def _poll_ms(timeout: float | None) -> int | None:
     return max(0, math.ceil(timeout * 1000))
 
 
+_HEX = b"0123456789abcdefABCDEF"
+
+
 def _chunk_size(line: bytes) -> int:
     digits = line.split(b";", 1)[0].strip()
-    if not digits or digits.strip(b"0123456789abcdefABCDEF"):
+    if not digits or digits.strip(_HEX):
         raise Broken(f"the server sent a bad chunk size: {line[:40]!r}")
     return int(digits, 16)
 

@@ -222,6 +222,44 @@ def read_input(
         raise UsageError(f"cannot read {label or os.fspath(path)}: {exc.strerror}") from None
 
 
+def json_encoder(
+    *,
+    ensure_ascii: bool = True,
+    separators: tuple[str, str] = (", ", ": "),
+    default: Callable[[Any], Any] | None = None,
+) -> Callable[[Any], str]:
+    """`json.JSONEncoder(...).encode` for values without cycles, built once.
+
+    `JSONEncoder.encode` builds a C encoder on every call; this builds it once, so
+    each line of a log or a message costs only the encoding itself. It gives the same
+    text; a value that contains itself fails as nested too deeply (RecursionError), as
+    a deep one does, instead of as a cycle. Where the C encoder is missing or takes
+    other arguments, it is `JSONEncoder.encode` itself.
+    """
+    reference = json.JSONEncoder(
+        ensure_ascii=ensure_ascii, separators=separators, default=default, check_circular=False
+    )
+    make: Callable[..., Callable[[Any, int], list[str]]] | None
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return reference.encode
+    quote = json.encoder.encode_basestring_ascii if ensure_ascii else json.encoder.encode_basestring
+    item, key = reference.item_separator, reference.key_separator
+    try:
+        encoder = make(None, reference.default, quote, None, key, item, False, False, True)
+        probe = {"a": [1, -2.5, None, True, "\u00e9\ud800\n"], "b": float("nan"), "c": {}}
+        same = "".join(encoder(probe, 0)) == reference.encode(probe)
+    except Exception:  # another Python's signature
+        same = False
+    if not same:
+        return reference.encode
+
+    def encode(value: Any) -> str:
+        return "".join(encoder(value, 0))
+
+    return encode
+
+
 # The C scanner of json.loads's own decoder: it reads one value from a position and
 # says where it ended. A text that is exactly one value (a stream event, a state file)
 # needs nothing more; anything else goes through json.loads, which judges it.

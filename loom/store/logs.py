@@ -20,9 +20,8 @@ if TYPE_CHECKING:
 LEVELS = ("debug", "info", "warning", "error")
 # The original TypeScript loom writes `warn`: the same level, spelled its way.
 _ALIASES = {"warn": "warning"}
-# `json.dumps` with keyword arguments builds a new encoder on every call; a queued pipe
-# logs a few lines per message.
-_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+# Built once (`files.json_encoder`): a queued pipe or an agent logs a few lines per message.
+_encode = files.json_encoder(ensure_ascii=False, default=str)
 
 
 class Log:

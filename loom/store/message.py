@@ -8,7 +8,13 @@ import re
 
 from loom.errors import UnreadableMessage, UnsupportedVersion
 from loom.store.atomic import utf8
-from loom.store.files import MESSAGE_FILE_LIMIT, FileTooLarge, NotARegularFile, read_bounded
+from loom.store.files import (
+    MESSAGE_FILE_LIMIT,
+    FileTooLarge,
+    NotARegularFile,
+    json_encoder,
+    read_bounded,
+)
 from loom.store.ids import new_id, new_ids
 
 # Not typing's: `loom send` and `loom agent ps` do not import typing
@@ -26,8 +32,8 @@ _KNOWN = ("v", "id", "from", "ts", "body", "origin", "error", "to")
 # `buffer` gathered (docs/format.md). It is an extra field, which older readers keep as
 # they keep any other, and it describes the body: a new body drops it.
 BATCH_FIELD = "batch"
-# `json.dumps` with keyword arguments builds a new encoder on every call.
-_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# Built once (`json_encoder`): `JSONEncoder.encode` builds a C encoder on every call.
+_to_json = json_encoder(ensure_ascii=False, separators=(",", ":"))
 # A message file larger than this is unreadable, and is never loaded into memory. Bodies
 # of tens of megabytes are legitimate (whole documents); hundreds are a mistake.
 MAX_BYTES = MESSAGE_FILE_LIMIT
