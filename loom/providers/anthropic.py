@@ -107,15 +107,15 @@ class AnthropicProvider(HttpProvider):
             elif kind == "content_block_start":
                 block = _dict(payload.get("content_block"))
                 if block.get("type") == "tool_use":
-                    reply.progress()
+                    reply.progressed = True
                     calls.start(index, _str(block.get("id")), _str(block.get("name")))
             elif kind == "content_block_delta":
                 delta = _dict(payload.get("delta"))
                 if delta.get("type") == "input_json_delta":
-                    reply.progress()
+                    reply.progressed = True
                     calls.extend(index, _str(delta.get("partial_json")) or "")
                 elif delta.get("type") == "thinking_delta":
-                    reply.progress()
+                    reply.progressed = True
                     thinking.append(_str(delta.get("thinking")) or "")
                 text = delta.get("text") if delta.get("type") == "text_delta" else None
                 if isinstance(text, str) and text:

@@ -245,7 +245,7 @@ class HttpProvider(ABC):
                 reader = self._reader(response, STREAM_LIMIT)
 
                 def progressed(text: str) -> None:
-                    reader.progress()
+                    reader.progressed = True
                     on_text(text)
 
                 completion = self._read(reader, progressed)
@@ -325,7 +325,7 @@ class HttpProvider(ABC):
     @abstractmethod
     def _read(self, reply: ResponseReader, on_text: TextSink) -> Completion:
         """Consume the response lines (iterate `reply`), sending text deltas to `on_text`
-        and calling `reply.progress()` for each tool-call fragment (text counts already).
+        and setting `reply.progressed` for each tool-call fragment (text counts already).
 
         Raise `stream_interrupted` when the lines end before the terminal event.
         """

@@ -73,7 +73,7 @@ class OllamaProvider(HttpProvider):
             if self._take(answer, decode_object(line, self.name, self._secrets), on_text):
                 return answer.completion
             if len(answer.calls) + len(answer.reasoning) > before:
-                reply.progress()
+                reply.progressed = True
         raise stream_interrupted(self.name)
 
     def _whole(self, payload: dict[str, Any]) -> Completion:

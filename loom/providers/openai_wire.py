@@ -102,10 +102,10 @@ class OpenAIWireProvider(HttpProvider):
                 continue  # text alone: nearly every event of a stream
             thought = _reasoning(delta)
             if thought:
-                reply.progress()
+                reply.progressed = True
                 reasoning.append(thought)
             for fragment in _list(delta.get("tool_calls"), "delta.tool_calls", self.name):
-                reply.progress()
+                reply.progressed = True
                 index = fragment.get("index")
                 index = index if isinstance(index, int) else 0
                 calls.start(index, *_id_and_name(fragment))

@@ -2,7 +2,7 @@
 
 httpx's read timeout is per read, so a server that keeps sending keep-alive comments or
 pings never trips it. Here the timeout measures progress of the answer instead: the
-provider calls `progress()` whenever a part of the answer arrives (text, a tool-call
+provider sets `progressed` whenever a part of the answer arrives (text, a tool-call
 fragment), and a response that brings none for `timeout` seconds fails as a transient
 timeout. Every byte read counts against a size limit.
 """
@@ -43,15 +43,13 @@ class ResponseReader:
         self._clock = clock
         self._read = 0
         self._deadline = self._next_deadline()
-        self._progressed = False  # the last chunk brought a part of the answer
+        # Set by the provider when a part of the answer arrived: the wait for the next
+        # one starts now. Set per event (an attribute, not a call); the clock is read
+        # once per chunk (`_bounded`): the wait counts from when the chunk that brought
+        # this part had been taken in, its events passed on (to a sink that may be
+        # slow: that is not the server's wait).
+        self.progressed = False
         self._taken = 0.0  # the clock when such a chunk had been taken in
-
-    def progress(self) -> None:
-        """A part of the answer arrived: the wait for the next one starts now."""
-        # Called for each event; the clock is read once per chunk (`_bounded`): the wait
-        # counts from when the chunk that brought this part had been taken in, its
-        # events passed on (to a sink that may be slow: that is not the server's wait).
-        self._progressed = True
 
     def __iter__(self) -> Iterator[str]:
         """The body's lines, without their line breaks (\\n, \\r\\n or \\r)."""
@@ -126,8 +124,8 @@ class ResponseReader:
     def _bounded(self, *, truncate: bool = False) -> Iterator[bytes]:
         for chunk in self._chunks:
             if self._timeout is not None:
-                if self._progressed:
-                    self._progressed = False
+                if self.progressed:
+                    self.progressed = False
                     self._deadline = self._taken + self._timeout
                 if self._deadline is not None and self._clock() > self._deadline:
                     raise self._stalled()
@@ -140,7 +138,7 @@ class ResponseReader:
                     transient=False,
                 )
             yield chunk
-            if self._progressed and self._timeout is not None:
+            if self.progressed and self._timeout is not None:
                 self._taken = self._clock()
 
     def _stalled(self) -> ProviderError:
