@@ -75,9 +75,22 @@ def test_round_trip_keeps_every_field_including_unknown_ones() -> None:
 
 
 @pytest.mark.parametrize(
+    "encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"]
+)
+def test_a_message_file_in_any_json_encoding_is_read(encoding: str) -> None:
+    # As json.loads takes bytes (RFC 8259 section 8.1 and the BOM): a file written by a
+    # tool that writes UTF-16 or starts with a byte order mark is still a message.
+    raw = {"v": 1, "id": "01J", "from": "a", "ts": 5, "body": "h\u00e9 \u2603 \U0001f600"}
+    msg = parse(json.dumps(raw, ensure_ascii=False).encode(encoding))
+    assert (msg.sender, msg.body) == ("a", raw["body"])
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         b"",
+        b"{\xff\xfe",
+        b'{"v": 1, "id": "01J", "from": "a", "ts": 5, "body": "\xe9"}',
         b"\x00\xff\xfe garbage",
         b"[1, 2]",
         b'{"v": 1, "id": "x", "from": "a", "ts": 1}',

@@ -43,10 +43,15 @@ class Log:
 
         `echo=False` keeps a warning or error off the stream, for one the caller reports.
         """
+        self._write(event, level, echo, fields)
+
+    def _write(self, event: str, level: str, echo: bool, fields: dict[str, Any]) -> None:
         ts = now_iso()
         record: dict[str, Any] = {"ts": ts, "level": level, "event": event}
         record["process"] = self.process
-        record.update({k: v for k, v in fields.items() if v is not None})
+        for key, value in fields.items():
+            if value is not None:
+                record[key] = value
         line = _encode(record)
         day = ts[:10]  # the UTC date the timestamp starts with: one file per day
         if day != self._day:
@@ -63,14 +68,15 @@ class Log:
             text = f"loom: {self.process}: {event}{about}" + (f": {detail}" if detail else "")
             print(text, file=self.echo, flush=True)
 
+    # `fields` passed on as the dict it is: every message logs a few lines.
     def info(self, event: str, **fields: Any) -> None:
-        self.event(event, "info", **fields)
+        self._write(event, "info", fields.pop("echo", True), fields)
 
     def warning(self, event: str, **fields: Any) -> None:
-        self.event(event, "warning", **fields)
+        self._write(event, "warning", fields.pop("echo", True), fields)
 
     def error(self, event: str, **fields: Any) -> None:
-        self.event(event, "error", **fields)
+        self._write(event, "error", fields.pop("echo", True), fields)
 
 
 def severity(level: object) -> int | None:

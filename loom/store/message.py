@@ -290,7 +290,12 @@ _decode = json.JSONDecoder(parse_constant=_no_constant).decode
 def parse(data: bytes | str) -> Message:
     """Decode one message from its file contents; raise UnreadableMessage if it is none."""
     try:
-        text = data if isinstance(data, str) else data.decode(json.detect_encoding(data))
+        if isinstance(data, str):
+            text = data
+        elif data[:1] == b"{" and data[1:2] != b"\x00":
+            text = data.decode("utf-8")  # what json.detect_encoding says of such a start
+        else:
+            text = data.decode(json.detect_encoding(data))
         decoded = _decode(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UnreadableMessage(f"not valid JSON ({exc})") from None
