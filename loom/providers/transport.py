@@ -457,8 +457,12 @@ class Connection:
     def _headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
         size = 0
-        for _ in range(MAX_HEADERS):
-            line = self._line()
+        received = self._received_head()
+        for index in range(MAX_HEADERS):
+            if received is None:
+                line = self._line()
+            else:  # its lines, then the blank line that ended it
+                line = received[index] if index < len(received) else b""
             if not line:
                 return headers
             size += len(line)
@@ -471,6 +475,21 @@ class Connection:
             text = value.strip().decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
         raise Broken(f"the server sent more than {MAX_HEADERS} headers")
+
+    def _received_head(self) -> list[bytes] | None:
+        """The head's header lines, if the blank line that ends it has been received:
+        all taken at once (the blank line too), as `_line` would give them; else None,
+        with nothing taken."""
+        buffer, at = self._buffer, self._at
+        if buffer.startswith((b"\n", b"\r\n"), at):
+            self._at = buffer.index(b"\n", at) + 1
+            return []
+        crlf, lf = buffer.find(b"\n\r\n", at), buffer.find(b"\n\n", at)
+        if crlf < 0 and lf < 0:
+            return None
+        end = lf if crlf < 0 or 0 <= lf < crlf else crlf
+        self._at = end + (2 if end == lf else 3)
+        return [line[:-1] if line.endswith(b"\r") else line for line in buffer[at:end].split(b"\n")]
 
     def _chunked(self) -> Iterator[bytes]:
         # Chunks already received whole are handed on together (a stream's events often
