@@ -88,6 +88,47 @@ def test_a_chunked_body_read_in_any_split_is_the_body(
         transport.RECEIVE_SIZE = old
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    fields=st.lists(
+        st.tuples(
+            st.sampled_from(["X-A", "x-a", "X-B", "no colon here"]),
+            st.text(alphabet="ab ;=:\t\xa0\xe9", max_size=6),
+        ),
+        max_size=5,
+    ),
+    ends=st.lists(st.sampled_from([b"\r\n", b"\n"]), min_size=8, max_size=8),
+    receive=st.sampled_from([1, 2, 5, 64, 65536]),
+)
+def test_a_head_read_in_any_split_gives_its_headers(
+    fields: list[tuple[str, str]], ends: list[bytes], receive: int
+) -> None:
+    # Lines ended by CRLF or a bare LF, received whole or a few bytes at a time.
+    lines = [b"HTTP/1.1 200 OK", b"Content-Length: 5"]
+    expected = {"content-length": "5"}
+    for name, value in fields:
+        if name == "no colon here":
+            lines.append(name.encode())  # not a header: skipped
+            continue
+        lines.append(f"{name}:{value}".encode("latin-1"))
+        text = value.encode("latin-1").strip().decode("latin-1")  # ASCII spaces only
+        key = name.lower()
+        expected[key] = f"{expected[key]}, {text}" if key in expected else text
+    # A body that holds what a blank line looks like, after a head that may end in LF.
+    body = b"o\n\r\nk"
+    wire = b"".join(line + end for line, end in zip(lines + [b""], ends, strict=False)) + body
+    old = transport.RECEIVE_SIZE
+    transport.RECEIVE_SIZE = receive
+    try:
+        with RawServer([Raw([wire]), reply(b"next")]) as server, client() as c:
+            with c.request("GET", server.url, {}) as response:
+                assert response.headers == expected
+                assert body_of(response) == body
+            assert get(server, c) == b"next"  # the head and body ended where they should
+    finally:
+        transport.RECEIVE_SIZE = old
+
+
 def test_a_sized_body_and_a_body_to_the_close() -> None:
     to_close = Raw([b"HTTP/1.0 200 OK\r\n\r\nall of ", b"it"], then="close")
     with RawServer([reply(b"sized body"), to_close, reply(b"again")]) as server:
