@@ -46,6 +46,8 @@ class Log:
         self._write(event, level, echo, fields)
 
     def _write(self, event: str, level: str, echo: bool, fields: dict[str, Any]) -> None:
+        # Every event comes here, whichever method logged it: a subclass that says its
+        # lines its own way (the supervisor's Journal) overrides this.
         ts = now_iso()
         record: dict[str, Any] = {"ts": ts, "level": level, "event": event}
         record["process"] = self.process

@@ -68,7 +68,7 @@ def line(event: str, fields: Mapping[str, Any]) -> str:
 class Journal(Log):
     """A Log whose warnings and errors on the stream name their process or route."""
 
-    def event(self, event: str, level: str = "info", *, echo: bool = True, **fields: Any) -> None:
-        super().event(event, level, echo=False, **fields)
+    def _write(self, event: str, level: str, echo: bool, fields: dict[str, Any]) -> None:
+        super()._write(event, level, False, fields)
         if echo and self.echo is not None and level in ("warning", "error"):
             print(f"loom: {self.process}: {line(event, fields)}", file=self.echo, flush=True)
