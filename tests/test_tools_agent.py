@@ -311,3 +311,34 @@ def test_plugins_installed_while_an_agent_serves_are_offered_from_the_next_messa
     assert run_loom("send", "a", "three").returncode == 0
     wait_for(lambda: len(server.requests) == 3, what="the third request")
     assert offered(server.last) == ["calc", "clock"]
+
+
+def test_an_agent_answers_whatever_loops_of_links_its_plugin_folders_hold(
+    server: LLMServer, loom_home: Path, tmp_path: Path, reap: list
+) -> None:
+    # A project folder that is a loop of links when the agent starts, an entry that
+    # becomes one while it serves: each is a tool problem said once, never a failure.
+    work = tmp_path / "work"
+    (work / ".loom").mkdir(parents=True)
+    plugins = work / ".loom" / "plugins"
+    plugins.symlink_to("plugins")
+    model, _ = MODELS["openai"]
+    runner = spawn_loom("agent", "start", "a", "--model", model, env=env_for(server), cwd=work)
+    reap.append(runner)
+    wait_for(lambda: (loom_home / "agents/a/status").exists(), what="the runner to start")
+    assert run_loom("send", "a", "one").returncode == 0
+    wait_for(lambda: len(log_events(loom_home, "replied")) == 1, what="the first reply")
+    assert offered(server.last) == []
+
+    plugins.unlink()
+    install_example(plugins, "calc")
+    (plugins / "looped").symlink_to("looped")
+    for body in ("two", "three"):
+        assert run_loom("send", "a", body).returncode == 0
+    wait_for(lambda: len(log_events(loom_home, "replied")) == 3, what="two more replies")
+    assert offered(server.last) == ["calc"]
+    assert log_events(loom_home, "failed") == []
+    problems = [e["error"] for e in log_events(loom_home, "tool_problem")]
+    assert len(problems) == 2, problems
+    assert "cannot be listed" in problems[0]
+    assert problems[1] == "a link that leads back to itself"

@@ -123,6 +123,34 @@ def test_a_broken_link_is_a_problem(loom_home: Path, project: Path) -> None:
     assert plugin.problem is not None and plugin.problem.startswith("a broken link")
 
 
+def test_a_loop_of_links_is_a_problem_of_its_own_and_the_others_are_found(
+    loom_home: Path, project: Path
+) -> None:
+    sh_plugin(plugins_of(project), "calc")
+    (plugins_of(project) / "self").symlink_to("self")
+    (plugins_of(project) / "one").symlink_to("two")
+    (plugins_of(project) / "two").symlink_to("one")
+    plugins = by_entry(found(loom_home, project))
+    assert plugins["calc"].usable
+    for name in ("self", "one", "two"):
+        assert plugins[name].problem == "a link that leads back to itself"
+
+
+def test_a_plugin_folder_that_is_a_loop_of_links_is_one_problem(
+    loom_home: Path, project: Path
+) -> None:
+    sh_plugin(loom_home / "plugins", "clock")
+    (project / ".loom").mkdir(parents=True)
+    plugins_of(project).symlink_to("plugins")  # .loom/plugins -> itself
+    [clock, folder] = found(loom_home, project)  # in name order
+    assert (folder.origin, folder.entry) == ("project", plugins_of(project))
+    assert folder.problem is not None and "cannot be listed" in folder.problem
+    assert clock.usable and clock.origin == "global"
+    r = run_loom("tools", cwd=project)
+    assert r.returncode == 0 and r.stderr == ""
+    assert f"problem: the folder {plugins_of(project)} cannot be listed" in r.stdout
+
+
 def test_hidden_entries_are_not_plugins(loom_home: Path, project: Path) -> None:
     sh_plugin(plugins_of(project), "visible")
     sh_plugin(plugins_of(project), "hidden", file_name=".hidden")

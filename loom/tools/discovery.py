@@ -122,6 +122,9 @@ def scan(
         names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as exc:  # a link loop, a folder that cannot be searched
+        problem = f"the folder {folder} cannot be listed: {exc.strerror}"
+        return [Plugin(name=folder.name, entry=folder, origin=origin, problem=problem)]
     found = []
     for entry_name in names:
         entry = folder / entry_name
@@ -154,7 +157,12 @@ def scan(
 def executable_of(entry: Path) -> Path:
     """The program a folder entry stands for, links resolved (so a plugin that looks
     beside itself for files finds them)."""
-    real = entry.resolve()
+    try:
+        real = entry.resolve()
+    except RuntimeError:  # what Python before 3.13 raises for a loop of links
+        raise PluginProblem("a link that leads back to itself") from None
+    except OSError as exc:
+        raise PluginProblem(f"a link that cannot be followed: {exc.strerror}") from None
     if not real.exists():
         raise PluginProblem(f"a broken link to {real}")
     if real.is_dir():
@@ -197,7 +205,7 @@ def settle(folders: Iterable[list[Plugin]]) -> list[Plugin]:
 def _same(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # a loop of links: RuntimeError before Python 3.13
         return a == b
 
 
