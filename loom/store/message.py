@@ -28,6 +28,7 @@ SCHEMA_VERSION = 1
 ID_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 FILENAME_RE = re.compile(r"(\d{1,16})-([A-Za-z0-9]{1,64})\.msg")
 _KNOWN = ("v", "id", "from", "ts", "body", "origin", "error", "to")
+_KNOWN_SET = frozenset(_KNOWN)
 # `"batch": true` marks a body that is the JSON list of the envelopes a `window` or
 # `buffer` gathered (docs/format.md). It is an extra field, which older readers keep as
 # they keep any other, and it describes the body: a new body drops it.
@@ -274,7 +275,8 @@ def from_dict(d: Any) -> Message:
         if not isinstance(to, list) or not all(isinstance(t, str) for t in to):
             raise UnreadableMessage("field 'to' must be a list of strings")
         to = tuple(to)
-    extra = {k: val for k, val in d.items() if k not in _KNOWN}
+    # Nearly every message has no fields of other tools: no copy to make.
+    extra = {} if d.keys() <= _KNOWN_SET else {k: x for k, x in d.items() if k not in _KNOWN}
     return _build(mid, sender, ts, body, origin or None, error, to, v, extra)
 
 
