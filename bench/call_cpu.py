@@ -11,8 +11,11 @@ The OpenAI provider calls the test suite's fake server (tests/llm_server.py, an 
 streamed echo of six SSE events, in a process of its own) `--calls` times after 50 calls
 of warm-up; CPU is this process's user + system time over the loop, so it is the call
 path alone: building the request, the HTTP exchange, reading and parsing the stream.
-The server's own CPU per request is shown beside it. `--base` is a checkout of loom to
-compare with, run by this interpreter with PYTHONPATH set to it; rounds alternate.
+The server's own CPU per request is shown beside it, and so are the user and system
+parts of the CPU and the receives per call (a reader that is done sooner goes back to
+the socket sooner, and against an instant server finds fewer events waiting each time).
+`--base` is a checkout of loom to compare with, run by this interpreter with PYTHONPATH
+set to it; rounds alternate.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,21 +53,47 @@ def measure(calls: int, words: int = 2) -> dict[str, float]:
         request = Request(model, (Turn("user", prompt),))
         for _ in range(50):
             provider.complete(request, lambda text: None)
+        receives = _count_receives()
         server_cpu = _cpu(server.pid)
-        cpu, wall = time.process_time(), time.perf_counter()
+        used, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         for _ in range(calls):
             provider.complete(request, lambda text: None)
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall
         server_cpu = _cpu(server.pid) - server_cpu
     finally:
         server.terminate()
         server.wait()
         server.stdout.close()
+    user, system = after.ru_utime - used.ru_utime, after.ru_stime - used.ru_stime
     return {
-        "cpu_ms": cpu * 1000 / calls,
+        "cpu_ms": (user + system) * 1000 / calls,
+        "user_ms": user * 1000 / calls,
+        "system_ms": system * 1000 / calls,
+        "receives": receives[0] / calls if receives else -1.0,
         "wall_ms": wall * 1000 / calls,
         "server_ms": server_cpu * 1000 / calls,
     }
+
+
+def _count_receives() -> list[int]:
+    """Count the receives of loom's HTTP connections from now on: [count], or [] for a
+    loom without its own transport (`--base` of an older checkout)."""
+    try:
+        from loom.providers.transport import Connection
+    except ImportError:
+        return []
+    receive = getattr(Connection, "_recv", None)
+    if receive is None:
+        return []
+    counted = [0]
+
+    def counting(self: Connection, timeout: float | None) -> bytes:
+        counted[0] += 1
+        data: bytes = receive(self, timeout)
+        return data
+
+    Connection._recv = counting  # type: ignore[method-assign]
+    return counted
 
 
 def _cpu(pid: int) -> float:
@@ -107,14 +137,15 @@ def main() -> None:
         order = list(sides) if index % 2 == 0 else list(reversed(sides))
         for side in order:
             runs[side].append(round_of(sides[side], args.calls, args.words))
-    print("side    CPU per call  wall per call  server CPU per request")
+    print("side    CPU per call  user      system    receives  wall per call  server CPU")
     medians = {}
     for side, figures in runs.items():
         m = {k: statistics.median(f[k] for f in figures) for k in figures[0]}
         medians[side] = m
+        receives = f"{m['receives']:.1f}" if m["receives"] >= 0 else "-"
         print(
-            f"{side:<7} {m['cpu_ms']:.3f} ms      {m['wall_ms']:.3f} ms       "
-            f"{m['server_ms']:.3f} ms"
+            f"{side:<7} {m['cpu_ms']:.3f} ms      {m['user_ms']:.3f} ms  {m['system_ms']:.3f} ms  "
+            f"{receives:<9} {m['wall_ms']:.3f} ms       {m['server_ms']:.3f} ms"
         )
     if "before" in medians:
         ratio = medians["after"]["cpu_ms"] / medians["before"]["cpu_ms"]
