@@ -41,11 +41,10 @@ ERROR_BODY_LIMIT = 64 * KiB
 # instead of holding up the call.
 DRAIN_WAIT = 0.5
 DRAIN_LIMIT = 64 * KiB
-# Sent with every request besides the provider's own headers. Compression is declined:
-# a stream of small events gains little from it and costs CPU on both sides.
 # A request body: compact and ASCII, built once (`json_encoder`).
 _encode_body = json_encoder(separators=(",", ":"))
-
+# Sent with every request besides the provider's own headers. Compression is declined:
+# a stream of small events gains little from it and costs CPU on both sides.
 COMMON_HEADERS = {
     "User-Agent": transport.USER_AGENT,
     "Accept-Encoding": "identity",

@@ -80,21 +80,10 @@ class OpenAIWireProvider(HttpProvider):
                 raise self._chunk_error(chunk["error"])
             if "usage" in chunk and isinstance(chunk["usage"], dict):
                 usage = _usage(chunk["usage"])
-            # Nearly every event: one choice, a delta of text. Anything else takes the
-            # functions that check each part.
-            choices = chunk.get("choices")
-            first = choices[0] if type(choices) is list and choices else None
-            if type(first) is dict and first.get("index", 0) == 0:
-                delta = first.get("delta")
-                if type(delta) is not dict:
-                    delta = {}
-            else:
-                delta = _first_choice(chunk, "delta", self.name)
+            delta = _first_choice(chunk, "delta", self.name)
             if not delta:
                 continue
-            text = delta.get("content")
-            if type(text) is not str:
-                text = _text(delta, self.name)
+            text = _text(delta, self.name)
             if text:
                 parts.append(text)
                 on_text(text)

@@ -496,19 +496,13 @@ class Connection:
         # come several to a read); only before a read that may wait is the rest yielded.
         ready: list[bytes] = []
         while True:
-            end = self._buffer.find(b"\n", self._at)
-            if end >= 0:  # _buffered_line, inline: it runs once per chunk
-                line = self._buffer[self._at : end]
-                self._at = end + 1
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-            else:
+            line = self._buffered_line()
+            if line is None:
                 if ready:
                     yield b"".join(ready)
                     ready = []
                 line = self._line()
-            # Plain hex digits, nearly always; _chunk_size judges the rest.
-            size = int(line, 16) if line and not line.strip(_HEX) else _chunk_size(line)
+            size = _chunk_size(line)
             if size == 0:
                 if ready:
                     yield b"".join(ready)
@@ -613,6 +607,8 @@ _HEX = b"0123456789abcdefABCDEF"
 
 
 def _chunk_size(line: bytes) -> int:
+    if line and not line.strip(_HEX):
+        return int(line, 16)  # plain hex digits: nearly every chunk
     digits = line.split(b";", 1)[0].strip()
     if not digits or digits.strip(_HEX):
         raise Broken(f"the server sent a bad chunk size: {line[:40]!r}")

@@ -8,6 +8,7 @@ problem, so `loom tools` can say what to fix.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -159,9 +160,9 @@ def executable_of(entry: Path) -> Path:
     beside itself for files finds them)."""
     try:
         real = entry.resolve()
-    except RuntimeError:  # what Python before 3.13 raises for a loop of links
-        raise PluginProblem("a link that leads back to itself") from None
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # a loop: RuntimeError before Python 3.13
+        if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+            raise PluginProblem("a link that leads back to itself") from None
         raise PluginProblem(f"a link that cannot be followed: {exc.strerror}") from None
     if not real.exists():
         raise PluginProblem(f"a broken link to {real}")
