@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -58,11 +57,10 @@ def test_a_foreground_agent_reports_a_bad_setting_in_one_line(
 
 
 def test_a_bad_restart_setting_stops_a_detached_start_at_once(loom_home: Path) -> None:
-    began = time.monotonic()
     r = run_loom("agent", "start", "a", "--model", "echo", "-d", env={"LOOM_RESTART_BASE": "abc"})
     assert r.returncode == 2, r.stderr
+    # Its own reason, not the 15 s wait's "did not start" for a supervisor that died.
     assert r.stderr == "loom: LOOM_RESTART_BASE must be a number of seconds >= 0, got 'abc'\n"
-    assert time.monotonic() - began < 10  # not the 15 s wait for a supervisor that died
 
 
 def test_the_supervisor_checks_every_setting_when_it_starts(loom_home: Path) -> None:
@@ -78,12 +76,13 @@ def test_a_supervisor_started_on_demand_that_fails_is_reported_not_waited_for(
     # The supervisor cannot create its log folder, so it exits at once with a reason.
     loom_home.mkdir(parents=True)
     (loom_home / "supervisor").write_text("not a folder")
-    began = time.monotonic()
     r = run_loom("agent", "start", "a", "--model", "echo", "-d", timeout=30)
     assert r.returncode == 1, r.stderr
+    # The supervisor's own reason, not the start timeout's "did not start a within 15 s":
+    # the command saw it exit instead of waiting (a bound in seconds fails under load).
     assert r.stderr.startswith("loom: ") and "supervisor/logs" in r.stderr, r.stderr
+    assert "did not start" not in r.stderr
     assert len(r.stderr.splitlines()) == 1
-    assert time.monotonic() - began < 10
 
 
 def test_unset_and_blank_give_the_defaults() -> None:
