@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import run_loom
+from conftest import loom_cmd, run_loom
 from plugin_kit import description, sh_plugin, write_script
 
 from loom.tools.discovery import Plugin, discover, scan
@@ -149,6 +151,41 @@ def test_a_plugin_folder_that_is_a_loop_of_links_is_one_problem(
     r = run_loom("tools", cwd=project)
     assert r.returncode == 0 and r.stderr == ""
     assert f"problem: the folder {plugins_of(project)} cannot be listed" in r.stdout
+
+
+# Root reads through every mode; without these capabilities it is refused like any user.
+NO_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+def test_a_plugin_that_cannot_be_searched_is_a_problem_and_the_others_are_listed(
+    loom_home: Path, project: Path, tmp_path: Path
+) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    sh_plugin(plugins_of(project), "calc")
+    sh_plugin(plugins_of(project) / "locked", "locked")  # a folder plugin, mode 000 below
+    closed = tmp_path / "closed"
+    sh_plugin(closed / "inside", "inside")
+    (plugins_of(project) / "behind").symlink_to(closed / "inside")
+    found(loom_home, project)  # described once while readable: the cache is not the test
+    (plugins_of(project) / "locked").chmod(0)
+    closed.chmod(0)
+    try:
+        r = subprocess.run(
+            [*NO_OVERRIDE, *loom_cmd("tools", "--json")],
+            capture_output=True,
+            text=True,
+            cwd=project,
+            timeout=60,
+        )
+    finally:
+        (plugins_of(project) / "locked").chmod(0o755)
+        closed.chmod(0o755)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    listed = {p["name"]: p for p in json.loads(r.stdout)}
+    assert listed["calc"]["usable"]
+    for name in ("locked", "behind"):
+        assert listed[name]["problem"] == "cannot be used: Permission denied", listed[name]
 
 
 def test_hidden_entries_are_not_plugins(loom_home: Path, project: Path) -> None:

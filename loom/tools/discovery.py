@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -158,22 +159,39 @@ def scan(
 def executable_of(entry: Path) -> Path:
     """The program a folder entry stands for, links resolved (so a plugin that looks
     beside itself for files finds them)."""
+    real = entry
     try:
         real = entry.resolve()
-    except (OSError, RuntimeError) as exc:  # a loop: RuntimeError before Python 3.13
-        if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
-            raise PluginProblem("a link that leads back to itself") from None
-        raise PluginProblem(f"a link that cannot be followed: {exc.strerror}") from None
-    if not real.exists():
-        raise PluginProblem(f"a broken link to {real}")
-    if real.is_dir():
-        inner = real / real.name
-        if not inner.is_file():
-            raise PluginProblem(f"a folder plugin needs an executable named {real.name} inside")
-        return inner
-    if not real.is_file():
-        raise PluginProblem("neither a file nor a folder")
-    return real
+        # What the links lead to. Python 3.13 resolves a loop of links without a word;
+        # stat says ELOOP for it, as it says what else is wrong.
+        mode = os.stat(real).st_mode
+        if stat.S_ISDIR(mode):
+            inner = real / real.name
+            if not _is_file(inner):
+                raise PluginProblem(f"a folder plugin needs an executable named {real.name} inside")
+            return inner
+        if not stat.S_ISREG(mode):
+            raise PluginProblem("neither a file nor a folder")
+        return real
+    except FileNotFoundError:
+        raise PluginProblem(f"a broken link to {real}") from None
+    except RuntimeError:  # a loop of links, as Path.resolve says it before Python 3.13
+        raise PluginProblem(_LOOP) from None
+    except OSError as exc:  # a loop, or a folder on the way that cannot be searched
+        problem = _LOOP if exc.errno == errno.ELOOP else f"cannot be used: {exc.strerror}"
+        raise PluginProblem(problem) from None
+
+
+_LOOP = "a link that leads back to itself"
+
+
+def _is_file(path: Path) -> bool:
+    """Whether `path` is a regular file; False when it is not there. Every other error
+    is raised (Path.is_file hides them from Python 3.13 on)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def settle(folders: Iterable[list[Plugin]]) -> list[Plugin]:
